@@ -1,0 +1,68 @@
+"""``memobert_pretrain`` criterion: the masked objectives' losses, with exact per-objective metrics."""
+
+from dataclasses import dataclass
+
+import torch
+from fairseq import metrics, utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+from ..objectives import OBJECTIVE_REGISTRY
+
+__all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
+
+
+@dataclass
+class MemobertPretrainCriterionConfig(FairseqDataclass):
+    pass
+
+
+@register_criterion("memobert_pretrain", dataclass=MemobertPretrainCriterionConfig)
+class MemobertPretrainCriterion(FairseqCriterion):
+    """Sum over the batch's objectives of weight x mean loss per masked unit.
+
+    The returned loss is already a per-batch mean, so ``sample_size`` is 1 and fairseq
+    averages batches across workers and ``--update-freq`` steps alike. Every logging
+    output has each objective's sums (zero when it was not drawn), so workers always
+    all-reduce the same keys, and ``reduce_metrics`` derives ratios from summed counts.
+    """
+
+    def __init__(self, cfg: MemobertPretrainCriterionConfig, task):
+        super().__init__(task)
+
+    def forward(self, model, sample, reduce: bool = True):
+        logging_output = {"ntokens": sample["ntokens"], "nsentences": sample["nsentences"], "sample_size": 1}
+        for objective in self.task.objectives.values():
+            logging_output.update(dict.fromkeys(objective.sum_keys(), 0))
+        # heads unused by this batch's objective still join the graph (with zero gradient),
+        # so DistributedDataParallel needs no --find-unused-parameters
+        loss = sum(p.sum() for p in model.auxiliary_parameters()) * 0.0
+        if not sample["objectives"]:  # nothing maskable in the batch: a zero step through the encoder
+            loss = loss + model(**sample["net_input"]).hidden.sum() * 0.0
+        for name, masked in sample["objectives"].items():
+            objective = self.task.objectives[name]
+            output = model(**{**sample["net_input"], **masked["net_input"]})
+            result = objective.compute_loss(model, output, masked["targets"])
+            if result.count > 0:
+                loss = loss + masked["weight"] * result.loss_sum / result.count
+            logging_output[f"{name}_loss_sum"] = result.loss_sum.detach().item()
+            logging_output[f"{name}_count"] = result.count
+            logging_output[f"{name}_nbatches"] = 1
+            for key, value in result.sums.items():
+                logging_output[f"{name}_{key}"] = value
+        logging_output["loss"] = loss.detach().item()
+        return loss, 1, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
+        batches = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
+        metrics.log_scalar("loss", loss_sum / max(batches, 1), batches, round=4)
+        names = {k[: -len("_count")] for log in logging_outputs[:1] for k in log if k.endswith("_count")}
+        for name in sorted(names):
+            if name in OBJECTIVE_REGISTRY:
+                OBJECTIVE_REGISTRY[name].reduce_metrics(logging_outputs)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -1,0 +1,141 @@
+"""Memory-mapped per-utterance frame features, in the style of HuBERT's feature dumps.
+
+For a split and a stream (``visual``, ``visual_fer``, ``acoustic``) the store is two files::
+
+    {split}.{stream}.npy   float16 [total_frames, dim], all utterances' frames concatenated
+    {split}.{stream}.len   one frame count per line, in utterance order
+
+Reads slice a memory map, so a corpus of any size costs the RAM of one batch.
+Writes stream to disk and become visible only by an atomic rename at ``close()``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["FeatureStore", "FeatureStoreWriter", "feature_paths", "STORE_DTYPE"]
+
+STORE_DTYPE = np.float16
+_COPY_CHUNK_ROWS = 1 << 16
+
+
+def feature_paths(data_dir: str, split: str, stream: str) -> tuple[str, str]:
+    """The ``.npy`` and ``.len`` paths of one split's stream."""
+    prefix = os.path.join(data_dir, f"{split}.{stream}")
+    return prefix + ".npy", prefix + ".len"
+
+
+def _read_lengths(path: str) -> np.ndarray:
+    lengths = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text.isdigit():
+                raise ValueError(f"{path}:{line_no}: expected a frame count, got {text!r}")
+            lengths.append(int(text))
+    return np.asarray(lengths, dtype=np.int64)
+
+
+class FeatureStore:
+    """Read access to one split's stream: ``store[i]`` is utterance i's ``[T, dim]`` frames."""
+
+    def __init__(self, data_dir: str, split: str, stream: str):
+        self.npy_path, self.len_path = feature_paths(data_dir, split, stream)
+        self.stream = stream
+        self.lengths = _read_lengths(self.len_path)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.frames = np.load(self.npy_path, mmap_mode="r")
+        if self.frames.ndim != 2:
+            raise ValueError(f"{self.npy_path}: expected a 2-d frame array, got shape {self.frames.shape}")
+        if self.frames.shape[0] != self.offsets[-1]:
+            raise ValueError(
+                f"{self.npy_path} has {self.frames.shape[0]} frames but {self.len_path} "
+                f"sums to {self.offsets[-1]}: the two files are from different runs"
+            )
+
+    @classmethod
+    def open_if_present(cls, data_dir: str, split: str, stream: str) -> Optional["FeatureStore"]:
+        """The store, or None when the split has no such stream (an absent modality)."""
+        npy_path, len_path = feature_paths(data_dir, split, stream)
+        present = [os.path.exists(p) for p in (npy_path, len_path)]
+        if not any(present):
+            return None
+        if not all(present):
+            missing = npy_path if not present[0] else len_path
+            raise FileNotFoundError(f"{missing} is missing while its companion file exists")
+        return cls(data_dir, split, stream)
+
+    @property
+    def dim(self) -> int:
+        return int(self.frames.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return self.frames[start:end]
+
+
+class FeatureStoreWriter:
+    """Streams utterances' frames into a store; nothing is visible until ``close()``."""
+
+    def __init__(self, data_dir: str, split: str, stream: str, dim: int):
+        self.npy_path, self.len_path = feature_paths(data_dir, split, stream)
+        self.dim = dim
+        os.makedirs(data_dir, exist_ok=True)
+        self._raw_path = self.npy_path + ".partial"
+        self._raw = open(self._raw_path, "wb")
+        self._lengths: list[int] = []
+
+    def append(self, frames: np.ndarray, item: str = "?") -> None:
+        """Add one utterance's ``[T, dim]`` frames (T may be 0); ``item`` names it in errors."""
+        frames = np.asarray(frames)
+        if frames.ndim != 2 or frames.shape[1] != self.dim:
+            raise ValueError(
+                f"{item}: {self.npy_path} expects [frames, {self.dim}] features, got shape {frames.shape}"
+            )
+        stored = frames.astype(STORE_DTYPE)
+        if not np.isfinite(stored).all():
+            raise ValueError(
+                f"{item}: non-finite feature values (NaN/Inf, or beyond float16's range) for {self.npy_path}"
+            )
+        self._raw.write(np.ascontiguousarray(stored).tobytes())
+        self._lengths.append(int(frames.shape[0]))
+
+    def close(self) -> None:
+        """Write the ``.npy`` header and lengths, then rename both into place."""
+        self._raw.close()
+        total = sum(self._lengths)
+        tmp_npy = self.npy_path + ".tmp"
+        raw = np.memmap(self._raw_path, dtype=STORE_DTYPE, mode="r", shape=(total, self.dim)) if total else None
+        out = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=STORE_DTYPE, shape=(total, self.dim))
+        for start in range(0, total, _COPY_CHUNK_ROWS):
+            out[start : start + _COPY_CHUNK_ROWS] = raw[start : start + _COPY_CHUNK_ROWS]
+        out.flush()
+        del out, raw
+        tmp_len = self.len_path + ".tmp"
+        with open(tmp_len, "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{n}\n" for n in self._lengths))
+        os.replace(tmp_npy, self.npy_path)
+        os.replace(tmp_len, self.len_path)
+        os.remove(self._raw_path)
+
+    def abort(self) -> None:
+        """Drop what was written (the store's previous files, if any, stay)."""
+        self._raw.close()
+        if os.path.exists(self._raw_path):
+            os.remove(self._raw_path)
+
+    def __enter__(self) -> "FeatureStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+

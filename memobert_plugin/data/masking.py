@@ -1,0 +1,115 @@
+"""Masking primitives shared by the pretraining objectives: pure numpy, seeded by the caller.
+
+Every function takes a ``numpy.random.Generator`` so that an objective can derive it
+from ``(seed, epoch, index)`` and a rerun masks identically whatever the worker layout.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import numpy as np
+
+__all__ = [
+    "masking_rng",
+    "stochastic_count",
+    "span_mask",
+    "word_spans",
+    "whole_word_mask",
+]
+
+
+def masking_rng(*keys: int) -> np.random.Generator:
+    """A generator determined by integer keys, e.g. ``(seed, epoch, index, salt)``."""
+    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in keys])
+
+
+def stochastic_count(rng: np.random.Generator, expected: float, upper: int) -> int:
+    """An integer with mean ``expected`` (stochastic rounding), at least 1, at most ``upper``.
+
+    Rounding stochastically keeps the masked ratio right on average even for short
+    inputs, where plain rounding would mask far too much or nothing at all.
+    """
+    if upper <= 0:
+        return 0
+    count = int(np.floor(expected + rng.random()))
+    return int(min(max(count, 1), upper))
+
+
+def span_mask(rng: np.random.Generator, length: int, mask_prob: float, span: int) -> np.ndarray:
+    """Non-overlapping spans of ``span`` consecutive frames covering ~``mask_prob`` of ``length``.
+
+    Every placement of k non-overlapping spans is equally likely, so the first and the
+    last frame are as likely to be masked as any other. ``span=1`` gives independent
+    frame masking. An input shorter than one span is masked whole.
+    """
+    mask = np.zeros(length, dtype=bool)
+    if length == 0:
+        return mask
+    span = min(span, length)
+    k = stochastic_count(rng, mask_prob * length / span, length // span)
+    # choose k slots among length - k*(span-1); slot i shifted by i*(span-1) gives disjoint spans
+    slots = np.sort(rng.choice(length - k * (span - 1), size=k, replace=False))
+    starts = slots + np.arange(k) * (span - 1)
+    for start in starts:
+        mask[start : start + span] = True
+    return mask
+
+
+def word_spans(tokens: np.ndarray, maskable: np.ndarray, word_start: np.ndarray) -> List[Tuple[int, int]]:
+    """``[start, end)`` position ranges of words: a word-start token and its continuations.
+
+    ``maskable`` is per position (special tokens are not); ``word_start`` is per token id.
+    A continuation with no word before it (e.g. after truncation) starts its own word.
+    """
+    spans: List[Tuple[int, int]] = []
+    for pos, token in enumerate(tokens):
+        if not maskable[pos]:
+            continue
+        continues = not word_start[token] and spans and spans[-1][1] == pos
+        if continues:
+            spans[-1] = (spans[-1][0], pos + 1)
+        else:
+            spans.append((pos, pos + 1))
+    return spans
+
+
+def whole_word_mask(
+    rng: np.random.Generator,
+    tokens: np.ndarray,
+    maskable: np.ndarray,
+    word_start: np.ndarray,
+    mask_prob: float,
+    mask_idx: int,
+    random_ids: np.ndarray,
+    leave_unmasked_prob: float,
+    random_token_prob: float,
+    whole_word: bool = True,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """BERT masking over whole words (or single tokens when ``whole_word`` is False).
+
+    ~``mask_prob`` of the words are chosen; each chosen word is replaced by [MASK]
+    (1 - leave - random of the time), by random tokens, or kept, as a whole.
+    Returns the new tokens and the boolean mask of positions to predict.
+    """
+    if whole_word:
+        words = word_spans(tokens, maskable, word_start)
+    else:
+        words = [(int(p), int(p) + 1) for p in np.flatnonzero(maskable)]
+    targets = np.zeros(len(tokens), dtype=bool)
+    masked = tokens.copy()
+    k = stochastic_count(rng, mask_prob * len(words), len(words))
+    if k == 0:
+        return masked, targets
+    chosen = rng.choice(len(words), size=k, replace=False)
+    decisions = rng.random(k)
+    for word, u in zip(chosen, decisions):
+        start, end = words[word]
+        targets[start:end] = True
+        if u < leave_unmasked_prob:
+            continue
+        if u < leave_unmasked_prob + random_token_prob:
+            masked[start:end] = rng.choice(random_ids, size=end - start)
+        else:
+            masked[start:end] = mask_idx
+    return masked, targets

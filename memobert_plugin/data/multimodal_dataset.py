@@ -1,0 +1,156 @@
+"""Utterances as text + face frames + speech frames, truncated to the configured limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from fairseq.data import FairseqDataset, data_utils
+
+from .feature_store import FeatureStore
+
+__all__ = ["FRAME_STREAMS", "TextFormat", "FrameLimits", "MultimodalDataset"]
+
+#: frame streams in a data dir; visual_fer holds the FER model's K soft labels per face frame
+FRAME_STREAMS = ("visual", "visual_fer", "acoustic")
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """``[CLS] prefix utterance suffix [SEP]`` within ``max_tokens``.
+
+    Over-long utterances are truncated, never dropped; the prefix and suffix (a prompt
+    template's words) always stay whole.
+    """
+
+    bos: int
+    eos: int
+    max_tokens: int
+    prefix: tuple = ()
+    suffix: tuple = ()
+
+    @property
+    def budget(self) -> int:
+        budget = self.max_tokens - 2 - len(self.prefix) - len(self.suffix)
+        if budget < 0:
+            raise ValueError(f"a text limit of {self.max_tokens} tokens cannot hold the template itself")
+        return budget
+
+    def build(self, body: np.ndarray) -> torch.Tensor:
+        tokens = [self.bos, *self.prefix, *body[: self.budget].tolist(), *self.suffix, self.eos]
+        return torch.tensor(tokens, dtype=torch.long)
+
+    def sizes(self, body_lengths: np.ndarray) -> np.ndarray:
+        return np.minimum(body_lengths, self.budget) + (self.max_tokens - self.budget)
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    visual: int = 36
+    acoustic: int = 64
+
+    def of(self, stream: str) -> int:
+        return self.acoustic if stream == "acoustic" else self.visual
+
+
+class MultimodalDataset(FairseqDataset):
+    """Joins a split's binarized text with its frame streams, index for index.
+
+    ``text`` is a fairseq indexed dataset whose lines end with ``[SEP]`` (fairseq's eos).
+    A stream may be absent (``None``): every utterance then has zero frames of it.
+    """
+
+    def __init__(
+        self,
+        text: FairseqDataset,
+        text_format: TextFormat,
+        pad: int,
+        stores: Dict[str, Optional[FeatureStore]],
+        dims: Dict[str, int],
+        limits: FrameLimits,
+        name: str,
+    ):
+        super().__init__()
+        self.text, self.text_format, self.pad = text, text_format, pad
+        self.stores, self.dims, self.limits = stores, dims, limits
+        body_lengths = np.asarray(text.sizes, dtype=np.int64) - 1
+        self.frame_lengths = {}
+        for stream in FRAME_STREAMS:
+            store = stores.get(stream)
+            if store is not None and len(store) != len(text):
+                raise ValueError(
+                    f"{name}: {store.len_path} lists {len(store)} utterances but the text has {len(text)}; "
+                    "the modalities of this split disagree"
+                )
+            lengths = store.lengths if store is not None else np.zeros(len(text), dtype=np.int64)
+            self.frame_lengths[stream] = np.minimum(lengths, limits.of(stream))
+        if stores.get("visual_fer") is not None and stores.get("visual") is not None:
+            differ = np.flatnonzero(stores["visual_fer"].lengths != stores["visual"].lengths)
+            if len(differ):
+                raise ValueError(
+                    f"{name}: utterance {differ[0]} has {stores['visual'].lengths[differ[0]]} face frames but "
+                    f"{stores['visual_fer'].lengths[differ[0]]} FER label rows"
+                )
+        self.sizes = (
+            text_format.sizes(body_lengths) + self.frame_lengths["visual"] + self.frame_lengths["acoustic"]
+        )
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def _frames(self, stream: str, index: int) -> torch.Tensor:
+        store = self.stores.get(stream)
+        if store is None:
+            return torch.zeros(0, self.dims[stream])
+        frames = store[index][: self.limits.of(stream)]
+        return torch.from_numpy(np.asarray(frames, dtype=np.float32))
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        body = self.text[index].numpy()[:-1]  # drop the binarizer's trailing [SEP]
+        item = {"id": index, "text": self.text_format.build(body)}
+        for stream in FRAME_STREAMS:
+            item[stream] = self._frames(stream, index)
+        return item
+
+    def num_tokens(self, index: int) -> int:
+        return int(self.sizes[index])
+
+    def size(self, index: int) -> int:
+        return int(self.sizes[index])
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        return self.sizes[indices]
+
+    @property
+    def supports_prefetch(self) -> bool:
+        return False
+
+    def collater(self, samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        if len(samples) == 0:
+            return {}
+        net_input: Dict[str, torch.Tensor] = {
+            "src_tokens": data_utils.collate_tokens([s["text"] for s in samples], self.pad)
+        }
+        batch: Dict[str, Any] = {
+            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+            "nsentences": len(samples),
+            "ntokens": int(sum(self.sizes[s["id"]] for s in samples)),
+            "net_input": net_input,
+        }
+        for stream in FRAME_STREAMS:
+            frames, lengths = _pad_frames([s[stream] for s in samples], self.dims[stream])
+            if stream == "visual_fer":
+                batch[stream] = frames  # a target, not a model input
+            else:
+                net_input[stream], net_input[f"{stream}_lengths"] = frames, lengths
+        return batch
+
+
+def _pad_frames(frames: List[torch.Tensor], dim: int):
+    lengths = torch.tensor([len(f) for f in frames], dtype=torch.long)
+    out = torch.zeros(len(frames), int(lengths.max()), dim)
+    for row, f in enumerate(frames):
+        out[row, : len(f)] = f
+    return out, lengths

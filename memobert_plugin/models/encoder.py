@@ -1,0 +1,68 @@
+"""The cross-modality transformer: BERT's post-LayerNorm encoder on ``scaled_dot_product_attention``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TransformerEncoder", "TransformerEncoderLayer", "LAYER_NORM_EPS"]
+
+LAYER_NORM_EPS = 1e-12  # BERT's
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused q/k/v projection."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {heads} attention heads")
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(batch, length, dim))
+
+
+class TransformerEncoderLayer(nn.Module):
+    """x = LN(x + attn(x)); x = LN(x + ffn(x)), as in BERT."""
+
+    def __init__(self, dim: int, ffn_dim: int, heads: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.attention = SelfAttention(dim, heads, attention_dropout)
+        self.attention_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.ffn_in = nn.Linear(dim, ffn_dim)
+        self.ffn_out = nn.Linear(ffn_dim, dim)
+        self.ffn_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of encoder layers over one padded sequence."""
+
+    def __init__(self, layers: int, dim: int, ffn_dim: int, heads: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(dim, ffn_dim, heads, dropout, attention_dropout) for _ in range(layers)
+        )
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """``padding_mask`` is True at padded positions, shape ``[batch, length]``."""
+        # bool mask: True = may attend; broadcast over heads and queries
+        attn_mask = (~padding_mask)[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, attn_mask)
+        return x

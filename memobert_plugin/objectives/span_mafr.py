@@ -1,0 +1,13 @@
+"""SpanMAFR: span-masked acoustic frame regression."""
+
+from .base import register_objective
+from .span_frames import FrameMaskingConfig, SpanMaskedFrameRegression
+
+__all__ = ["SpanMAFR"]
+
+
+@register_objective("span_mafr", FrameMaskingConfig)
+class SpanMAFR(SpanMaskedFrameRegression):
+    """Reconstruct masked speech frames from text, faces and the unmasked speech."""
+
+    modality = target_stream = "acoustic"

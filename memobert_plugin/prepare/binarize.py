@@ -1,0 +1,48 @@
+"""Tokenised text -> fairseq mmap indexed dataset, with the dictionary the tasks read.
+
+Writes exactly what ``fairseq-preprocess --user-dir memobert_plugin --task memobert_pretrain
+--only-source --srcdict dict.txt --dataset-impl mmap`` writes (each line's ids, then [SEP]),
+streaming, and renames the files into place only once complete.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+from fairseq.data import indexed_dataset
+
+from ..data.vocabulary import BertVocabulary
+
+__all__ = ["write_dictionary", "TextBinarizer"]
+
+
+def write_dictionary(vocab_txt: str, data_dir: str) -> BertVocabulary:
+    """Copy a BERT vocab.txt as the data dir's fairseq ``dict.txt`` (``token 1`` lines, BERT's order)."""
+    vocab = BertVocabulary.load(vocab_txt)
+    os.makedirs(data_dir, exist_ok=True)
+    tmp = os.path.join(data_dir, "dict.txt.tmp")
+    vocab.save(tmp)
+    os.replace(tmp, os.path.join(data_dir, "dict.txt"))
+    return vocab
+
+
+class TextBinarizer:
+    """``add(pieces)`` per utterance, then ``close()``: ``{prefix}.bin`` and ``{prefix}.idx``."""
+
+    def __init__(self, vocab: BertVocabulary, prefix: str):
+        self.vocab, self.prefix = vocab, prefix
+        self._tmp = prefix + ".partial"
+        self._builder = indexed_dataset.make_builder(self._tmp + ".bin", impl="mmap", vocab_size=len(vocab))
+        self.unknown = 0
+
+    def add(self, pieces: Sequence[str]) -> None:
+        ids = [self.vocab.index(p) for p in pieces]
+        self.unknown += sum(i == self.vocab.unk() and p != self.vocab.unk_word for i, p in zip(ids, pieces))
+        self._builder.add_item(torch.tensor(ids + [self.vocab.eos()], dtype=torch.int64))
+
+    def close(self) -> None:
+        self._builder.finalize(self._tmp + ".idx")
+        for ext in (".bin", ".idx"):
+            os.replace(self._tmp + ext, self.prefix + ext)

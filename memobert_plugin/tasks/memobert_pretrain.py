@@ -1,0 +1,102 @@
+"""``memobert_pretrain``: self-supervised pretraining with the registered objectives."""
+
+import logging
+from dataclasses import dataclass, field, make_dataclass
+from typing import Dict, List
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import TASK_DATACLASS_REGISTRY, register_task
+from hydra.core.config_store import ConfigStore
+from omegaconf import II
+
+from ..conf import MultimodalDataConfig
+from ..data.objective_batches import ObjectiveBatchesDataset
+from ..objectives import OBJECTIVE_REGISTRY, ObjectiveData, PretrainingObjective
+from ..objectives import objective_config_classes, on_objective_registered
+from .multimodal_task import MultimodalTask
+
+__all__ = ["MemobertPretrainConfig", "MemobertPretrainTask", "DEFAULT_OBJECTIVES"]
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "memobert_pretrain"
+#: the paper's four objectives and their sampling ratios (≈ 40/20/20/20)
+DEFAULT_OBJECTIVES = {"wwmlm": 0.4, "span_mvfr": 0.2, "span_mvfc_kl": 0.2, "span_mafr": 0.2}
+
+
+@dataclass
+class PretrainBaseConfig(MultimodalDataConfig):
+    objectives: str = field(
+        default=",".join(DEFAULT_OBJECTIVES),
+        metadata={"help": "comma-separated registered objectives to train"},
+    )
+    objective_ratios: List[float] = field(
+        default_factory=lambda: list(DEFAULT_OBJECTIVES.values()),
+        metadata={"help": "per objective, e.g. '[0.4,0.2,0.2,0.2]': sampling ratio (sample mode) or loss weight (sum mode); 0 disables one"},
+    )
+    objective_mode: ChoiceEnum(["sample", "sum"]) = field(
+        default="sample",
+        metadata={"help": "sample: one objective per training batch, drawn by ratio; sum: all, losses weighted and "
+                  "summed. Validation always scores every objective"},
+    )
+    train_subset: str = II("dataset.train_subset")
+
+
+def _compose_config() -> type:
+    """The task's options: the base fields plus every registered objective's config fields."""
+    return make_dataclass("MemobertPretrainConfig", [], bases=(PretrainBaseConfig, *objective_config_classes()))
+
+
+MemobertPretrainConfig = _compose_config()
+
+
+@register_task(TASK_NAME, dataclass=MemobertPretrainConfig)
+class MemobertPretrainTask(MultimodalTask):
+    """Pretrains MEmoBERT: each batch is conditionally masked for one objective (or each)."""
+
+    def __init__(self, cfg, vocab):
+        super().__init__(cfg, vocab)
+        names, ratios = [n.strip() for n in cfg.objectives.split(",") if n.strip()], list(cfg.objective_ratios)
+        if len(names) != len(ratios):
+            raise ValueError(f"--objectives lists {len(names)} objectives but --objective-ratios {len(ratios)} ratios")
+        unknown = [n for n in names if n not in OBJECTIVE_REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown objectives {unknown}; registered: {sorted(OBJECTIVE_REGISTRY)} "
+                             "(an extension's objectives need its --user-dir)")
+        if any(r < 0 for r in ratios) or sum(ratios) <= 0:
+            raise ValueError(f"--objective-ratios must be >= 0 with a positive sum, got {ratios}")
+        data = ObjectiveData(vocab=vocab, stream_dims=self.stream_dims)
+        self.objectives: Dict[str, PretrainingObjective] = {n: OBJECTIVE_REGISTRY[n](cfg, data) for n in names}
+        self.objective_ratios = ratios
+
+    def add_heads(self, model) -> None:
+        for name, objective in self.objectives.items():
+            head = objective.build_head(model.hidden_dim)
+            if head is not None:
+                model.heads[name] = head
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
+        dataset = self.load_multimodal(split)
+        training = split == self.cfg.train_subset
+        masked = ObjectiveBatchesDataset(
+            dataset,
+            list(self.objectives.values()),
+            self.objective_ratios,
+            mode=str(self.cfg.objective_mode) if training else "sum",
+            seed=self.cfg.seed,
+            fixed_epoch=None if training else 1,
+        )
+        self.datasets[split] = self.shuffled(masked, dataset.sizes, epoch)
+
+
+def _refresh_config() -> None:
+    """An objective registered later (an extension's --user-dir) adds its options to the task."""
+    config = _compose_config()
+    TASK_DATACLASS_REGISTRY[TASK_NAME] = config
+    setattr(MemobertPretrainTask, "__dataclass", config)
+    node = config()
+    node._name = TASK_NAME
+    ConfigStore.instance().store(name=TASK_NAME, group="task", node=node, provider="fairseq")
+
+
+on_objective_registered(_refresh_config)

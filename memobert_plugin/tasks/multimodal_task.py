@@ -1,0 +1,149 @@
+"""What the memobert tasks share: the vocabulary, the feature streams, pretrained initialisation."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from typing import Dict, Optional
+
+import numpy as np
+from fairseq.data import SortDataset, data_utils
+from fairseq.tasks import FairseqTask
+from omegaconf import open_dict
+
+from ..conf import MultimodalDataConfig
+from ..data.feature_store import FeatureStore
+from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
+from ..data.vocabulary import BertVocabulary
+from ..models.pretrained import (
+    bert_shape,
+    load_bert_weights,
+    load_memobert_weights,
+    memobert_checkpoint_shape,
+)
+
+__all__ = ["MultimodalTask", "DEFAULT_STREAM_DIMS"]
+
+logger = logging.getLogger(__name__)
+
+#: dims used when a stream is absent from the whole data dir (FER+ DenseNet, 8 FER+ classes, wav2vec 2.0 base)
+DEFAULT_STREAM_DIMS = {"visual": 342, "visual_fer": 8, "acoustic": 768}
+_MODEL_DIM_FIELDS = {"visual": "visual_feature_dim", "acoustic": "acoustic_feature_dim"}
+
+
+class MultimodalTask(FairseqTask):
+    """Base of ``memobert_pretrain`` and ``memobert_emotion``."""
+
+    cfg: MultimodalDataConfig
+
+    def __init__(self, cfg: MultimodalDataConfig, vocab: BertVocabulary):
+        super().__init__(cfg)
+        self.vocab = vocab
+        self.stream_dims = self._stream_dims(cfg.data)
+
+    @classmethod
+    def setup_task(cls, cfg: MultimodalDataConfig, **kwargs):
+        return cls(cfg, cls.load_dictionary(os.path.join(cfg.data, "dict.txt")))
+
+    @classmethod
+    def load_dictionary(cls, filename: str) -> BertVocabulary:
+        """Used by fairseq-preprocess too (``--task memobert_pretrain``): ids stay BERT's ids."""
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(f"{filename}: no dictionary; the data dir must hold the dict.txt used to binarize it")
+        return BertVocabulary.load(filename)
+
+    @staticmethod
+    def _stream_dims(data_dir: str) -> Dict[str, int]:
+        dims = dict(DEFAULT_STREAM_DIMS)
+        for stream in FRAME_STREAMS:
+            found = sorted(glob.glob(os.path.join(data_dir, f"*.{stream}.npy")))
+            if found:
+                dims[stream] = int(np.load(found[0], mmap_mode="r").shape[1])
+        return dims
+
+    @property
+    def source_dictionary(self) -> BertVocabulary:
+        return self.vocab
+
+    @property
+    def target_dictionary(self) -> BertVocabulary:
+        return self.vocab
+
+    def max_positions(self) -> int:
+        return self.cfg.text_max_tokens + self.cfg.visual_max_frames + self.cfg.acoustic_max_frames
+
+    def text_format(self) -> TextFormat:
+        return TextFormat(self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens)
+
+    def load_multimodal(self, split: str) -> MultimodalDataset:
+        """The split's text and frame streams, checked against each other and the model dims."""
+        path = os.path.join(self.cfg.data, split)
+        text = data_utils.load_indexed_dataset(path, self.vocab)
+        if text is None:
+            raise FileNotFoundError(f"split {split!r}: no binarized text at {path}.bin/.idx")
+        stores = {s: FeatureStore.open_if_present(self.cfg.data, split, s) for s in FRAME_STREAMS}
+        for stream, store in stores.items():
+            if store is not None and store.dim != self.stream_dims[stream]:
+                raise ValueError(
+                    f"{store.npy_path}: {store.dim}-d features, but this data dir's {stream} stream is "
+                    f"{self.stream_dims[stream]}-d elsewhere"
+                )
+        limits = FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
+        return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, limits, path)
+
+    def shuffled(self, dataset, sizes: np.ndarray, epoch: int):
+        """Shuffle (seeded) then sort by length, as fairseq's masked_lm task does."""
+        with data_utils.numpy_seed(self.cfg.seed, epoch):
+            shuffle = np.random.permutation(len(sizes))
+        return SortDataset(dataset, sort_order=[shuffle, sizes])
+
+    # --- model ------------------------------------------------------------------------
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        """Fill feature dims from the data, adopt a pretrained source's shape, load its weights.
+
+        When fairseq rebuilds a model to load a checkpoint into it (``from_checkpoint``),
+        the recorded config is used as is and nothing pretrained is read again.
+        """
+        with open_dict(cfg):
+            if not from_checkpoint:
+                self._adopt_pretrained_shape(cfg)
+            self._check_feature_dims(cfg, from_checkpoint)
+        model = super().build_model(cfg, from_checkpoint)
+        self.add_heads(model)
+        if not from_checkpoint:
+            if cfg.memobert_init:
+                load_memobert_weights(model, cfg.memobert_init).log()
+            elif cfg.bert_init:
+                load_bert_weights(model, cfg.bert_init, self.vocab.symbols).log()
+        return model
+
+    def add_heads(self, model) -> None:
+        """Subclasses attach their heads to ``model.heads`` (before any weights are loaded)."""
+
+    def _adopt_pretrained_shape(self, cfg) -> None:
+        if cfg.memobert_init and cfg.bert_init:
+            raise ValueError("give --memobert-init or --bert-init, not both")
+        if cfg.memobert_init:
+            shape, source = memobert_checkpoint_shape(cfg.memobert_init), cfg.memobert_init
+        elif cfg.bert_init:
+            shape, source = bert_shape(cfg.bert_init), cfg.bert_init
+        else:
+            return
+        changed = {k: v for k, v in shape.items() if cfg.get(k) not in (v, 0)}
+        if changed:
+            logger.info("model shape taken from %s: %s", source, changed)
+        for key, value in shape.items():
+            cfg[key] = value
+
+    def _check_feature_dims(self, cfg, from_checkpoint: bool) -> None:
+        for stream, key in _MODEL_DIM_FIELDS.items():
+            data_dim = self.stream_dims[stream]
+            if not cfg.get(key):
+                cfg[key] = data_dim
+            elif cfg[key] != data_dim:
+                origin = "the checkpoint" if from_checkpoint or cfg.memobert_init else f"--{key.replace('_', '-')}"
+                raise ValueError(
+                    f"{self.cfg.data}: {stream} features are {data_dim}-d but {origin} expects {cfg[key]}-d; "
+                    "extract the features with the same model as the checkpoint's data"
+                )

@@ -1,0 +1,42 @@
+"""memobert: MEmoBERT (multimodal emotion BERT with prompting) as a fairseq plugin."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as handle:
+    LONG_DESCRIPTION = handle.read()
+
+setup(
+    name="memobert",
+    version="0.1.0",
+    description="MEmoBERT: multimodal (text, face, voice) BERT pretraining and prompt-based emotion recognition on fairseq",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["memobert_plugin", "memobert_plugin.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        # official fairseq 0.12 does not import on Python 3.11+; ve-fairseq is a cp311 build of it
+        "fairseq==0.12.2; python_version < '3.11'",
+        "ve-fairseq==0.12.3; python_version >= '3.11'",
+        "numpy",
+        "omegaconf",
+        "sentencepiece",
+        "soundfile",
+        "submitit",
+        "safetensors",
+        "matplotlib",
+    ],
+    extras_require={
+        # reference implementations, used only to check ours in the tests
+        "test": ["pytest", "transformers", "scikit-learn"],
+    },
+    entry_points={
+        "console_scripts": [
+            "memobert-demo-corpus = memobert_plugin.prepare.demo_corpus:main",
+        ],
+    },
+)
