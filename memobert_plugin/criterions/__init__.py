@@ -1,5 +1,11 @@
-"""fairseq criterions: ``memobert_pretrain``."""
+"""fairseq criterions: ``memobert_pretrain`` and ``memobert_emotion``."""
 
+from .memobert_emotion import MemobertEmotionCriterion, MemobertEmotionCriterionConfig
 from .memobert_pretrain import MemobertPretrainCriterion, MemobertPretrainCriterionConfig
 
-__all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
+__all__ = [
+    "MemobertEmotionCriterion",
+    "MemobertEmotionCriterionConfig",
+    "MemobertPretrainCriterion",
+    "MemobertPretrainCriterionConfig",
+]

@@ -1,0 +1,81 @@
+"""``memobert_emotion`` criterion: cross-entropy over the classes, exact WA and UAR.
+
+WA is accuracy; UAR is the mean per-class recall over the classes present in the
+evaluated data. Both are derived in ``reduce_metrics`` from per-class correct/total
+counts that fairseq sums over batches and workers, so they are exact (the authors'
+code averaged per-GPU figures instead). Logs carry fractions; tables print percents.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from fairseq import metrics, utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+__all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig", "weighted_accuracy", "unweighted_average_recall"]
+
+
+@dataclass
+class MemobertEmotionCriterionConfig(FairseqDataclass):
+    pass
+
+
+def weighted_accuracy(correct, total) -> float:
+    """Accuracy from per-class counts."""
+    return sum(correct) / sum(total) if sum(total) > 0 else float("nan")
+
+
+def unweighted_average_recall(correct, total) -> float:
+    """Mean recall over the classes that occur (total > 0)."""
+    recalls = [c / t for c, t in zip(correct, total) if t > 0]
+    return sum(recalls) / len(recalls) if recalls else float("nan")
+
+
+@register_criterion("memobert_emotion", dataclass=MemobertEmotionCriterionConfig)
+class MemobertEmotionCriterion(FairseqCriterion):
+    def __init__(self, cfg: MemobertEmotionCriterionConfig, task):
+        super().__init__(task)
+        self.num_classes = len(task.class_names)
+
+    def forward(self, model, sample, reduce: bool = True):
+        logits = self.task.class_logits(model, sample["net_input"])
+        target = sample["target"]
+        loss = F.cross_entropy(logits.float(), target, reduction="sum")
+        hits = logits.argmax(-1).eq(target)
+        total = torch.bincount(target, minlength=self.num_classes)
+        correct = torch.bincount(target[hits], minlength=self.num_classes)
+        logging_output = {
+            "loss": loss.detach().item(),
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["nsentences"],
+            "sample_size": len(target),
+        }
+        for k in range(self.num_classes):
+            logging_output[f"class{k}_total"] = int(total[k])
+            logging_output[f"class{k}_correct"] = int(correct[k])
+        return loss, len(target), logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
+        sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
+        metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=4)
+        num_classes = sum(1 for key in logging_outputs[0] if key.endswith("_total")) if logging_outputs else 0
+        for k in range(num_classes):
+            for kind in ("total", "correct"):
+                key = f"class{k}_{kind}"
+                metrics.log_scalar_sum(f"_{key}", utils.item(sum(log.get(key, 0) for log in logging_outputs)))
+
+        def counts(meters):
+            return ([meters[f"_class{k}_correct"].sum for k in range(num_classes)],
+                    [meters[f"_class{k}_total"].sum for k in range(num_classes)])
+
+        metrics.log_derived("wa", lambda meters: round(weighted_accuracy(*counts(meters)), 6))
+        metrics.log_derived("uar", lambda meters: round(unweighted_average_recall(*counts(meters)), 6))
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

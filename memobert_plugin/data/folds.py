@@ -1,0 +1,100 @@
+"""Speaker-independent cross-validation folds, and stratified low-resource subsets.
+
+Fold k tests on the k-th speaker (speakers sorted by name). Under the ``session``
+scheme (IEMOCAP: 5 sessions x 2 speakers = 10 folds; MSP-IMPROV: 6 x 2 = 12) the other
+speaker(s) of that session are the validation set and the remaining sessions train;
+under ``speaker`` (leave one speaker out, for corpora without paired sessions) the next
+speaker validates and all others train. No speaker is ever in two of the three sets.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from .utterance_meta import UtteranceMeta
+
+__all__ = ["FoldSplit", "fold_split", "num_folds", "resolve_scheme", "stratified_subset", "CV_SCHEMES"]
+
+CV_SCHEMES = ("auto", "session", "speaker")
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    fold: int
+    scheme: str
+    test_speaker: str
+    valid_speakers: tuple
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+
+    def subset(self, name: str) -> np.ndarray:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+
+def _sessions(meta: Sequence[UtteranceMeta]) -> Dict[str, set]:
+    sessions: Dict[str, set] = {}
+    for row in meta:
+        sessions.setdefault(row.session or row.speaker, set()).add(row.speaker)
+    return sessions
+
+
+def resolve_scheme(meta: Sequence[UtteranceMeta], scheme: str) -> str:
+    """``auto``: ``session`` when every session has at least two speakers, else ``speaker``."""
+    if scheme not in CV_SCHEMES:
+        raise ValueError(f"cross-validation scheme must be one of {CV_SCHEMES}, got {scheme!r}")
+    if scheme != "auto":
+        return scheme
+    return "session" if all(len(s) >= 2 for s in _sessions(meta).values()) else "speaker"
+
+
+def num_folds(meta: Sequence[UtteranceMeta]) -> int:
+    return len({row.speaker for row in meta})
+
+
+def fold_split(meta: Sequence[UtteranceMeta], fold: int, scheme: str = "auto") -> FoldSplit:
+    """Row indices of fold ``fold`` (1-based) for train, valid and test."""
+    scheme = resolve_scheme(meta, scheme)
+    speakers = sorted({row.speaker for row in meta})
+    if not 1 <= fold <= len(speakers):
+        raise ValueError(f"--fold {fold}: the corpus has {len(speakers)} speakers, so folds are 1..{len(speakers)}")
+    test_speaker = speakers[fold - 1]
+    speaker_of = np.array([row.speaker for row in meta])
+    if scheme == "session":
+        session_of = {row.speaker: row.session or row.speaker for row in meta}
+        partners = {s for s in speakers if session_of[s] == session_of[test_speaker]} - {test_speaker}
+        if not partners:
+            raise ValueError(f"session scheme: speaker {test_speaker!r} has no session partner to validate on")
+        valid_speakers = tuple(sorted(partners))
+        train_mask = np.array([session_of[s] != session_of[test_speaker] for s in speaker_of])
+    else:
+        if len(speakers) < 3:
+            raise ValueError("leave-one-speaker-out needs at least 3 speakers (test, validation, training)")
+        valid_speakers = (speakers[fold % len(speakers)],)
+        train_mask = ~np.isin(speaker_of, (test_speaker,) + valid_speakers)
+    return FoldSplit(
+        fold=fold,
+        scheme=scheme,
+        test_speaker=test_speaker,
+        valid_speakers=valid_speakers,
+        train=np.flatnonzero(train_mask),
+        valid=np.flatnonzero(np.isin(speaker_of, valid_speakers)),
+        test=np.flatnonzero(speaker_of == test_speaker),
+    )
+
+
+def stratified_subset(indices: np.ndarray, labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
+    """``fraction`` of ``indices`` drawn per class (at least one each), sorted, reproducible from ``seed``."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return np.asarray(indices)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    chosen: List[np.ndarray] = []
+    for label in np.unique(labels[indices]):
+        members = indices[labels[indices] == label]
+        count = max(1, int(round(fraction * len(members))))
+        chosen.append(rng.choice(members, size=count, replace=False))
+    return np.sort(np.concatenate(chosen))

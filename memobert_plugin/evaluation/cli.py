@@ -1,0 +1,115 @@
+"""``memobert-cv``: run (or just collect) a cross-validation sweep and write the results table.
+
+    memobert-cv run --out cv/ --corpus iemocap=data-bin/iemocap --settings direct,pretrain_prompt \\
+        --pretrained ckpt/checkpoint_best.pt --folds all --seeds 1,2,3 [-- extra fairseq-train args]
+    memobert-cv collect --out cv/
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Dict, List
+
+from ..data.folds import num_folds
+from ..data.utterance_meta import read_meta
+from .cross_validation import SETTINGS, plan_jobs, run_fold_job
+from .results import collect_results, plot_low_resource, summarise, write_csv, write_markdown
+
+__all__ = ["main", "write_tables", "parse_folds"]
+
+logger = logging.getLogger("memobert.cv")
+
+
+def _pairs(values: List[str], flag: str, default_label: str = "") -> Dict[str, str]:
+    pairs = {}
+    for value in values:
+        label, sep, path = value.partition("=")
+        if not sep:
+            label, path = default_label or os.path.basename(os.path.normpath(value)), value
+        if label in pairs:
+            raise SystemExit(f"{flag}: label {label!r} given twice")
+        pairs[label] = path
+    return pairs
+
+
+def parse_folds(spec: str, data: str, corpus_split: str = "all") -> List[int]:
+    """``all``, ``1,2,5`` or ``1-4``."""
+    if spec == "all":
+        return list(range(1, num_folds(read_meta(os.path.join(data, f"{corpus_split}.meta.tsv"))) + 1))
+    folds = []
+    for part in spec.split(","):
+        start, _, end = part.partition("-")
+        folds += list(range(int(start), int(end or start) + 1))
+    return folds
+
+
+def write_tables(out_dir: str) -> str:
+    """Summarise every result under ``out_dir`` into results.md, results.csv and low_resource.png."""
+    rows = summarise(collect_results(out_dir))
+    if not rows:
+        raise SystemExit(f"{out_dir}: no result.json found")
+    table = write_markdown(rows, os.path.join(out_dir, "results.md"))
+    write_csv(rows, os.path.join(out_dir, "results.csv"))
+    if plot_low_resource(rows, os.path.join(out_dir, "low_resource.png")):
+        table += f"\nlow-resource figure: {os.path.join(out_dir, 'low_resource.png')}\n"
+    return table
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memobert-cv", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every missing fold job, then write the tables")
+    collect = sub.add_parser("collect", help="only write the tables from finished jobs")
+    for p in (run, collect):
+        p.add_argument("--out", required=True, help="sweep directory (one subdirectory per job)")
+    run.add_argument("--corpus", action="append", required=True, metavar="NAME=DATA_DIR",
+                     help="a labelled data dir (with all.meta.tsv); repeat for several corpora")
+    run.add_argument("--settings", default="direct,bert_direct,pretrain_finetune,pretrain_prompt",
+                     help=f"comma-separated, from {sorted(SETTINGS)}")
+    run.add_argument("--pretrained", action="append", default=[], metavar="[LABEL=]CHECKPOINT",
+                     help="memobert_pretrain checkpoint for the pretrain_* settings; repeat for one row each")
+    run.add_argument("--bert-init", default="", help="Hugging Face BERT directory for bert_direct")
+    run.add_argument("--folds", default="all", help="'all', '1,2' or '1-4'")
+    run.add_argument("--seeds", default="1,2,3")
+    run.add_argument("--fractions", default="1.0", help="training fractions, e.g. 0.1,0.2,0.5,1.0 (Fig. 3)")
+    run.add_argument("--arch", default="memobert_base")
+    run.add_argument("--lr", type=float, default=None, help="default: 5e-5 on full data, 3e-5 on a fraction")
+    run.add_argument("--max-epoch", type=int, default=15)
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--keep-checkpoints", action="store_true", help="keep each fold's checkpoints after testing")
+    run.add_argument("extra", nargs=argparse.REMAINDER, help="after --: extra fairseq-train arguments")
+    return parser
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout)
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        corpora = _pairs(args.corpus, "--corpus")
+        jobs = plan_jobs(
+            args.out, corpora,
+            settings=[s.strip() for s in args.settings.split(",") if s.strip()],
+            folds={name: parse_folds(args.folds, data) for name, data in corpora.items()},
+            seeds=[int(s) for s in args.seeds.split(",")],
+            fractions=[float(f) for f in args.fractions.split(",")],
+            pretrained=_pairs(args.pretrained, "--pretrained"),
+            bert_init=args.bert_init,
+            arch=args.arch, lr=args.lr, max_epoch=args.max_epoch, batch_size=args.batch_size,
+            keep_checkpoints=args.keep_checkpoints,
+            extra_train_args=[a for a in args.extra if a != "--"],
+        )
+        start = time.monotonic()
+        for done, job in enumerate(jobs, start=1):
+            result = run_fold_job(job)
+            elapsed = time.monotonic() - start
+            eta = elapsed / done * (len(jobs) - done)
+            logger.info("[%d/%d] %s %s frac %g seed %d fold %d: test WA %.4f UAR %.4f (ETA %.0fs)",
+                        done, len(jobs), job.corpus, job.row_label, job.train_fraction, job.seed, job.fold,
+                        result["test"]["wa"], result["test"]["uar"], eta)
+    print(write_tables(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Cross-validation jobs: one fairseq-train + fairseq-validate per corpus x setting x fraction x seed x fold.
+
+Each job trains on its fold's training speakers, keeps the checkpoint best on the
+validation speaker (``--best-checkpoint-metric uar``), then scores the held-out test
+speaker with ``fairseq-validate --valid-subset test`` and writes ``result.json``.
+A job whose ``result.json`` exists is done; an interrupted one resumes from its
+``checkpoint_last.pt`` (fairseq's own resumption), so rerunning a sweep is safe.
+"""
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import memobert_plugin
+
+__all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "PLUGIN_DIR"]
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_DIR = os.path.dirname(os.path.abspath(memobert_plugin.__file__))
+
+#: the paper's four settings: (initialisation, head)
+SETTINGS: Dict[str, tuple] = {
+    "direct": ("none", "finetune"),
+    "bert_direct": ("bert", "finetune"),
+    "pretrain_finetune": ("memobert", "finetune"),
+    "pretrain_prompt": ("memobert", "prompt"),
+}
+
+
+@dataclass
+class FoldJob:
+    """Everything one fold run needs; ``out_dir`` is its own directory."""
+
+    corpus: str
+    data: str
+    setting: str
+    fold: int
+    seed: int
+    out_dir: str
+    train_fraction: float = 1.0
+    pretrained_label: str = ""  # names the pretrained checkpoint (Table 3 ablations get one row each)
+    init_path: str = ""  # --bert-init dir or --memobert-init checkpoint, by setting
+    arch: str = "memobert_base"
+    lr: Optional[float] = None  # None: the paper's 5e-5 on full data, 3e-5 on a fraction
+    max_epoch: int = 15
+    batch_size: int = 32
+    extra_train_args: List[str] = field(default_factory=list)
+    keep_checkpoints: bool = False
+
+    @property
+    def row_label(self) -> str:
+        return f"{self.setting} ({self.pretrained_label})" if self.pretrained_label else self.setting
+
+    @property
+    def result_path(self) -> str:
+        return os.path.join(self.out_dir, "result.json")
+
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 5e-5 if self.train_fraction >= 1.0 else 3e-5
+
+    def task_args(self) -> List[str]:
+        init, head = SETTINGS[self.setting]
+        args = [self.data, "--user-dir", PLUGIN_DIR, "--task", "memobert_emotion", "--fold", str(self.fold),
+                "--emotion-head", head, "--train-fraction", str(self.train_fraction)]
+        if init != "none":
+            if not self.init_path:
+                raise ValueError(f"setting {self.setting} needs a {'BERT directory' if init == 'bert' else 'pretrained checkpoint'}")
+            args += ["--bert-init" if init == "bert" else "--memobert-init", self.init_path]
+        return args
+
+    def train_command(self) -> List[str]:
+        return [
+            _entry_point("fairseq-train"), *self.task_args(),
+            "--arch", self.arch, "--criterion", "memobert_emotion", "--seed", str(self.seed),
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--weight-decay", "0.01", "--clip-norm", "5",
+            "--lr", str(self.learning_rate()), "--lr-scheduler", "fixed",
+            "--max-epoch", str(self.max_epoch), "--batch-size", str(self.batch_size),
+            "--save-dir", os.path.join(self.out_dir, "checkpoints"), "--no-epoch-checkpoints",
+            "--best-checkpoint-metric", "uar", "--maximize-best-checkpoint-metric",
+            "--log-format", "simple", "--log-interval", "50", "--num-workers", "0",
+            *self.extra_train_args,
+        ]
+
+    def validate_command(self) -> List[str]:
+        return [
+            _entry_point("fairseq-validate"), self.data, "--user-dir", PLUGIN_DIR, "--task", "memobert_emotion",
+            "--path", os.path.join(self.out_dir, "checkpoints", "checkpoint_best.pt"),
+            "--valid-subset", "test", "--batch-size", str(self.batch_size), "--log-format", "json", "--num-workers", "0",
+        ]
+
+
+def _entry_point(name: str) -> str:
+    """The console script next to this interpreter (so a venv's fairseq is used even if not on PATH)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), name)
+    return candidate if os.path.exists(candidate) else name
+
+
+def parse_validate_output(text: str, subset: str = "test") -> Dict[str, float]:
+    """The metrics of fairseq-validate's ``--log-format json`` summary line for ``subset``."""
+    for line in reversed(text.splitlines()):
+        marker = f"| {subset} | "
+        if marker in line:
+            payload = json.loads(line.split(marker, 1)[1])
+            prefix = f"{subset}_"
+            return {k[len(prefix):]: float(v) for k, v in payload.items() if k.startswith(prefix)}
+    raise ValueError(f"no '{subset}' summary in fairseq-validate's output:\n{text[-2000:]}")
+
+
+def _run(command: Sequence[str], log_path: str) -> str:
+    logger.info("running: %s", " ".join(shlex.quote(c) for c in command))
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
+        log.flush()
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log.write(proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed (exit {proc.returncode}); see {log_path}:\n{proc.stdout[-3000:]}")
+    return proc.stdout
+
+
+def run_fold_job(job: FoldJob) -> Dict:
+    """Train, select on validation, test; write and return the result (or the existing one)."""
+    if os.path.exists(job.result_path):
+        with open(job.result_path, encoding="utf-8") as handle:
+            return json.load(handle)
+    os.makedirs(job.out_dir, exist_ok=True)
+    log_path = os.path.join(job.out_dir, "train.log")
+    _run(job.train_command(), log_path)
+    metrics = parse_validate_output(_run(job.validate_command(), log_path))
+    result = {**asdict(job), "row": job.row_label, "test": metrics}
+    tmp = job.result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=1)
+    os.replace(tmp, job.result_path)
+    if not job.keep_checkpoints:
+        for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+            path = os.path.join(job.out_dir, "checkpoints", name)
+            if os.path.exists(path):
+                os.remove(path)
+    return result
+
+
+def plan_jobs(
+    out_dir: str,
+    corpora: Dict[str, str],
+    settings: Sequence[str],
+    folds: Dict[str, Sequence[int]],
+    seeds: Sequence[int],
+    fractions: Sequence[float] = (1.0,),
+    pretrained: Optional[Dict[str, str]] = None,
+    bert_init: str = "",
+    **job_options,
+) -> List[FoldJob]:
+    """Every fold job of a sweep. ``pretrained`` maps a label to a checkpoint: each label gets
+    its own pretrain_* rows (one checkpoint: the label is omitted)."""
+    pretrained = pretrained or {}
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; choose from {sorted(SETTINGS)}")
+    jobs = []
+    for corpus, data in corpora.items():
+        for setting in settings:
+            init = SETTINGS[setting][0]
+            if init == "memobert":
+                if not pretrained:
+                    raise ValueError(f"setting {setting} needs --pretrained CHECKPOINT")
+                inits = [(label if len(pretrained) > 1 else "", path) for label, path in pretrained.items()]
+            elif init == "bert":
+                if not bert_init:
+                    raise ValueError(f"setting {setting} needs --bert-init DIR")
+                inits = [("", bert_init)]
+            else:
+                inits = [("", "")]
+            for label, init_path in inits:
+                for fraction in fractions:
+                    for seed in seeds:
+                        for fold in folds[corpus]:
+                            run_dir = os.path.join(
+                                out_dir, corpus, setting + (f"-{label}" if label else ""),
+                                f"frac{fraction:g}", f"seed{seed}", f"fold{fold}",
+                            )
+                            jobs.append(FoldJob(
+                                corpus=corpus, data=data, setting=setting, fold=fold, seed=seed, out_dir=run_dir,
+                                train_fraction=fraction, pretrained_label=label, init_path=init_path, **job_options,
+                            ))
+    return jobs

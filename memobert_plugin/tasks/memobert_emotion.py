@@ -1,0 +1,166 @@
+"""``memobert_emotion``: 4-class emotion recognition, by finetuning or by prompting, per CV fold."""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import List
+
+import torch
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+
+from ..conf import MultimodalDataConfig
+from ..data.folds import CV_SCHEMES, fold_split, stratified_subset
+from ..data.labelled_subset import LabelledSubset
+from ..data.multimodal_dataset import TextFormat
+from ..data.utterance_meta import read_meta
+from ..models.emotion_heads import FINETUNE_HEAD, PromptVerbalizer, finetune_logits, label_pieces_from
+from ..models.heads import MLPHead
+from ..prepare.wordpiece import WordPieceTokenizer
+from .multimodal_task import MultimodalTask
+
+__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask", "UTTERANCE_SLOT"]
+
+logger = logging.getLogger(__name__)
+
+UTTERANCE_SLOT = "{utterance}"
+_SUBSETS = ("train", "valid", "test")
+
+
+@dataclass
+class MemobertEmotionConfig(MultimodalDataConfig):
+    text_max_tokens: int = field(
+        default=120, metadata={"help": "longest text in tokens, template included; the utterance is truncated first"}
+    )
+    corpus_split: str = field(
+        default="all", metadata={"help": "the data dir's split holding every labelled utterance, with {split}.meta.tsv"}
+    )
+    emotion_labels: str = field(
+        default="anger,happy,neutral,sad", metadata={"help": "comma-separated class names, as in the meta file"}
+    )
+    emotion_head: ChoiceEnum(["finetune", "prompt"]) = field(
+        default="finetune",
+        metadata={"help": "finetune: new classifier on [CLS]; prompt: label words at the template's [MASK]"},
+    )
+    prompt_template: str = field(
+        default="{utterance} i am [MASK] .",
+        metadata={"help": "prompt text with one {utterance} slot and one [MASK]; face and voice follow it"},
+    )
+    prompt_label_words: str = field(
+        default="", metadata={"help": "comma-separated word per class for the [MASK] (default: the class names)"}
+    )
+    fold: int = field(default=1, metadata={"help": "cross-validation fold: test on the fold-th speaker (1-based)"})
+    cv_scheme: ChoiceEnum(list(CV_SCHEMES)) = field(
+        default="auto",
+        metadata={"help": "session: validate on the test speaker's session partner (IEMOCAP, MSP-IMPROV); "
+                  "speaker: leave one speaker out, validate on the next; auto: session when sessions pair speakers"},
+    )
+    train_fraction: float = field(
+        default=1.0, metadata={"help": "fraction of the fold's training data, stratified by class (low resource)"}
+    )
+    train_fraction_seed: int = field(default=1, metadata={"help": "seed of the --train-fraction subsample"})
+
+
+@register_task("memobert_emotion", dataclass=MemobertEmotionConfig)
+class MemobertEmotionTask(MultimodalTask):
+    """Train on a fold's training speakers, select on its validation speaker, test on the held-out one.
+
+    ``--valid-subset valid`` (the default) picks checkpoint_best on the validation speaker;
+    ``fairseq-validate --valid-subset test`` scores the test speaker afterwards.
+    """
+
+    cfg: MemobertEmotionConfig
+
+    def __init__(self, cfg: MemobertEmotionConfig, vocab):
+        super().__init__(cfg, vocab)
+        self.class_names = _split_list(cfg.emotion_labels)
+        meta_path = os.path.join(cfg.data, f"{cfg.corpus_split}.meta.tsv")
+        self.meta = read_meta(meta_path)
+        self.labels = self._label_ids(meta_path)
+        self.fold = fold_split(self.meta, cfg.fold, str(cfg.cv_scheme))
+        logger.info(
+            "fold %d (%s): test speaker %s, validation %s, %d/%d/%d utterances",
+            self.fold.fold, self.fold.scheme, self.fold.test_speaker, ",".join(self.fold.valid_speakers),
+            len(self.fold.train), len(self.fold.valid), len(self.fold.test),
+        )
+        self.verbalizer = self._verbalizer() if cfg.emotion_head == "prompt" else None
+        self._corpus = None
+
+    def _label_ids(self, meta_path: str) -> List[int]:
+        index = {name: i for i, name in enumerate(self.class_names)}
+        ids = []
+        for line_no, row in enumerate(self.meta, start=2):
+            if row.label not in index:
+                raise ValueError(
+                    f"{meta_path}:{line_no}: utterance {row.id!r} has label {row.label!r}, not one of {self.class_names} "
+                    "(--emotion-labels); map or remove such utterances when preparing the data"
+                )
+            ids.append(index[row.label])
+        return ids
+
+    def _tokenizer(self) -> WordPieceTokenizer:
+        return WordPieceTokenizer(self.vocab.indices, never_split=[self.vocab[self.vocab.mask_index]])
+
+    def _template_pieces(self):
+        template = self.cfg.prompt_template
+        if template.count(UTTERANCE_SLOT) != 1:
+            raise ValueError(f"--prompt-template {template!r} needs exactly one {UTTERANCE_SLOT}")
+        before, after = template.split(UTTERANCE_SLOT)
+        tokenize = self._tokenizer().tokenize
+        return [self.vocab.index(p) for p in tokenize(before)], [self.vocab.index(p) for p in tokenize(after)]
+
+    def _verbalizer(self) -> PromptVerbalizer:
+        prefix, suffix = self._template_pieces()
+        if (prefix + suffix).count(self.vocab.mask_index) != 1:
+            raise ValueError(f"--prompt-template {self.cfg.prompt_template!r} needs exactly one [MASK]")
+        words = _split_list(self.cfg.prompt_label_words) or self.class_names
+        if len(words) != len(self.class_names):
+            raise ValueError(f"--prompt-label-words has {len(words)} words for {len(self.class_names)} classes")
+        pieces = label_pieces_from(self._tokenizer().tokenize, words, self.vocab)
+        return PromptVerbalizer(pieces, self.vocab.mask_index)
+
+    def text_format(self) -> TextFormat:
+        if self.cfg.emotion_head != "prompt":
+            return super().text_format()
+        prefix, suffix = self._template_pieces()
+        # a label word of n pieces needs n [MASK] slots
+        at = suffix.index(self.vocab.mask_index) if self.vocab.mask_index in suffix else None
+        slots = [self.vocab.mask_index] * self.verbalizer.slots
+        if at is not None:
+            suffix = suffix[:at] + slots + suffix[at + 1 :]
+        else:
+            at = prefix.index(self.vocab.mask_index)
+            prefix = prefix[:at] + slots + prefix[at + 1 :]
+        return TextFormat(self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens, tuple(prefix), tuple(suffix))
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
+        if split not in _SUBSETS:
+            raise ValueError(f"memobert_emotion subsets are {_SUBSETS} of fold {self.cfg.fold}, not {split!r}")
+        if self._corpus is None:
+            self._corpus = self.load_multimodal(self.cfg.corpus_split)
+            if len(self._corpus) != len(self.meta):
+                raise ValueError(
+                    f"{self.cfg.data}: {self.cfg.corpus_split}.meta.tsv has {len(self.meta)} rows but the split has "
+                    f"{len(self._corpus)} utterances"
+                )
+        indices = self.fold.subset(split)
+        if split == "train":
+            indices = stratified_subset(indices, self.labels, self.cfg.train_fraction, self.cfg.train_fraction_seed)
+        dataset = LabelledSubset(self._corpus, indices, self.labels)
+        logger.info("fold %d %s: %d utterances", self.cfg.fold, split, len(dataset))
+        self.datasets[split] = self.shuffled(dataset, dataset.sizes, epoch)
+
+    def add_heads(self, model) -> None:
+        if self.cfg.emotion_head == "finetune":
+            model.heads[FINETUNE_HEAD] = MLPHead(model.hidden_dim, len(self.class_names))
+
+    def class_logits(self, model, net_input) -> torch.Tensor:
+        """``[batch, classes]`` scores for a collated batch's ``net_input``."""
+        output = model(**net_input)
+        if self.verbalizer is not None:
+            return self.verbalizer(model, output, net_input["src_tokens"])
+        return finetune_logits(model, output)
+
+
+def _split_list(text: str) -> List[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -1,0 +1,38 @@
+"""Shared fixtures: the demo corpus, the plugin's path for --user-dir, fairseq CLI runners."""
+
+import os
+import subprocess
+import sys
+
+# fairseq depends on a torchaudio whose compiled library does not load next to this torch;
+# transformers imports it when present, so make the import fail cleanly instead.
+sys.modules["torchaudio"] = None
+
+import pytest  # noqa: E402
+
+import memobert_plugin  # noqa: E402
+from memobert_plugin.prepare.demo_corpus import write_demo_corpus  # noqa: E402
+
+PLUGIN_DIR = os.path.dirname(os.path.abspath(memobert_plugin.__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def plugin_dir() -> str:
+    return PLUGIN_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    """A small demo corpus (fewer utterances than the quickstart's), written once per session."""
+    root = tmp_path_factory.mktemp("demo")
+    return write_demo_corpus(str(root), seed=0, utterances_per_speaker=24, pretrain_utterances=160)
+
+
+def run_cli(args, cwd=None, timeout=600, check=True, env=None) -> subprocess.CompletedProcess:
+    """Run a console command; on failure show its output in the assertion."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
