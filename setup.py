@@ -37,6 +37,8 @@ setup(
     entry_points={
         "console_scripts": [
             "memobert-demo-corpus = memobert_plugin.prepare.demo_corpus:main",
+            "memobert-cv = memobert_plugin.evaluation.cli:main",
+            "memobert-predict = memobert_plugin.inference:main",
         ],
     },
 )

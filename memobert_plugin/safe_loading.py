@@ -11,6 +11,7 @@ unpickling) is still refused.
 
 from __future__ import annotations
 
+import argparse
 import pickle
 from typing import Any, Dict
 
@@ -31,6 +32,7 @@ ALLOWED_GLOBALS = [
     _numpy_scalar_reconstructor(),  # metric values logged as numpy scalars
     np.dtype,
     *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")},
+    argparse.Namespace,  # the options of pre-hydra checkpoints, e.g. the released wav2vec 2.0 wav2vec_small.pt
 ]
 
 

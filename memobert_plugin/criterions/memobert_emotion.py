@@ -15,6 +15,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from .non_finite import report_non_finite
+
 __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig", "weighted_accuracy", "unweighted_average_recall"]
 
 
@@ -53,6 +55,7 @@ class MemobertEmotionCriterion(FairseqCriterion):
             "nsentences": sample["nsentences"],
             "sample_size": len(target),
         }
+        report_non_finite(logging_output["loss"], sample)
         for k in range(self.num_classes):
             logging_output[f"class{k}_total"] = int(total[k])
             logging_output[f"class{k}_correct"] = int(correct[k])

@@ -2,12 +2,12 @@
 
 from dataclasses import dataclass
 
-import torch
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..objectives import OBJECTIVE_REGISTRY
+from .non_finite import report_non_finite
 
 __all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
 
@@ -51,6 +51,7 @@ class MemobertPretrainCriterion(FairseqCriterion):
             for key, value in result.sums.items():
                 logging_output[f"{name}_{key}"] = value
         logging_output["loss"] = loss.detach().item()
+        report_non_finite(logging_output["loss"], sample)
         return loss, 1, logging_output
 
     @staticmethod

@@ -98,7 +98,8 @@ class FeatureStoreWriter:
             raise ValueError(
                 f"{item}: {self.npy_path} expects [frames, {self.dim}] features, got shape {frames.shape}"
             )
-        stored = frames.astype(STORE_DTYPE)
+        with np.errstate(over="ignore"):  # overflow becomes inf, reported just below
+            stored = frames.astype(STORE_DTYPE)
         if not np.isfinite(stored).all():
             raise ValueError(
                 f"{item}: non-finite feature values (NaN/Inf, or beyond float16's range) for {self.npy_path}"

@@ -11,7 +11,7 @@ from fairseq.data import FairseqDataset, data_utils
 
 from .feature_store import FeatureStore
 
-__all__ = ["FRAME_STREAMS", "TextFormat", "FrameLimits", "MultimodalDataset"]
+__all__ = ["FRAME_STREAMS", "TextFormat", "FrameLimits", "MultimodalDataset", "collate_utterances"]
 
 #: frame streams in a data dir; visual_fer holds the FER model's K soft labels per face frame
 FRAME_STREAMS = ("visual", "visual_fer", "acoustic")
@@ -128,24 +128,27 @@ class MultimodalDataset(FairseqDataset):
         return False
 
     def collater(self, samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-        if len(samples) == 0:
-            return {}
-        net_input: Dict[str, torch.Tensor] = {
-            "src_tokens": data_utils.collate_tokens([s["text"] for s in samples], self.pad)
-        }
-        batch: Dict[str, Any] = {
-            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
-            "nsentences": len(samples),
-            "ntokens": int(sum(self.sizes[s["id"]] for s in samples)),
-            "net_input": net_input,
-        }
-        for stream in FRAME_STREAMS:
-            frames, lengths = _pad_frames([s[stream] for s in samples], self.dims[stream])
-            if stream == "visual_fer":
-                batch[stream] = frames  # a target, not a model input
-            else:
-                net_input[stream], net_input[f"{stream}_lengths"] = frames, lengths
-        return batch
+        return collate_utterances(samples, self.pad, self.dims)
+
+
+def collate_utterances(samples: Sequence[Dict[str, Any]], pad: int, dims: Dict[str, int]) -> Dict[str, Any]:
+    """Pad each modality on its own: ``net_input`` for the model, ``visual_fer`` beside it (a target)."""
+    if len(samples) == 0:
+        return {}
+    net_input: Dict[str, torch.Tensor] = {"src_tokens": data_utils.collate_tokens([s["text"] for s in samples], pad)}
+    batch: Dict[str, Any] = {
+        "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+        "nsentences": len(samples),
+        "ntokens": sum(len(s["text"]) + len(s["visual"]) + len(s["acoustic"]) for s in samples),
+        "net_input": net_input,
+    }
+    for stream in FRAME_STREAMS:
+        frames, lengths = _pad_frames([s[stream] for s in samples], dims[stream])
+        if stream == "visual_fer":
+            batch[stream] = frames
+        else:
+            net_input[stream], net_input[f"{stream}_lengths"] = frames, lengths
+    return batch
 
 
 def _pad_frames(frames: List[torch.Tensor], dim: int):

@@ -1,7 +1,7 @@
 """WWMLM: whole-word masked language modelling, conditioned on the intact face and voice streams."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Sequence
+from typing import Any, Dict
 
 import numpy as np
 import torch

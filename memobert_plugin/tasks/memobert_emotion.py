@@ -14,16 +14,13 @@ from ..data.folds import CV_SCHEMES, fold_split, stratified_subset
 from ..data.labelled_subset import LabelledSubset
 from ..data.multimodal_dataset import TextFormat
 from ..data.utterance_meta import read_meta
-from ..models.emotion_heads import FINETUNE_HEAD, PromptVerbalizer, finetune_logits, label_pieces_from
-from ..models.heads import MLPHead
-from ..prepare.wordpiece import WordPieceTokenizer
+from .emotion_readout import EmotionReadout
 from .multimodal_task import MultimodalTask
 
-__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask", "UTTERANCE_SLOT"]
+__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask"]
 
 logger = logging.getLogger(__name__)
 
-UTTERANCE_SLOT = "{utterance}"
 _SUBSETS = ("train", "valid", "test")
 
 
@@ -73,7 +70,8 @@ class MemobertEmotionTask(MultimodalTask):
 
     def __init__(self, cfg: MemobertEmotionConfig, vocab):
         super().__init__(cfg, vocab)
-        self.class_names = _split_list(cfg.emotion_labels)
+        self.readout = EmotionReadout(cfg, vocab)
+        self.class_names = self.readout.class_names
         meta_path = os.path.join(cfg.data, f"{cfg.corpus_split}.meta.tsv")
         self.meta = read_meta(meta_path)
         self.labels = self._label_ids(meta_path)
@@ -83,7 +81,6 @@ class MemobertEmotionTask(MultimodalTask):
             self.fold.fold, self.fold.scheme, self.fold.test_speaker, ",".join(self.fold.valid_speakers),
             len(self.fold.train), len(self.fold.valid), len(self.fold.test),
         )
-        self.verbalizer = self._verbalizer() if cfg.emotion_head == "prompt" else None
         self._corpus = None
 
     def _label_ids(self, meta_path: str) -> List[int]:
@@ -98,40 +95,8 @@ class MemobertEmotionTask(MultimodalTask):
             ids.append(index[row.label])
         return ids
 
-    def _tokenizer(self) -> WordPieceTokenizer:
-        return WordPieceTokenizer(self.vocab.indices, never_split=[self.vocab[self.vocab.mask_index]])
-
-    def _template_pieces(self):
-        template = self.cfg.prompt_template
-        if template.count(UTTERANCE_SLOT) != 1:
-            raise ValueError(f"--prompt-template {template!r} needs exactly one {UTTERANCE_SLOT}")
-        before, after = template.split(UTTERANCE_SLOT)
-        tokenize = self._tokenizer().tokenize
-        return [self.vocab.index(p) for p in tokenize(before)], [self.vocab.index(p) for p in tokenize(after)]
-
-    def _verbalizer(self) -> PromptVerbalizer:
-        prefix, suffix = self._template_pieces()
-        if (prefix + suffix).count(self.vocab.mask_index) != 1:
-            raise ValueError(f"--prompt-template {self.cfg.prompt_template!r} needs exactly one [MASK]")
-        words = _split_list(self.cfg.prompt_label_words) or self.class_names
-        if len(words) != len(self.class_names):
-            raise ValueError(f"--prompt-label-words has {len(words)} words for {len(self.class_names)} classes")
-        pieces = label_pieces_from(self._tokenizer().tokenize, words, self.vocab)
-        return PromptVerbalizer(pieces, self.vocab.mask_index)
-
     def text_format(self) -> TextFormat:
-        if self.cfg.emotion_head != "prompt":
-            return super().text_format()
-        prefix, suffix = self._template_pieces()
-        # a label word of n pieces needs n [MASK] slots
-        at = suffix.index(self.vocab.mask_index) if self.vocab.mask_index in suffix else None
-        slots = [self.vocab.mask_index] * self.verbalizer.slots
-        if at is not None:
-            suffix = suffix[:at] + slots + suffix[at + 1 :]
-        else:
-            at = prefix.index(self.vocab.mask_index)
-            prefix = prefix[:at] + slots + prefix[at + 1 :]
-        return TextFormat(self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens, tuple(prefix), tuple(suffix))
+        return self.readout.text_format()
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
         if split not in _SUBSETS:
@@ -151,16 +116,8 @@ class MemobertEmotionTask(MultimodalTask):
         self.datasets[split] = self.shuffled(dataset, dataset.sizes, epoch)
 
     def add_heads(self, model) -> None:
-        if self.cfg.emotion_head == "finetune":
-            model.heads[FINETUNE_HEAD] = MLPHead(model.hidden_dim, len(self.class_names))
+        self.readout.add_heads(model)
 
     def class_logits(self, model, net_input) -> torch.Tensor:
         """``[batch, classes]`` scores for a collated batch's ``net_input``."""
-        output = model(**net_input)
-        if self.verbalizer is not None:
-            return self.verbalizer(model, output, net_input["src_tokens"])
-        return finetune_logits(model, output)
-
-
-def _split_list(text: str) -> List[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+        return self.readout.class_logits(model, net_input)

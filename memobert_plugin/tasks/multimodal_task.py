@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 from fairseq.data import SortDataset, data_utils

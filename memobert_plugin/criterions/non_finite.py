@@ -1,0 +1,19 @@
+"""Naming the utterances of a batch whose loss is not finite."""
+
+import logging
+import math
+
+__all__ = ["report_non_finite"]
+
+logger = logging.getLogger(__name__)
+
+
+def report_non_finite(loss: float, sample) -> None:
+    """Log the batch's utterance ids when its loss is NaN/Inf.
+
+    fairseq then handles the step as usual: the non-finite gradient norm makes the trainer
+    raise (fp32) or skip the update and lower the loss scale (fp16/amp), so no update is
+    ever made with NaN weights; this log says which data caused it.
+    """
+    if not math.isfinite(loss):
+        logger.error("non-finite loss %s on the batch of utterances (data indices) %s", loss, sample["id"].tolist())

@@ -1,0 +1,79 @@
+"""How the encoder's output becomes emotion-class scores: finetune head or prompt + verbalizer.
+
+Shared by the ``memobert_emotion`` task and by inference (``memobert-predict``), which has
+the checkpoint's task options and vocabulary but no corpus.
+"""
+
+from typing import List
+
+import torch
+
+from ..data.multimodal_dataset import TextFormat
+from ..data.vocabulary import BertVocabulary
+from ..models.emotion_heads import FINETUNE_HEAD, PromptVerbalizer, finetune_logits, label_pieces_from
+from ..models.heads import MLPHead
+from ..prepare.wordpiece import WordPieceTokenizer
+
+__all__ = ["EmotionReadout", "UTTERANCE_SLOT", "split_list"]
+
+UTTERANCE_SLOT = "{utterance}"
+
+
+def split_list(text: str) -> List[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class EmotionReadout:
+    """Reads ``emotion_labels``, ``emotion_head``, ``prompt_template``, ``prompt_label_words``, ``text_max_tokens``."""
+
+    def __init__(self, cfg, vocab: BertVocabulary):
+        self.cfg, self.vocab = cfg, vocab
+        self.class_names = split_list(cfg.emotion_labels)
+        mask_word = vocab[vocab.mask_index]
+        self.tokenizer = WordPieceTokenizer(vocab.indices, never_split=[mask_word])
+        self.verbalizer = self._verbalizer() if cfg.emotion_head == "prompt" else None
+
+    def _template_ids(self):
+        template = self.cfg.prompt_template
+        if template.count(UTTERANCE_SLOT) != 1:
+            raise ValueError(f"--prompt-template {template!r} needs exactly one {UTTERANCE_SLOT}")
+        before, after = template.split(UTTERANCE_SLOT)
+        return self.encode(before), self.encode(after)
+
+    def encode(self, text: str) -> List[int]:
+        """WordPiece ids of a text (no [CLS]/[SEP])."""
+        return [self.vocab.index(p) for p in self.tokenizer.tokenize(text)]
+
+    def _verbalizer(self) -> PromptVerbalizer:
+        prefix, suffix = self._template_ids()
+        if (prefix + suffix).count(self.vocab.mask_index) != 1:
+            raise ValueError(f"--prompt-template {self.cfg.prompt_template!r} needs exactly one [MASK]")
+        words = split_list(self.cfg.prompt_label_words) or self.class_names
+        if len(words) != len(self.class_names):
+            raise ValueError(f"--prompt-label-words has {len(words)} words for {len(self.class_names)} classes")
+        return PromptVerbalizer(label_pieces_from(self.tokenizer.tokenize, words, self.vocab), self.vocab.mask_index)
+
+    def text_format(self) -> TextFormat:
+        bos, eos, limit = self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens
+        if self.verbalizer is None:
+            return TextFormat(bos, eos, limit)
+        prefix, suffix = self._template_ids()
+        slots = [self.vocab.mask_index] * self.verbalizer.slots  # a label word of n pieces needs n slots
+        if self.vocab.mask_index in suffix:
+            at = suffix.index(self.vocab.mask_index)
+            suffix = suffix[:at] + slots + suffix[at + 1:]
+        else:
+            at = prefix.index(self.vocab.mask_index)
+            prefix = prefix[:at] + slots + prefix[at + 1:]
+        return TextFormat(bos, eos, limit, tuple(prefix), tuple(suffix))
+
+    def add_heads(self, model) -> None:
+        if self.verbalizer is None:
+            model.heads[FINETUNE_HEAD] = MLPHead(model.hidden_dim, len(self.class_names))
+
+    def class_logits(self, model, net_input) -> torch.Tensor:
+        """``[batch, classes]`` scores for a collated batch's ``net_input``."""
+        output = model(**net_input)
+        if self.verbalizer is not None:
+            return self.verbalizer(model, output, net_input["src_tokens"])
+        return finetune_logits(model, output)

@@ -1,0 +1,37 @@
+"""fairseq merges task, model, criterion and global options into one namespace and silently keeps
+one of two same-named fields: ours must not collide with each other or with fairseq's."""
+
+import dataclasses
+
+import pytest
+from fairseq.dataclass.configs import FairseqConfig
+from fairseq.optim.adam import FairseqAdamConfig
+from fairseq.optim.lr_scheduler.polynomial_decay_schedule import PolynomialDecayLRScheduleConfig
+
+from memobert_plugin.criterions import MemobertEmotionCriterionConfig, MemobertPretrainCriterionConfig
+from memobert_plugin.models import MemobertConfig
+from memobert_plugin.tasks import MemobertEmotionConfig, MemobertPretrainConfig
+
+# interpolations of fairseq's own values (``II("common.seed")``), not separate options
+SHARED_ON_PURPOSE = {"seed", "train_subset"}
+
+
+def _names(dc) -> set:
+    return {f.name for f in dataclasses.fields(dc) if not f.name.startswith("_")}
+
+
+def _fairseq_names() -> set:
+    names = set()
+    for group in dataclasses.fields(FairseqConfig):
+        if dataclasses.is_dataclass(group.type):
+            names |= _names(group.type)
+    return names | _names(FairseqAdamConfig) | _names(PolynomialDecayLRScheduleConfig)
+
+
+@pytest.mark.parametrize("task", [MemobertPretrainConfig, MemobertEmotionConfig])
+def test_no_collisions(task):
+    ours = [task, MemobertConfig, MemobertPretrainCriterionConfig, MemobertEmotionCriterionConfig]
+    fairseq_names = _fairseq_names()
+    for dc in ours:
+        assert not (_names(dc) & fairseq_names) - SHARED_ON_PURPOSE, dc.__name__
+    assert not _names(task) & _names(MemobertConfig)

@@ -1,0 +1,95 @@
+"""One fold per setting through memobert-cv (fairseq-train + fairseq-validate), checked against sklearn."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, recall_score
+
+from conftest import run_cli
+
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def pretrained(demo_corpus, plugin_dir, tmp_path_factory):
+    save_dir = str(tmp_path_factory.mktemp("pretrain"))
+    run_cli([f"{BIN}/fairseq-train", demo_corpus.pretrain_data, "--user-dir", plugin_dir, "--task", "memobert_pretrain",
+             "--arch", "memobert_tiny", "--criterion", "memobert_pretrain", "--optimizer", "adam", "--lr", "1e-3",
+             "--max-update", "30", "--batch-size", "16", "--num-workers", "0", "--save-dir", save_dir, "--cpu"])
+    return os.path.join(save_dir, "checkpoint_best.pt")
+
+
+def _recompute(checkpoint, data):
+    """The test subset scored in-process from the checkpoint, with sklearn's metrics."""
+    from fairseq import checkpoint_utils
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
+    model = models[0].eval()
+    task.load_dataset("test")
+    dataset = task.dataset("test")
+    batch = dataset.collater([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        predicted = task.class_logits(model, batch["net_input"]).argmax(-1).numpy()
+    truth = batch["target"].numpy()
+    return accuracy_score(truth, predicted), recall_score(truth, predicted, labels=np.unique(truth), average="macro")
+
+
+def test_one_fold_each_setting(demo_corpus, pretrained, tmp_path):
+    out = str(tmp_path / "cv")
+    run_cli([sys.executable, "-m", "memobert_plugin.evaluation.cli", "run", "--out", out,
+             "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", "direct,pretrain_finetune,pretrain_prompt",
+             "--pretrained", pretrained, "--folds", "2", "--seeds", "1", "--arch", "memobert_tiny", "--lr", "1e-3",
+             "--max-epoch", "2", "--batch-size", "16", "--keep-checkpoints"])
+    table = open(os.path.join(out, "results.md")).read()
+    for setting in ("direct", "pretrain_finetune", "pretrain_prompt"):
+        assert f"| {setting} |" in table
+        run_dir = os.path.join(out, "demo", setting, "frac1", "seed1", "fold2")
+        result = json.load(open(os.path.join(run_dir, "result.json")))
+        log = open(os.path.join(run_dir, "train.log")).read()
+        # the checkpoint was chosen on the validation speaker; the test speaker never enters training
+        assert "best_uar" in log and "valid on 'valid' subset" in log and "on 'test'" not in log.split("fairseq-validate")[0]
+        wa, uar = _recompute(os.path.join(run_dir, "checkpoints", "checkpoint_best.pt"), demo_corpus.emotion_data)
+        assert result["test"]["wa"] == pytest.approx(wa, abs=1e-6)
+        assert result["test"]["uar"] == pytest.approx(uar, abs=1e-6)
+    csv_rows = open(os.path.join(out, "results.csv")).read().splitlines()
+    assert len(csv_rows) == 4 and csv_rows[0].startswith("corpus,setting,train_fraction")
+
+
+def test_predict_matches_the_task(demo_corpus, pretrained, tmp_path):
+    """memobert-predict on raw text + feature files gives the task pipeline's probabilities."""
+    out = str(tmp_path / "cv")
+    run_cli([sys.executable, "-m", "memobert_plugin.evaluation.cli", "run", "--out", out,
+             "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", "pretrain_prompt", "--pretrained", pretrained,
+             "--folds", "1", "--seeds", "1", "--arch", "memobert_tiny", "--lr", "1e-3", "--max-epoch", "1",
+             "--batch-size", "16", "--keep-checkpoints"])
+    checkpoint = os.path.join(out, "demo", "pretrain_prompt", "frac1", "seed1", "fold1", "checkpoints", "checkpoint_best.pt")
+    from fairseq import checkpoint_utils
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint])
+    task.load_dataset("test")
+    dataset = task.dataset("test").dataset  # rows in corpus order
+    rows = [dataset[i] for i in range(6)]
+    with torch.no_grad():
+        expected = torch.softmax(task.class_logits(models[0].eval(), dataset.collater(rows)["net_input"]), -1).numpy()
+    lines = ["id\ttext\tvisual\tacoustic"]
+    for row in rows:
+        words = " ".join(task.vocab[t] for t in row["text"][1:-5]).replace(" ##", "")  # drop [CLS] and the template
+        paths = []
+        for stream in ("visual", "acoustic"):
+            if len(row[stream]):
+                paths.append(f"{row['id']}.{stream}.npy")
+                np.save(tmp_path / paths[-1], row[stream].numpy())
+            else:
+                paths.append("")
+        lines.append("\t".join([str(row["id"]), words, *paths]))
+    (tmp_path / "input.tsv").write_text("\n".join(lines) + "\n")
+    result = run_cli([sys.executable, "-m", "memobert_plugin.inference", "--checkpoint", checkpoint,
+                      "--input", str(tmp_path / "input.tsv")])
+    table = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert table[0] == ["id", "prediction", "p_anger", "p_happy", "p_neutral", "p_sad"]
+    got = np.array([[float(x) for x in line[2:]] for line in table[1:]])
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -1,0 +1,69 @@
+"""WA and UAR from summed per-class counts equal scikit-learn's, across batches and workers."""
+
+
+import numpy as np
+import pytest
+import torch
+from fairseq import metrics
+from sklearn.metrics import accuracy_score, recall_score
+
+from memobert_plugin.criterions.memobert_emotion import MemobertEmotionCriterion, MemobertEmotionCriterionConfig
+
+CLASSES = 4
+
+
+class _Task:
+    class_names = ["anger", "happy", "neutral", "sad"]
+
+    @staticmethod
+    def class_logits(model, net_input):
+        return net_input["logits"]
+
+
+def _logging_outputs(y_true, logits, batch_size):
+    criterion = MemobertEmotionCriterion(MemobertEmotionCriterionConfig(), _Task())
+    outputs = []
+    for start in range(0, len(y_true), batch_size):
+        sample = {"net_input": {"logits": logits[start:start + batch_size]}, "target": y_true[start:start + batch_size],
+                  "ntokens": 1, "nsentences": len(y_true[start:start + batch_size])}
+        outputs.append(criterion(None, sample)[2])
+    return outputs
+
+
+def _reduce(outputs):
+    with metrics.aggregate(new_root=True) as agg:
+        MemobertEmotionCriterion.reduce_metrics(outputs)
+        return agg.get_smoothed_values()
+
+
+@pytest.mark.parametrize("absent", [None, 2])
+def test_wa_uar_match_sklearn(absent):
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, CLASSES, 103)  # 103 = 3 x 32 + an uneven last batch of 7
+    if absent is not None:
+        y_true[y_true == absent] = 0  # a class absent from the fold
+    logits = torch.tensor(rng.standard_normal((103, CLASSES)), dtype=torch.float32)
+    y_pred = logits.argmax(-1).numpy()
+    values = _reduce(_logging_outputs(torch.tensor(y_true), logits, 32))
+    assert values["wa"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-6)
+    # UAR averages recall over the classes present in the data
+    assert values["uar"] == pytest.approx(recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro"), abs=1e-6)
+    if absent is not None:
+        # when the absent class is never predicted, that is also sklearn's default macro recall
+        logits[:, absent] = -1e9
+        y_pred = logits.argmax(-1).numpy()
+        values = _reduce(_logging_outputs(torch.tensor(y_true), logits, 32))
+        assert values["uar"] == pytest.approx(recall_score(y_true, y_pred, average="macro"), abs=1e-6)
+
+
+def test_summed_workers_equal_one_worker():
+    """fairseq all-reduces logging outputs by summing keys: the result must not change."""
+    rng = np.random.default_rng(1)
+    y_true = torch.tensor(rng.integers(0, CLASSES, 90))
+    logits = torch.tensor(rng.standard_normal((90, CLASSES)), dtype=torch.float32)
+    outputs = _logging_outputs(y_true, logits, 16)
+    worker_a, worker_b = outputs[0::2], outputs[1::2]
+    summed = [{k: sum(o[k] for o in worker_a) + sum(o[k] for o in worker_b) for k in worker_a[0]}]
+    one, many = _reduce(outputs), _reduce(summed)
+    assert one["wa"] == many["wa"] and one["uar"] == many["uar"]
+    assert one["wa"] == pytest.approx(accuracy_score(y_true, logits.argmax(-1)), abs=1e-6)

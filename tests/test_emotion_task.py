@@ -1,0 +1,90 @@
+"""memobert_emotion: prompt construction, restricted prediction, labels, fold subsets."""
+
+import pytest
+import torch
+
+from memobert_plugin.models.emotion_heads import PromptVerbalizer
+from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
+from memobert_plugin.tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
+
+
+def _task(data, **overrides):
+    return MemobertEmotionTask.setup_task(MemobertEmotionConfig(data=data, seed=1, **overrides))
+
+
+def _words(task, tokens):
+    return [task.vocab[t] for t in tokens]
+
+
+def test_prompt_appended_after_utterance(demo_corpus):
+    task = _task(demo_corpus.emotion_data, emotion_head="prompt")
+    task.load_dataset("test")
+    item = task.datasets["test"].dataset[0]
+    words = _words(task, item["text"])
+    assert words[0] == "[CLS]" and words[-5:] == ["i", "am", "[MASK]", ".", "[SEP]"]
+    assert words.count("[MASK]") == 1
+
+
+def test_long_utterance_truncated_before_the_template(demo_corpus):
+    task = _task(demo_corpus.emotion_data, emotion_head="prompt", text_max_tokens=9)
+    task.load_dataset("train")
+    corpus = task.datasets["train"].dataset.corpus
+    for row in range(20):
+        words = _words(task, corpus[row]["text"])
+        assert len(words) <= 9 and words[-5:] == ["i", "am", "[MASK]", ".", "[SEP]"]
+    with pytest.raises(ValueError, match="cannot hold the template"):
+        _task(demo_corpus.emotion_data, emotion_head="prompt", text_max_tokens=5).load_dataset("train")
+
+
+def test_multi_piece_label_word_gets_one_slot_per_piece(demo_corpus):
+    task = _task(demo_corpus.emotion_data, emotion_head="prompt", prompt_label_words="mad,glad,fine,unhappy")
+    assert task.readout.verbalizer.slots == 2  # un ##happy
+    task.load_dataset("valid")
+    words = _words(task, task.datasets["valid"].dataset[0]["text"])
+    assert words[-6:] == ["i", "am", "[MASK]", "[MASK]", ".", "[SEP]"]
+    with pytest.raises(ValueError, match="label word 'zzzz' is not in the vocabulary"):
+        _task(demo_corpus.emotion_data, emotion_head="prompt", prompt_label_words="mad,glad,fine,zzzz")
+
+
+def test_prediction_restricted_to_label_words():
+    torch.manual_seed(0)
+    cfg = MemobertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32, encoder_attention_heads=2,
+                         visual_feature_dim=3, acoustic_feature_dim=3)
+    model = MemobertModel(cfg, 20, 0).eval()
+    with torch.no_grad():
+        model.lm_head.bias[7] = 100.0  # a non-label word that would win an argmax over the vocabulary
+    label_ids = [[3], [4], [5], [9, 10]]
+    verbalizer = PromptVerbalizer(label_ids, mask_idx=2)
+    tokens = torch.tensor([[1, 11, 12, 2, 2, 13], [1, 14, 2, 2, 13, 0]])
+    with torch.no_grad():
+        out = model(tokens)
+        scores = verbalizer(model, out, tokens)
+        log_probs = torch.log_softmax(model.lm_head(out.layout.modality_states(out.hidden, "text")[tokens == 2]), -1).view(2, 2, -1)
+    assert scores.shape == (2, 4)
+    assert model.lm_head(out.hidden[:, 3]).argmax(-1).tolist() == [7, 7]
+    expected = torch.stack([log_probs[:, 0, 3], log_probs[:, 0, 4], log_probs[:, 0, 5], log_probs[:, 0, 9] + log_probs[:, 1, 10]], 1)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_unknown_label_is_reported(demo_corpus, tmp_path):
+    import shutil
+
+    data = tmp_path / "emotion"
+    shutil.copytree(demo_corpus.emotion_data, data)
+    lines = (data / "all.meta.tsv").read_text().splitlines()
+    lines[3] = lines[3].rsplit("\t", 1)[0] + "\tfrustrated"
+    (data / "all.meta.tsv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"all.meta.tsv:4: utterance '\w+' has label 'frustrated'"):
+        _task(str(data))
+
+
+def test_fold_subsets_and_fraction(demo_corpus):
+    task = _task(demo_corpus.emotion_data, fold=3, train_fraction=0.5)
+    for split in ("train", "valid", "test"):
+        task.load_dataset(split)
+    speakers = {s: {task.meta[i].speaker for i in task.datasets[s].dataset.indices} for s in ("train", "valid", "test")}
+    assert speakers["test"] == {"Ses02F"} and speakers["valid"] == {"Ses02M"}
+    assert "Ses02F" not in speakers["train"] and "Ses02M" not in speakers["train"]
+    assert abs(len(task.datasets["train"]) - 0.5 * len(task.fold.train)) <= 4
+    batch = task.datasets["test"].collater([task.datasets["test"][i] for i in range(4)])
+    assert batch["target"].tolist() == [task.labels[i] for i in batch["id"].tolist()]

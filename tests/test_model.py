@@ -1,0 +1,122 @@
+"""The model: shapes with absent modalities, packing equivalence, BERT parity and initialisation reports."""
+
+import numpy as np
+import pytest
+import torch
+
+from memobert_plugin.data.vocabulary import BertVocabulary
+from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
+from memobert_plugin.models.pretrained import bert_shape, load_bert_weights
+
+VOCAB = 50
+PAD = 0
+
+
+def _model(**overrides):
+    cfg = MemobertConfig(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
+                         visual_feature_dim=6, acoustic_feature_dim=5, **overrides)
+    torch.manual_seed(0)
+    return MemobertModel(cfg, VOCAB, PAD).eval()
+
+
+def _sample(rng, text_len, vis_len, ac_len):
+    return (torch.tensor(rng.integers(1, VOCAB, text_len)), torch.tensor(rng.standard_normal((vis_len, 6)), dtype=torch.float32),
+            torch.tensor(rng.standard_normal((ac_len, 5)), dtype=torch.float32))
+
+
+def _batch(samples):
+    def pad(seqs, width=None):
+        width = max(len(s) for s in seqs)
+        out = torch.zeros((len(seqs), width) + seqs[0].shape[1:], dtype=seqs[0].dtype)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = s
+        return out
+
+    text, vis, ac = zip(*samples)
+    return dict(src_tokens=pad(text), visual=pad(vis), visual_lengths=torch.tensor([len(v) for v in vis]),
+                acoustic=pad(ac), acoustic_lengths=torch.tensor([len(a) for a in ac]))
+
+
+def test_packing_matches_each_sample_alone():
+    """A sample's states in a padded batch equal its states encoded alone: padding never leaks."""
+    rng = np.random.default_rng(0)
+    samples = [_sample(rng, 7, 4, 9), _sample(rng, 3, 0, 5), _sample(rng, 5, 6, 0), _sample(rng, 2, 0, 0)]
+    model = _model()
+    with torch.no_grad():
+        batch_out = model(**_batch(samples))
+        for row, sample in enumerate(samples):
+            alone = model(**_batch([sample]))
+            for modality, length in zip(("text", "visual", "acoustic"), map(len, sample)):
+                if length == 0:
+                    continue
+                expected = alone.layout.modality_states(alone.hidden, modality)[0, :length]
+                got = batch_out.layout.modality_states(batch_out.hidden, modality)[row, :length]
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    lengths = [sum(map(len, s)) for s in samples]
+    assert batch_out.hidden.shape == (4, max(lengths), 32)
+    assert batch_out.padding_mask.sum(1).tolist() == [max(lengths) - n for n in lengths]
+
+
+def test_absent_modalities_whole_batch():
+    rng = np.random.default_rng(1)
+    model = _model()
+    text = torch.tensor(rng.integers(1, VOCAB, (3, 6)))
+    out = model(text)  # no frames at all
+    assert out.hidden.shape == (3, 6, 32) and set(out.layout.spans) == {"text"}
+    out = model(text, visual=torch.zeros(3, 0, 6), visual_lengths=torch.zeros(3, dtype=torch.long))
+    assert out.hidden.shape == (3, 6, 32)
+
+
+def test_masked_frames_hide_their_content():
+    rng = np.random.default_rng(2)
+    model = _model()
+    batch = _batch([_sample(rng, 4, 5, 3)])
+    mask = torch.tensor([[False, True, True, True, False]])
+    with torch.no_grad():
+        a = model(**batch, visual_mask=mask).hidden
+        batch["visual"][0, 1:4] += 100.0  # change only masked frames
+        b = model(**batch, visual_mask=mask).hidden
+    torch.testing.assert_close(a, b)
+
+
+def test_frame_dim_mismatch_is_reported():
+    model = _model()
+    with pytest.raises(ValueError, match="expects 6-d features, got 7-d"):
+        model(torch.ones(1, 3, dtype=torch.long), visual=torch.zeros(1, 2, 7), visual_lengths=torch.tensor([2]))
+
+
+def test_bert_parity_and_init_report(minilm_dir):
+    """Text-only hidden states equal transformers' BertModel on the real MiniLM checkpoint."""
+    from transformers import BertModel, BertTokenizer
+
+    vocab = BertVocabulary.load(f"{minilm_dir}/vocab.txt")
+    cfg = MemobertConfig(visual_feature_dim=342, acoustic_feature_dim=768, **bert_shape(minilm_dir))
+    model = MemobertModel(cfg, len(vocab), vocab.pad()).eval()
+    report = load_bert_weights(model, minilm_dir, vocab.symbols)
+    assert "encoder.layers.5.attention.qkv.weight" in report.loaded and "text.tokens.weight" in report.loaded
+    assert "lm_head.dense.weight" in report.fresh  # a BertModel checkpoint has no MLM head
+    assert "visual.projection.weight" in report.fresh and "acoustic.type_embedding" in report.fresh
+    assert report.unused == []
+    reference = BertModel.from_pretrained(minilm_dir).eval()
+    enc = BertTokenizer(f"{minilm_dir}/vocab.txt")(
+        ["I am so happy to see you!", "the weather was gloomy and I felt miserable about the exam ."],
+        padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference(**enc).last_hidden_state
+        out = model(enc["input_ids"])
+        got = out.layout.modality_states(out.hidden, "text")
+    real = enc["attention_mask"].bool()
+    assert (expected[real] - got[real]).abs().max().item() <= 1e-4
+
+
+def test_bert_init_checks_vocab_and_shape(minilm_dir):
+    vocab = BertVocabulary.load(f"{minilm_dir}/vocab.txt")
+    cfg = MemobertConfig(visual_feature_dim=8, acoustic_feature_dim=8, **bert_shape(minilm_dir))
+    model = MemobertModel(cfg, len(vocab), vocab.pad())
+    symbols = list(vocab.symbols)
+    symbols[2000], symbols[2001] = symbols[2001], symbols[2000]
+    with pytest.raises(ValueError, match="differs from its vocab.txt at id 2000"):
+        load_bert_weights(model, minilm_dir, symbols)
+    small = MemobertModel(MemobertConfig(encoder_layers=2, visual_feature_dim=8, acoustic_feature_dim=8), len(vocab), 0)
+    with pytest.raises(ValueError, match="num_hidden_layers=6 but the model has encoder_layers=2"):
+        load_bert_weights(small, minilm_dir)

@@ -1,0 +1,148 @@
+"""memobert_pretrain's datasets: truncation, conditional masking, determinism, objective mix."""
+
+import collections
+
+import pytest
+import torch
+
+from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainConfig, MemobertPretrainTask
+
+
+def _task(data, **overrides):
+    cfg = MemobertPretrainConfig(data=data, seed=3, train_subset="train", **overrides)
+    return MemobertPretrainTask.setup_task(cfg)
+
+
+@pytest.fixture(scope="module")
+def task(demo_corpus):
+    task = _task(demo_corpus.pretrain_data)
+    task.load_dataset("train")
+    task.load_dataset("valid")
+    return task
+
+
+def _masking(task, split):
+    return task.datasets[split].dataset  # SortDataset -> ObjectiveBatchesDataset
+
+
+def test_limits_truncate_never_drop(task, demo_corpus):
+    corpus = _masking(task, "train").dataset
+    assert len(corpus) == 160  # every utterance of the split is there
+    assert corpus.frame_lengths["visual"].max() == 36 and corpus.frame_lengths["acoustic"].max() == 64
+    longest = max(range(len(corpus)), key=lambda i: corpus.sizes[i])
+    item = corpus[longest]
+    assert len(item["text"]) <= 30 and len(item["visual"]) <= 36 and len(item["acoustic"]) <= 64
+    assert item["text"][0] == task.vocab.bos() and item["text"][-1] == task.vocab.eos()
+    assert corpus.sizes[longest] == len(item["text"]) + len(item["visual"]) + len(item["acoustic"])
+
+
+def _collate(task, ids, split="train"):
+    ds = _masking(task, split)
+    return ds.collater([ds.dataset[i] for i in ids])
+
+
+def test_conditional_masking_touches_one_modality(task):
+    sum_task = _task(task.cfg.data, objective_mode="sum")
+    sum_task.load_dataset("train")
+    batch = _collate(sum_task, range(16))
+    assert set(batch["objectives"]) == {"wwmlm", "span_mvfr", "span_mvfc_kl", "span_mafr"}
+    base = batch["net_input"]
+    expected = {"wwmlm": {"src_tokens"}, "span_mvfr": {"visual_mask"}, "span_mvfc_kl": {"visual_mask"},
+                "span_mafr": {"acoustic_mask"}}
+    for name, masked in batch["objectives"].items():
+        assert set(masked["net_input"]) == expected[name]
+        assert masked["weight"] == pytest.approx(sum_task.cfg.objective_ratios[list(expected).index(name)])
+    # masks stay inside the real frames and real words
+    for modality in ("visual", "acoustic"):
+        mask = batch["objectives"]["span_mafr" if modality == "acoustic" else "span_mvfr"]["net_input"][f"{modality}_mask"]
+        valid = torch.arange(mask.shape[1])[None] < base[f"{modality}_lengths"][:, None]
+        assert mask.any() and not (mask & ~valid).any()
+    mlm = batch["objectives"]["wwmlm"]
+    special = torch.tensor(task.vocab.special_ids())
+    assert not torch.isin(base["src_tokens"][mlm["targets"]["positions"]], special).any()
+    unchanged = ~mlm["targets"]["positions"]
+    assert torch.equal(mlm["net_input"]["src_tokens"][unchanged], base["src_tokens"][unchanged])
+    assert torch.equal(mlm["targets"]["tokens"], base["src_tokens"][mlm["targets"]["positions"]])
+    kl = batch["objectives"]["span_mvfc_kl"]["targets"]["frames"]
+    torch.testing.assert_close(kl.sum(-1), torch.ones(len(kl)), atol=2e-2, rtol=0)
+
+
+def test_masks_reproducible_per_epoch(task):
+    ds = _masking(task, "train")
+    ds.set_epoch(1)
+    a, b = _collate(task, range(8)), _collate(task, range(8))
+    ds.set_epoch(2)
+    c = _collate(task, range(8))
+    ds.set_epoch(1)
+    name = next(iter(a["objectives"]))
+    for key, value in a["objectives"][name]["net_input"].items():
+        assert torch.equal(value, b["objectives"][name]["net_input"][key])
+    differs = set(c["objectives"]) != set(a["objectives"]) or any(
+        not torch.equal(v, c["objectives"][name]["net_input"][k]) for k, v in a["objectives"][name]["net_input"].items())
+    assert differs
+
+
+def test_validation_scores_every_objective_the_same_way_each_epoch(task):
+    ds = _masking(task, "valid")
+    first = _collate(task, range(8), "valid")
+    ds.set_epoch(5)
+    later = _collate(task, range(8), "valid")
+    assert set(first["objectives"]) == {"wwmlm", "span_mvfr", "span_mvfc_kl", "span_mafr"}
+    for name in first["objectives"]:
+        for key, value in first["objectives"][name]["net_input"].items():
+            assert torch.equal(value, later["objectives"][name]["net_input"][key])
+
+
+def test_objectives_drawn_by_ratio(task):
+    ds = _masking(task, "train")
+    samples = [ds.dataset[i] for i in range(160)]
+    usable = [s for s in samples if len(s["visual"]) and len(s["acoustic"])]
+    counts = collections.Counter()
+    for start in range(0, 3000):
+        batch = [dict(s, id=start * 1000 + j) for j, s in enumerate(usable[start % 50 : start % 50 + 4])]
+        counts.update(o.name for o in ds._choose(batch, epoch=1))
+    total = sum(counts.values())
+    for name, ratio in zip(("wwmlm", "span_mvfr", "span_mvfc_kl", "span_mafr"), (0.4, 0.2, 0.2, 0.2)):
+        assert abs(counts[name] / total - ratio) < 0.03
+
+
+def test_objective_skipped_when_nothing_to_mask(task):
+    ds = _masking(task, "train")
+    no_faces = [s for s in (ds.dataset[i] for i in range(160)) if len(s["visual"]) == 0][:3]
+    assert no_faces, "the demo corpus has utterances without faces"
+    for epoch in range(1, 30):
+        chosen = {o.name for o in ds._choose(no_faces, epoch)}
+        assert not chosen & {"span_mvfr", "span_mvfc_kl"}
+
+
+def test_ablation_options(demo_corpus):
+    task = _task(demo_corpus.pretrain_data, mlm_masking_unit="token", frame_mask_span=1,
+                 objectives="wwmlm,span_mafr", objective_ratios=[1.0, 0.0])
+    task.load_dataset("train")
+    ds = _masking(task, "train")
+    for start in range(0, 40, 8):
+        batch = _collate(task, range(start, start + 8))
+        assert set(batch["objectives"]) == {"wwmlm"}
+    assert [o.name for o in ds.objectives] == ["wwmlm", "span_mafr"]
+    with pytest.raises(ValueError, match="unknown objectives \\['nope'\\]"):
+        _task(demo_corpus.pretrain_data, objectives="wwmlm,nope", objective_ratios=[1.0, 1.0])
+    with pytest.raises(ValueError, match="lists 2 objectives but --objective-ratios 1"):
+        _task(demo_corpus.pretrain_data, objectives="wwmlm,span_mafr", objective_ratios=[1.0])
+
+
+def test_max_tokens_counts_every_modality(task):
+    """Batches by --max-tokens: packed batch size (all modalities) stays within the budget."""
+    from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
+
+    cfg = MemobertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32, encoder_attention_heads=2,
+                         visual_feature_dim=task.stream_dims["visual"], acoustic_feature_dim=task.stream_dims["acoustic"])
+    model = MemobertModel(cfg, len(task.vocab), task.vocab.pad()).eval()
+    itr = task.get_batch_iterator(task.dataset("train"), max_tokens=600, seed=1).next_epoch_itr(shuffle=False)
+    seen = 0
+    for batch in itr:
+        with torch.no_grad():
+            out = model(**batch["net_input"])
+        assert out.hidden.shape[0] * out.hidden.shape[1] <= 600
+        assert batch["ntokens"] == int((~out.padding_mask).sum())
+        seen += batch["nsentences"]
+    assert seen == 160
