@@ -4,14 +4,13 @@ from typing import Any, Dict, Sequence
 
 import numpy as np
 import torch
-from fairseq.data import FairseqDataset
 
-from .multimodal_dataset import MultimodalDataset
+from .multimodal_dataset import MultimodalDataset, SizedByAllModalities
 
 __all__ = ["LabelledSubset"]
 
 
-class LabelledSubset(FairseqDataset):
+class LabelledSubset(SizedByAllModalities):
     """Rows ``indices`` of ``corpus``; items keep the corpus row as ``id`` and gain ``label``."""
 
     def __init__(self, corpus: MultimodalDataset, indices: Sequence[int], labels: Sequence[int]):
@@ -29,15 +28,6 @@ class LabelledSubset(FairseqDataset):
         item = self.corpus[row]
         item["label"] = int(self.labels[row])
         return item
-
-    def num_tokens(self, index: int) -> int:
-        return int(self.sizes[index])
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
 
     def collater(self, samples):
         batch = self.corpus.collater(samples)

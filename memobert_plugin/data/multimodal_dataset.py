@@ -11,7 +11,9 @@ from fairseq.data import FairseqDataset, data_utils
 
 from .feature_store import FeatureStore
 
-__all__ = ["FRAME_STREAMS", "TextFormat", "FrameLimits", "MultimodalDataset", "collate_utterances"]
+__all__ = [
+    "FRAME_STREAMS", "TextFormat", "FrameLimits", "SizedByAllModalities", "MultimodalDataset", "collate_utterances",
+]
 
 #: frame streams in a data dir; visual_fer holds the FER model's K soft labels per face frame
 FRAME_STREAMS = ("visual", "visual_fer", "acoustic")
@@ -55,7 +57,22 @@ class FrameLimits:
         return self.acoustic if stream == "acoustic" else self.visual
 
 
-class MultimodalDataset(FairseqDataset):
+class SizedByAllModalities(FairseqDataset):
+    """``sizes[i]``: utterance i's text tokens + face frames + speech frames, what --max-tokens counts."""
+
+    sizes: np.ndarray
+
+    def num_tokens(self, index: int) -> int:
+        return int(self.sizes[index])
+
+    def size(self, index: int) -> int:
+        return int(self.sizes[index])
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        return self.sizes[indices]
+
+
+class MultimodalDataset(SizedByAllModalities):
     """Joins a split's binarized text with its frame streams, index for index.
 
     ``text`` is a fairseq indexed dataset whose lines end with ``[SEP]`` (fairseq's eos).
@@ -113,15 +130,6 @@ class MultimodalDataset(FairseqDataset):
         for stream in FRAME_STREAMS:
             item[stream] = self._frames(stream, index)
         return item
-
-    def num_tokens(self, index: int) -> int:
-        return int(self.sizes[index])
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
 
     @property
     def supports_prefetch(self) -> bool:

@@ -173,23 +173,20 @@ class MemobertModel(BaseFairseqModel):
         return x, padding_mask, SequenceLayout(packed_index, spans)
 
 
-def _set_default(cfg, name: str, value) -> None:
-    setattr(cfg, name, safe_getattr(cfg, name, value))
+def _default_shape(cfg, layers: int, dim: int, ffn: int, heads: int) -> None:
+    """Set the shape fields the command line left unset."""
+    for name, value in (("encoder_layers", layers), ("encoder_embed_dim", dim),
+                        ("encoder_ffn_embed_dim", ffn), ("encoder_attention_heads", heads)):
+        setattr(cfg, name, safe_getattr(cfg, name, value))
 
 
 @register_model_architecture("memobert", "memobert_base")
 def memobert_base(cfg) -> None:
     """BERT-base: 12 layers, hidden 768, 12 heads, FFN 3072."""
-    _set_default(cfg, "encoder_layers", 12)
-    _set_default(cfg, "encoder_embed_dim", 768)
-    _set_default(cfg, "encoder_ffn_embed_dim", 3072)
-    _set_default(cfg, "encoder_attention_heads", 12)
+    _default_shape(cfg, layers=12, dim=768, ffn=3072, heads=12)
 
 
 @register_model_architecture("memobert", "memobert_tiny")
 def memobert_tiny(cfg) -> None:
     """2 layers, hidden 64: for tests and the CPU quickstart."""
-    _set_default(cfg, "encoder_layers", 2)
-    _set_default(cfg, "encoder_embed_dim", 64)
-    _set_default(cfg, "encoder_ffn_embed_dim", 256)
-    _set_default(cfg, "encoder_attention_heads", 4)
+    _default_shape(cfg, layers=2, dim=64, ffn=256, heads=4)

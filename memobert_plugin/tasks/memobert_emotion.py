@@ -83,16 +83,21 @@ class MemobertEmotionTask(MultimodalTask):
         )
         self._corpus = None
 
+    def class_of(self, label: str) -> str:
+        """The class an annotated label belongs to; a task with another label set overrides this."""
+        return label
+
     def _label_ids(self, meta_path: str) -> List[int]:
         index = {name: i for i, name in enumerate(self.class_names)}
         ids = []
         for line_no, row in enumerate(self.meta, start=2):
-            if row.label not in index:
+            name = self.class_of(row.label)
+            if name not in index:
                 raise ValueError(
                     f"{meta_path}:{line_no}: utterance {row.id!r} has label {row.label!r}, not one of {self.class_names} "
                     "(--emotion-labels); map or remove such utterances when preparing the data"
                 )
-            ids.append(index[row.label])
+            ids.append(index[name])
         return ids
 
     def text_format(self) -> TextFormat:

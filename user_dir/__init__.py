@@ -1,0 +1,17 @@
+"""A third-party memobert extension, loaded with ``fairseq-train --user-dir user_dir``.
+
+It adds, without editing ``memobert_plugin``:
+
+* ``span_mafc``: a pretraining objective (span-masked acoustic frame classification against
+  k-means cluster ids, as in HuBERT), registered in memobert's objective registry; its
+  option ``--mafc-codebook`` joins the ``memobert_pretrain`` options.
+* ``memobert_valence``: a downstream task with another label set (3-class valence), built
+  on ``memobert_emotion``.
+"""
+
+import memobert_plugin  # noqa: F401  (registers memobert's tasks, models and objectives first)
+
+from .span_mafc import SpanMAFC, SpanMafcConfig
+from .valence_task import MemobertValenceTask, ValenceConfig
+
+__all__ = ["SpanMAFC", "SpanMafcConfig", "MemobertValenceTask", "ValenceConfig"]
