@@ -32,7 +32,8 @@ class PretrainBaseConfig(MultimodalDataConfig):
     )
     objective_ratios: List[float] = field(
         default_factory=lambda: list(DEFAULT_OBJECTIVES.values()),
-        metadata={"help": "per objective, e.g. '[0.4,0.2,0.2,0.2]': sampling ratio (sample mode) or loss weight (sum mode); 0 disables one"},
+        metadata={"help": "per objective, e.g. '[0.4,0.2,0.2,0.2]': sampling ratio (sample mode) or loss "
+                  "weight (sum mode); 0 disables one"},
     )
     objective_mode: ChoiceEnum(["sample", "sum"]) = field(
         default="sample",
@@ -91,7 +92,8 @@ class MemobertPretrainTask(MultimodalTask):
 
 def _refresh_config() -> None:
     """An objective registered later (an extension's --user-dir) adds its options to the task."""
-    config = _compose_config()
+    global MemobertPretrainConfig
+    config = MemobertPretrainConfig = _compose_config()
     TASK_DATACLASS_REGISTRY[TASK_NAME] = config
     setattr(MemobertPretrainTask, "__dataclass", config)
     node = config()
