@@ -1,0 +1,73 @@
+"""The fairseq-hydra-train configs under examples/*/config resolve to the same configuration as the
+command lines of the corresponding recipe scripts."""
+
+import os
+import re
+import shlex
+
+import pytest
+from fairseq import options
+from fairseq.dataclass.initialize import add_defaults, hydra_init
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from conftest import PLUGIN_DIR, REPO_ROOT
+from memobert_plugin.evaluation.cross_validation import FoldJob
+
+
+def _command(script: str, program: str, variables: dict) -> list:
+    """The arguments of ``program``'s invocation in a bash script (continuations joined, $VARS filled)."""
+    text = open(os.path.join(REPO_ROOT, script)).read().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.strip().startswith(program))
+    line = re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], line)
+    return shlex.split(line)[1:]
+
+
+def _resolved(cfg):
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def _from_command_line(args):
+    return _resolved(convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), args)))
+
+
+def _from_hydra(config_dir, name, overrides):
+    GlobalHydra.instance().clear()
+    hydra_init(name)
+    with initialize_config_dir(config_dir=config_dir, version_base="1.1"):  # fairseq 0.12 uses hydra 1.1 APIs
+        cfg = compose(config_name=name, overrides=overrides)
+    add_defaults(cfg)
+    return _resolved(cfg)
+
+
+def _quickstart_pretrain():
+    return _command("examples/quickstart/run.sh", "fairseq-train",
+                    {"OUT": "/data/out", "PLUGIN": PLUGIN_DIR, "PRETRAIN_UPDATES": "1000"})
+
+
+def _quickstart_cv_job():
+    """The fairseq-train command memobert-cv runs for the quickstart's Pretrain+Prompt fold 1."""
+    job = FoldJob(corpus="demo", data="/data/out/demo/emotion", setting="pretrain_prompt", fold=1, seed=1,
+                  out_dir="/data/out/prompt_fold1", init_path="/data/out/pretrain/checkpoint_best.pt",
+                  arch="memobert_tiny", lr=5e-4, max_epoch=10)
+    command = job.train_command()[1:]
+    command[command.index("--save-dir") + 1] = "/data/out/prompt_fold1"
+    return command
+
+
+@pytest.mark.parametrize("config_dir,config_name,command,overrides", [
+    ("examples/quickstart/config", "pretrain", _quickstart_pretrain,
+     ["task.data=/data/out/demo/pretrain", f"common.user_dir={PLUGIN_DIR}", "checkpoint.save_dir=/data/out/pretrain"]),
+    ("examples/quickstart/config", "emotion_prompt", _quickstart_cv_job,
+     ["task.data=/data/out/demo/emotion", f"common.user_dir={PLUGIN_DIR}", "checkpoint.save_dir=/data/out/prompt_fold1",
+      "model.memobert_init=/data/out/pretrain/checkpoint_best.pt"]),
+])
+def test_hydra_config_equals_command_line(config_dir, config_name, command, overrides):
+    cli = _from_command_line(command())
+    hydra = _from_hydra(os.path.join(REPO_ROOT, config_dir), config_name, overrides)
+    assert hydra["model"].pop("_name") == "memobert" and cli["model"].pop("_name") in ("memobert_tiny", "memobert_base")
+    for section in ("task", "model", "criterion", "optimizer", "lr_scheduler", "common", "dataset", "optimization",
+                    "checkpoint", "distributed_training"):
+        assert hydra[section] == cli[section], section
