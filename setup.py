@@ -32,11 +32,15 @@ setup(
     ],
     extras_require={
         # reference implementations, used only to check ours in the tests
-        "test": ["pytest", "transformers", "scikit-learn"],
+        "test": ["pytest", "transformers", "scikit-learn", "scikit-image"],
+        # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades
+        "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers"],
     },
     entry_points={
         "console_scripts": [
             "memobert-demo-corpus = memobert_plugin.prepare.demo_corpus:main",
+            "memobert-prepare = memobert_plugin.prepare.cli:main",
+            "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.inference:main",
         ],

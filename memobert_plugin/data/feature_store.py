@@ -12,6 +12,7 @@ Writes stream to disk and become visible only by an atomic rename at ``close()``
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Optional
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 __all__ = ["FeatureStore", "FeatureStoreWriter", "feature_paths", "STORE_DTYPE"]
 
 STORE_DTYPE = np.float16
-_COPY_CHUNK_ROWS = 1 << 16
+_COPY_CHUNK_BYTES = 1 << 22
 
 
 def feature_paths(data_dir: str, split: str, stream: str) -> tuple[str, str]:
@@ -112,12 +113,12 @@ class FeatureStoreWriter:
         self._raw.close()
         total = sum(self._lengths)
         tmp_npy = self.npy_path + ".tmp"
-        raw = np.memmap(self._raw_path, dtype=STORE_DTYPE, mode="r", shape=(total, self.dim)) if total else None
-        out = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=STORE_DTYPE, shape=(total, self.dim))
-        for start in range(0, total, _COPY_CHUNK_ROWS):
-            out[start : start + _COPY_CHUNK_ROWS] = raw[start : start + _COPY_CHUNK_ROWS]
-        out.flush()
-        del out, raw
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(STORE_DTYPE)), "fortran_order": False,
+                  "shape": (total, self.dim)}
+        # plain buffered reads and writes: memory-mapping both files would keep every page of them in RSS
+        with open(self._raw_path, "rb") as raw, open(tmp_npy, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, header)
+            shutil.copyfileobj(raw, out, _COPY_CHUNK_BYTES)
         tmp_len = self.len_path + ".tmp"
         with open(tmp_len, "w", encoding="utf-8") as handle:
             handle.write("".join(f"{n}\n" for n in self._lengths))

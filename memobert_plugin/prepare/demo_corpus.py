@@ -18,12 +18,12 @@ import numpy as np
 
 from ..data.feature_store import FeatureStoreWriter
 from .binarize import TextBinarizer, write_dictionary
+from .fer_model import FER_CLASSES
 from .wordpiece import WordPieceTokenizer
 
-__all__ = ["EMOTIONS", "FER_CLASSES", "write_demo_corpus", "DemoCorpus"]
+__all__ = ["EMOTIONS", "write_demo_corpus", "DemoCorpus"]
 
 EMOTIONS = ("anger", "happy", "neutral", "sad")
-FER_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 _FER_OF_EMOTION = {"anger": "anger", "happy": "happiness", "neutral": "neutral", "sad": "sadness"}
 _VISUAL_DIM, _ACOUSTIC_DIM = 342, 768
 

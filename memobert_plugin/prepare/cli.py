@@ -1,0 +1,208 @@
+"""``memobert-prepare``: manifest -> features -> a data dir for ``fairseq-train --task memobert_*``.
+
+Stages (each a subcommand; ``all`` runs them in order):
+
+  manifest       validate the manifest and split it into shards
+  sentencepiece  train a sentencepiece model on the split's texts (instead of a BERT vocab.txt)
+  text           tokenise the transcripts
+  acoustic       wav2vec 2.0 features of the audio        (needs the "extract" extra)
+  visual         speaker's faces -> DenseNet FER features   (needs the "extract" extra)
+  write          assemble dict.txt, binarized text, feature stores, meta.tsv, report.tsv, dataset.json
+
+Every stage resumes where a killed run stopped. See docs/prepare.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import sys
+from typing import List, Optional
+
+from .report import read_problems
+from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
+from .text import TOKENIZERS, TextStage, train_sentencepiece
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger(__name__)
+
+SENTENCEPIECE_MODEL = "sentencepiece.model"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, help="TSV manifest (docs/prepare.md)")
+    parser.add_argument("--out", required=True, help="data dir to write (created if missing)")
+    parser.add_argument("--split", default="train", help="split name of this manifest (default: train)")
+    parser.add_argument("--work-dir", help="where shards and intermediate files go (default: OUT/work/SPLIT)")
+    parser.add_argument("--shard-size", type=int, help=f"utterances per shard (default: as planned before, else "
+                                                        f"{DEFAULT_SHARD_SIZE}); changing it redoes every stage")
+
+
+def _workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=1,
+                        help="extractor processes, each loading the models once and taking whole shards (default: 1)")
+
+
+def _text_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tokenizer", choices=TOKENIZERS, default="wordpiece")
+    parser.add_argument("--vocab", help="BERT vocab.txt (wordpiece), e.g. bert-base-uncased's")
+    parser.add_argument("--spm-model", help=f"sentencepiece model (default: OUT/{SENTENCEPIECE_MODEL}, trained "
+                                            "on this split's texts when missing)")
+    parser.add_argument("--spm-vocab-size", type=int, default=8000)
+    parser.add_argument("--spm-model-type", choices=("unigram", "bpe"), default="unigram")
+
+
+def _acoustic_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--wav2vec2", required=required,
+                        help="fairseq wav2vec2 checkpoint (.pt) or Hugging Face Wav2Vec2Model directory")
+    parser.add_argument("--layer", type=int, help="transformer layer, counted from 1 (default: the last)")
+    parser.add_argument("--pool", type=int, default=3, help="average every N frames (default: 3, 20 -> 60 ms)")
+
+
+def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--fer-model", required=required, help="checkpoint written by memobert-train-fer")
+    parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second (default: 10)")
+
+
+def _extract_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="clip audio and video (default: 10 s)")
+    parser.add_argument("--device", default="cpu", help="torch device for the extractors (cpu, cuda, cuda:1)")
+
+
+def _write_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--require", default="text",
+                        help="comma-separated stages an utterance must pass to be kept (text, acoustic, visual; "
+                             "default: text). A failure in another stage leaves that modality empty")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memobert-prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sub = {name: commands.add_parser(name, help=help_text) for name, help_text in (
+        ("manifest", "validate and shard the manifest"),
+        ("sentencepiece", "train a sentencepiece model on the texts"),
+        ("text", "tokenise"),
+        ("acoustic", "wav2vec 2.0 features"),
+        ("visual", "face expression features"),
+        ("write", "assemble the data dir"),
+        ("all", "every stage; acoustic/visual only when their model is given"),
+    )}
+    for parser_ in sub.values():
+        _common(parser_)
+    for name in ("acoustic", "visual", "all"):
+        _workers(sub[name])
+    for name in ("sentencepiece", "text", "all"):
+        _text_options(sub[name])
+    _acoustic_options(sub["acoustic"], required=True)
+    _acoustic_options(sub["all"], required=False)
+    _visual_options(sub["visual"], required=True)
+    _visual_options(sub["all"], required=False)
+    for name in ("acoustic", "visual", "all"):
+        _extract_options(sub[name])
+    for name in ("write", "all"):
+        _write_options(sub[name])
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> ShardPlan:
+    work_dir = args.work_dir or os.path.join(args.out, "work", args.split)
+    return make_plan(args.manifest, work_dir, args.shard_size)
+
+
+def _entry_texts(plan: ShardPlan):
+    for shard in range(plan.num_shards):
+        yield from (u.text for u in plan.read_entries(shard))
+
+
+def _spm_model(args: argparse.Namespace) -> str:
+    return args.spm_model or os.path.join(args.out, SENTENCEPIECE_MODEL)
+
+
+def _text_stage(args: argparse.Namespace, plan: ShardPlan) -> TextStage:
+    if args.tokenizer == "wordpiece":
+        if not args.vocab:
+            raise ValueError("--tokenizer wordpiece needs --vocab (a BERT vocab.txt)")
+        return TextStage("wordpiece", args.vocab)
+    model = _spm_model(args)
+    if not os.path.isfile(model):
+        if args.spm_model:
+            raise FileNotFoundError(f"--spm-model {model}: no such file")
+        _train_sentencepiece(args, plan)
+    return TextStage("sentencepiece", model)
+
+
+def _train_sentencepiece(args: argparse.Namespace, plan: ShardPlan) -> None:
+    model = _spm_model(args)
+    os.makedirs(os.path.dirname(os.path.abspath(model)), exist_ok=True)
+    logger.info("training sentencepiece (%s, %d pieces) on %d texts -> %s", args.spm_model_type,
+                args.spm_vocab_size, plan.num_entries, model)
+    tokenizer = train_sentencepiece(_entry_texts(plan), model, args.spm_vocab_size, args.spm_model_type)
+    logger.info("sentencepiece vocabulary: %d pieces", len(tokenizer.symbols))
+
+
+def _acoustic_stage(args: argparse.Namespace):
+    from .acoustic import AcousticStage
+
+    return AcousticStage(args.wav2vec2, args.layer, args.pool, args.max_seconds, args.device)
+
+
+def _visual_stage(args: argparse.Namespace):
+    from .visual import VisualStage
+
+    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device)
+
+
+def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
+    from .output import write_output
+
+    require = [s.strip() for s in args.require.split(",") if s.strip()]
+    entry = write_output(plan, args.out, args.split, require)
+    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s; see %s",
+                args.split, entry["utterances"], args.out, entry["dropped"], entry["kept_without"] or "none",
+                os.path.join(args.out, "report.tsv"))
+
+
+def run(args: argparse.Namespace) -> None:
+    plan = _plan(args)
+    command = args.command
+    if command == "manifest":
+        logger.info("%d utterances in %d shards under %s; %d rows rejected (listed in %s)", plan.num_entries,
+                    plan.num_shards, plan.work_dir, len(read_problems(plan.problems_path)), plan.problems_path)
+    elif command == "sentencepiece":
+        _train_sentencepiece(args, plan)
+    elif command == "text":
+        run_stage(_text_stage(args, plan), plan)
+    elif command == "acoustic":
+        run_stage(_acoustic_stage(args), plan, args.workers)
+    elif command == "visual":
+        run_stage(_visual_stage(args), plan, args.workers)
+    elif command == "write":
+        _write(args, plan)
+    else:  # all
+        run_stage(_text_stage(args, plan), plan)
+        for option, make in (("wav2vec2", _acoustic_stage), ("fer_model", _visual_stage)):
+            if getattr(args, option):
+                run_stage(make(args), plan, args.workers)
+            else:
+                logger.info("no --%s: skipping that modality", option.replace("_", "-"))
+        _write(args, plan)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    disable_torchaudio()
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except ModuleNotFoundError as err:
+        sys.exit(f"memobert-prepare: error: {err}; the extractors need: pip install 'memobert[extract]'")
+    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError) as err:
+        sys.exit(f"memobert-prepare: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Faces from video: frames sampled at a fixed rate (PyAV), OpenCV Haar detection, IoU tracking.
+
+Only small crops are kept per detection (the 48x48 face for the expression model and a
+mouth patch for the active-speaker choice), never whole frames, so memory does not depend
+on the video's resolution or length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .fer_model import FACE_SIZE
+from .report import ItemError
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "Detection", "FaceTrack", "HaarFaceDetector", "video_frames", "read_face_folder",
+    "track_faces",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_MOUTH_SIZE = (24, 12)  # width, height of the resampled mouth patch
+_DETECT_MAX_SIDE = 640  # frames are searched at this size at most (speed); boxes are scaled back
+_TRACK_IOU = 0.3
+
+Box = Tuple[int, int, int, int]  # x, y, width, height in frame pixels
+
+
+@dataclass
+class Detection:
+    """One face in one sampled frame."""
+
+    frame: int
+    time: float
+    box: Box
+    face: np.ndarray  # uint8 [48, 48] grey, the expression model's input
+    mouth: np.ndarray  # float32 [12, 24], lower-middle face, brightness-normalised
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+@dataclass
+class FaceTrack:
+    """Detections of (presumably) one person in consecutive sampled frames."""
+
+    detections: List[Detection] = field(default_factory=list)
+
+    @property
+    def last_box(self) -> Box:
+        return self.detections[-1].box
+
+    def faces(self) -> np.ndarray:
+        return np.stack([d.face for d in self.detections])
+
+
+def _crop(gray: np.ndarray, box: Box) -> np.ndarray:
+    x, y, w, h = box
+    return gray[max(y, 0): y + h, max(x, 0): x + w]
+
+
+def _mouth(gray: np.ndarray, box: Box) -> np.ndarray:
+    import cv2
+
+    x, y, w, h = box
+    # the mouth sits in the lower third of a frontal Haar face box, around the middle
+    patch = gray[y + int(0.65 * h): y + int(0.95 * h), x + int(0.25 * w): x + int(0.75 * w)]
+    patch = cv2.resize(patch, _MOUTH_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return patch / max(float(patch.mean()), 1.0)
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade (shipped with OpenCV under ``cv2.data.haarcascades``)."""
+
+    def __init__(self, min_face: int = 30):
+        import cv2
+
+        path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise RuntimeError(f"{path}: OpenCV could not load its Haar cascade")
+        self.min_face = min_face
+
+    def boxes(self, gray: np.ndarray) -> List[Box]:
+        import cv2
+
+        scale = min(1.0, _DETECT_MAX_SIDE / max(gray.shape))
+        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        min_side = max(8, int(self.min_face * scale))
+        found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        return [tuple(int(round(v / scale)) for v in box) for box in found]
+
+    def detect(self, gray: np.ndarray, frame: int, time: float) -> List[Detection]:
+        import cv2
+
+        return [
+            Detection(frame, time, box, cv2.resize(_crop(gray, box), (FACE_SIZE, FACE_SIZE),
+                                                   interpolation=cv2.INTER_AREA), _mouth(gray, box))
+            for box in self.boxes(gray)
+        ]
+
+
+def video_frames(path: str, start: Optional[float], end: Optional[float], fps: float,
+                 max_seconds: Optional[float]) -> Iterator[Tuple[float, np.ndarray]]:
+    """``(seconds from start, grey frame)`` at about ``fps`` frames a second, from start to end."""
+    import av
+
+    if not os.path.isfile(path):
+        raise ItemError(f"missing file: video {path}")
+    begin = start or 0.0
+    stop = end if end is not None else float("inf")
+    if max_seconds is not None:
+        stop = min(stop, begin + max_seconds)
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ItemError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if begin > 0:  # jump to the keyframe before the start instead of decoding from 0
+                container.seek(int(begin / stream.time_base), stream=stream, backward=True, any_frame=False)
+            last_slot = -1
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time < begin:
+                    continue
+                if frame.time >= stop:
+                    break
+                # one frame per 1/fps slot (the epsilon absorbs float error in the timestamps)
+                slot = int(math.floor((frame.time - begin) * fps + 1e-6))
+                if slot > last_slot:
+                    last_slot = slot
+                    yield frame.time - begin, frame.to_ndarray(format="gray")
+    except av.error.FFmpegError as err:
+        raise ItemError(f"unreadable video {path}: {err}") from None
+
+
+def read_face_folder(path: str) -> np.ndarray:
+    """All images in a folder (name order) as ``[N, 48, 48]`` grey faces, used as given."""
+    import cv2
+
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+    faces = []
+    for name in names:
+        image = cv2.imread(os.path.join(path, name), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ItemError(f"unreadable image {os.path.join(path, name)}")
+        faces.append(cv2.resize(image, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA))
+    if not faces:
+        raise ItemError(f"no face: the face folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return np.stack(faces)
+
+
+def _iou(a: Box, b: Box) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
+
+
+def track_faces(frames: List[List[Detection]]) -> List[FaceTrack]:
+    """Link each frame's detections to the track whose last box overlaps most (greedy, IoU >= 0.3)."""
+    tracks: List[FaceTrack] = []
+    for detections in frames:
+        free = list(range(len(tracks)))
+        for det in sorted(detections, key=lambda d: -d.area):
+            scores = [(_iou(tracks[i].last_box, det.box), i) for i in free]
+            best = max(scores, default=(0.0, -1))
+            if best[0] >= _TRACK_IOU:
+                tracks[best[1]].detections.append(det)
+                free.remove(best[1])
+            else:
+                tracks.append(FaceTrack([det]))
+    return tracks

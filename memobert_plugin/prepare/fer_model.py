@@ -1,0 +1,132 @@
+"""The facial-expression model: a DenseNet-BC on 48x48 grey faces, trained on FER+ (8 classes).
+
+With the default depth 100 and growth rate 12 its pooled features are 342-d, the visual
+feature size of the paper. The checkpoint (written by ``memobert-train-fer``) holds the
+architecture with the weights, so the visual extractor rebuilds exactly what was trained.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..safe_loading import load_checkpoint_weights_only
+from .files import atomic_open
+
+__all__ = [
+    "FER_CLASSES", "FACE_SIZE", "DenseNetFER", "FerModel", "face_tensor", "save_fer_checkpoint", "load_fer_model",
+]
+
+#: FER+ expression classes, in the order of the FER+ vote columns
+FER_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+#: FER2013 / FER+ faces are 48x48 greyscale
+FACE_SIZE = 48
+_CHECKPOINT_FORMAT = "memobert-fer-densenet"
+
+
+class _DenseLayer(nn.Module):
+    """BN-ReLU-Conv1x1 (bottleneck, 4k) then BN-ReLU-Conv3x3 (k new channels), concatenated."""
+
+    def __init__(self, channels: int, growth_rate: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 4 * growth_rate, 1, bias=False),
+            nn.BatchNorm2d(4 * growth_rate), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth_rate, growth_rate, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], dim=1)
+
+
+class DenseNetFER(nn.Module):
+    """DenseNet-BC (Huang et al., 2017) with three dense blocks; ``forward`` gives (features, logits)."""
+
+    def __init__(self, depth: int = 100, growth_rate: int = 12, compression: float = 0.5,
+                 num_classes: int = len(FER_CLASSES)):
+        super().__init__()
+        if depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"DenseNet-BC depth must be 6n+4 with n >= 1 (10, 16, ..., 100), got {depth}")
+        self.arch = {"depth": depth, "growth_rate": growth_rate, "compression": compression,
+                     "num_classes": num_classes}
+        layers_per_block = (depth - 4) // 6
+        channels = 2 * growth_rate
+        modules = [nn.Conv2d(1, channels, 3, padding=1, bias=False)]
+        for block in range(3):
+            for _ in range(layers_per_block):
+                modules.append(_DenseLayer(channels, growth_rate))
+                channels += growth_rate
+            if block < 2:
+                reduced = int(channels * compression)
+                modules += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+                            nn.Conv2d(channels, reduced, 1, bias=False), nn.AvgPool2d(2)]
+                channels = reduced
+        modules += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*modules)
+        self.classifier = nn.Linear(channels, num_classes)
+        self.feature_dim = channels
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight)
+
+    def forward(self, faces: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(faces)
+        return features, self.classifier(features)
+
+
+def face_tensor(faces: np.ndarray) -> torch.Tensor:
+    """``[N, 48, 48]`` uint8 grey faces -> the network's ``[N, 1, 48, 48]`` input in [-1, 1]."""
+    if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE):
+        raise ValueError(f"expected [N, {FACE_SIZE}, {FACE_SIZE}] grey faces, got shape {faces.shape}")
+    return torch.from_numpy(faces.astype(np.float32) / 127.5 - 1.0)[:, None]
+
+
+class FerModel:
+    """Inference wrapper: faces -> (features ``[N, feature_dim]``, class probabilities ``[N, 8]``)."""
+
+    def __init__(self, network: DenseNetFER, device: str = "cpu", batch_size: int = 64, source: str = "<memory>"):
+        self.network = network.to(device).eval()
+        self.device, self.batch_size, self.source = device, batch_size, source
+        self.feature_dim = network.feature_dim
+        self.num_classes = network.arch["num_classes"]
+
+    @torch.inference_mode()
+    def __call__(self, faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        features, probs = [], []
+        for start in range(0, len(faces), self.batch_size):
+            batch = face_tensor(faces[start: start + self.batch_size]).to(self.device)
+            feats, logits = self.network(batch)
+            features.append(feats.float().cpu().numpy())
+            probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        if not features:
+            return np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.num_classes), np.float32)
+        return np.concatenate(features), np.concatenate(probs)
+
+
+def save_fer_checkpoint(path: str, network: DenseNetFER, metrics: Optional[Dict[str, float]] = None) -> None:
+    """Weights, architecture and metrics, in plain types (loadable weights-only), written atomically."""
+    state = {
+        "format": _CHECKPOINT_FORMAT,
+        "arch": dict(network.arch),
+        "classes": list(FER_CLASSES),
+        "face_size": FACE_SIZE,
+        "metrics": dict(metrics or {}),
+        "model": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(state, handle)
+
+
+def load_fer_model(path: str, device: str = "cpu", batch_size: int = 64) -> FerModel:
+    state = load_checkpoint_weights_only(path)
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a facial-expression checkpoint written by memobert-train-fer")
+    if tuple(state["classes"]) != FER_CLASSES:
+        raise ValueError(f"{path}: classes {state['classes']} differ from FER+'s {list(FER_CLASSES)}")
+    network = DenseNetFER(**state["arch"])
+    network.load_state_dict(state["model"])
+    return FerModel(network, device, batch_size, source=path)

@@ -1,0 +1,47 @@
+"""Atomic file writes and checksums: a killed run never leaves a half-written file in place."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from typing import IO, Iterator
+
+__all__ = ["atomic_open", "write_json", "read_json", "sha256_file"]
+
+_HASH_CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary name and rename it over ``path`` only if the block completes."""
+    tmp = f"{path}.{os.getpid()}.tmp"  # per process: two commands on one work dir do not collide
+    encoding = None if "b" in mode else "utf-8"
+    try:
+        with open(tmp, mode, encoding=encoding) as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str, data: object) -> None:
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in chunks (files of any size, constant memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,316 @@
+"""Sharded, resumable, optionally parallel stages.
+
+The manifest is split once into shards of ``shard_size`` utterances (``work/{split}/entries``).
+A stage processes shard after shard; each shard's outputs are renamed into place and then a
+``.done`` marker records a fingerprint of the shard's entries and of the stage's settings.
+A killed run, started again, skips every shard whose marker matches and redoes the rest;
+changing the manifest or a setting (e.g. another checkpoint) redoes what it affects.
+Workers are processes that each load the models once and take whole shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import sys
+from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Callable, ClassVar, Dict, List, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.feature_store import STORE_DTYPE, FeatureStoreWriter
+from .files import atomic_open, read_json, sha256_file, write_json
+from .manifest import Utterance, manifest_columns, read_manifest
+from .report import ItemError, Problem, read_problems, write_problems
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE", "ShardPlan", "make_plan", "disable_torchaudio", "Stage", "FrameStage", "run_stage", "stage_record", "StageIncomplete",
+]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+DEFAULT_SHARD_SIZE = 256
+
+
+class StageIncomplete(RuntimeError):
+    """A stage's outputs are missing, partial, or from another manifest."""
+
+
+@dataclass
+class ShardPlan:
+    """Where a split's validated entries are, shard by shard."""
+
+    work_dir: str
+    manifest: str
+    manifest_sha256: str
+    columns: List[str]
+    shard_size: int
+    shard_sizes: List[int]
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shard_sizes)
+
+    @property
+    def num_entries(self) -> int:
+        return sum(self.shard_sizes)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.manifest_sha256}:{self.shard_size}"
+
+    @property
+    def problems_path(self) -> str:
+        """Rows the manifest stage rejected."""
+        return os.path.join(self.work_dir, "manifest.problems.tsv")
+
+    def entries_path(self, shard: int) -> str:
+        return os.path.join(self.work_dir, "entries", f"{shard:05d}.tsv")
+
+    def read_entries(self, shard: int) -> List[Utterance]:
+        with open(self.entries_path(shard), encoding="utf-8", newline="") as handle:
+            return [Utterance.from_row(line.rstrip("\n").split("\t")) for line in handle]
+
+    def stage_dir(self, stage: str) -> str:
+        return os.path.join(self.work_dir, stage)
+
+    def require_column(self, column: str, stage: str) -> None:
+        if column not in self.columns:
+            raise ValueError(f"{self.manifest}: the {stage} stage needs the column {column!r} in the header")
+
+
+def make_plan(manifest: str, work_dir: str, shard_size: Optional[int] = None) -> ShardPlan:
+    """Validate the manifest and write its shards, unless the same manifest is already planned.
+
+    ``shard_size`` None keeps the existing plan's size (:data:`DEFAULT_SHARD_SIZE` for a new plan).
+    """
+    if shard_size is not None and shard_size < 1:
+        raise ValueError(f"shard size must be >= 1, got {shard_size}")
+    columns = manifest_columns(manifest)
+    plan_path = os.path.join(work_dir, "plan.json")
+    digest = sha256_file(manifest)
+    previous = ShardPlan(**read_json(plan_path)) if os.path.isfile(plan_path) else None
+    if shard_size is None:
+        shard_size = previous.shard_size if previous else DEFAULT_SHARD_SIZE
+    if previous and previous.manifest_sha256 == digest and previous.shard_size == shard_size:
+        return previous
+    os.makedirs(os.path.join(work_dir, "entries"), exist_ok=True)
+    sizes: List[int] = []
+    problems: List[Problem] = []
+    pending: List[Utterance] = []
+
+    def flush() -> None:
+        with atomic_open(os.path.join(work_dir, "entries", f"{len(sizes):05d}.tsv")) as out:
+            out.write("".join("\t".join(u.to_row()) + "\n" for u in pending))
+        sizes.append(len(pending))
+        pending.clear()
+
+    rows = read_manifest(manifest)
+    for row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+            continue
+        pending.append(row)
+        if len(pending) == shard_size:
+            flush()
+    if pending:
+        flush()
+    plan = ShardPlan(work_dir, os.path.abspath(manifest), digest, columns, shard_size, sizes)
+    write_problems(plan.problems_path, problems)
+    write_json(plan_path, asdict(plan))
+    logger.info("%s: %d utterances in %d shards, %d rows rejected", manifest, plan.num_entries, plan.num_shards,
+                len(problems))
+    return plan
+
+
+class Stage(ABC):
+    """One step from entries to per-shard outputs. Picklable: loaded models are not sent to workers."""
+
+    name: ClassVar[str]
+    #: whether ``--workers`` applies (False where starting worker processes costs more than the work)
+    parallel: ClassVar[bool] = True
+
+    def config(self) -> dict:
+        """Every setting the outputs depend on (fingerprinted for resuming; shown in dataset.json)."""
+        return {}
+
+    def summary(self) -> dict:
+        """:meth:`config` plus what loading the models revealed (dims, layers), for dataset.json."""
+        return self.config()
+
+    def setup(self) -> None:
+        """Load models; called once in each process that runs shards."""
+
+    def check_plan(self, plan: ShardPlan) -> None:
+        """Raise before any work if the manifest lacks what the stage needs."""
+
+    @abstractmethod
+    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
+        """Write the outputs of one shard under ``prefix`` (atomically); return its problems."""
+
+    def __getstate__(self) -> dict:
+        # loaded models (underscored attributes) are not shipped to workers: each loads its own
+        return {k: None if k.startswith("_") else v for k, v in self.__dict__.items()}
+
+
+class FrameStage(Stage):
+    """A stage whose outputs are frame streams in the feature-store format."""
+
+    @property
+    @abstractmethod
+    def streams(self) -> Dict[str, int]:
+        """Stream name -> feature dim (known after ``setup``)."""
+
+    @abstractmethod
+    def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
+        """Frames per stream for one utterance; raises :class:`ItemError` when it cannot."""
+
+    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
+        folder, shard = os.path.split(prefix)
+        writers = {s: FeatureStoreWriter(folder, shard, s, dim) for s, dim in self.streams.items()}
+        problems = []
+        try:
+            for utterance in entries:
+                try:
+                    frames = self.extract(utterance)
+                    with np.errstate(over="ignore"):  # beyond float16's range becomes inf: caught here
+                        finite = all(np.isfinite(f.astype(STORE_DTYPE)).all() for f in frames.values())
+                    if not finite:
+                        raise ItemError("NaN or Inf in the features (or values beyond float16's range)")
+                except ItemError as err:
+                    problems.append(Problem(utterance.id, utterance.line, self.name, str(err)))
+                    frames = {s: np.zeros((0, dim), dtype=STORE_DTYPE) for s, dim in self.streams.items()}
+                for stream, writer in writers.items():
+                    writer.append(frames[stream], item=f"{utterance.id} (manifest line {utterance.line})")
+                advance(1)
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        for writer in writers.values():
+            writer.close()
+        return problems
+
+
+def _fingerprint(stage: Stage, plan: ShardPlan, shard: int) -> str:
+    settings = json.dumps(stage.config(), sort_keys=True)
+    return hashlib.sha256(f"{settings}\n{sha256_file(plan.entries_path(shard))}".encode()).hexdigest()
+
+
+def _done_path(plan: ShardPlan, stage: str, shard: int) -> str:
+    return os.path.join(plan.stage_dir(stage), f"{shard:05d}.done")
+
+
+def _is_done(stage: Stage, plan: ShardPlan, shard: int) -> bool:
+    path = _done_path(plan, stage.name, shard)
+    return os.path.isfile(path) and read_json(path).get("fingerprint") == _fingerprint(stage, plan, shard)
+
+
+def _run_one(stage: Stage, plan: ShardPlan, shard: int, advance: Progress) -> int:
+    prefix = os.path.join(plan.stage_dir(stage.name), f"{shard:05d}")
+    problems = stage.run_shard(plan.read_entries(shard), prefix, advance)
+    write_problems(prefix + ".problems.tsv", problems)
+    write_json(_done_path(plan, stage.name, shard), {"fingerprint": _fingerprint(stage, plan, shard)})
+    return shard
+
+
+# --- worker processes -------------------------------------------------------------------
+_worker_stage: Optional[Stage] = None
+_worker_progress: Optional[multiprocessing.Queue] = None
+
+
+def disable_torchaudio() -> None:
+    """Make ``import torchaudio`` fail cleanly in this (preparation) process.
+
+    Preparation never uses torchaudio, but transformers imports it when installed, and a
+    torchaudio built for another torch then breaks loading Hugging Face wav2vec 2.0 models.
+    """
+    sys.modules.setdefault("torchaudio", None)
+
+
+def _init_worker(stage: Stage, progress: multiprocessing.Queue, threads: int) -> None:
+    import torch
+
+    global _worker_stage, _worker_progress
+    disable_torchaudio()
+    torch.set_num_threads(threads)  # workers share the cores instead of each taking all of them
+    stage.setup()
+    _worker_stage, _worker_progress = stage, progress
+
+
+def _worker_run(plan: ShardPlan, shard: int) -> int:
+    return _run_one(_worker_stage, plan, shard, _worker_progress.put)
+
+
+def _run_parallel(stage: Stage, plan: ShardPlan, todo: List[int], workers: int, bar: tqdm) -> None:
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools in a bad state
+    progress = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(stage, progress, threads)) as pool:
+        pending = {pool.submit(_worker_run, plan, shard) for shard in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # re-raise a worker's error here
+                while True:
+                    try:
+                        bar.update(progress.get_nowait())
+                    except queue.Empty:
+                        break
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
+    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`)."""
+    stage.check_plan(plan)
+    folder = plan.stage_dir(stage.name)
+    os.makedirs(folder, exist_ok=True)
+    complete = os.path.join(folder, "complete.json")
+    if os.path.exists(complete):
+        os.remove(complete)  # the stage is being (re)run: its old record no longer holds
+    stage.setup()  # in this process too: bad settings or checkpoints fail before any worker starts
+    streams = dict(getattr(stage, "streams", {}))
+    todo = [s for s in range(plan.num_shards) if not _is_done(stage, plan, s)]
+    skipped = plan.num_shards - len(todo)
+    if skipped:
+        logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, plan.num_shards)
+    total = sum(plan.shard_sizes[s] for s in todo)
+    with tqdm(total=total, desc=f"{stage.name}", unit="utt", dynamic_ncols=True) as bar:
+        if stage.parallel and workers > 1 and len(todo) > 1:
+            _run_parallel(stage, plan, todo, min(workers, len(todo)), bar)
+        else:
+            for shard in todo:
+                _run_one(stage, plan, shard, bar.update)
+    problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
+    record = {"plan": plan.fingerprint, "config": stage.summary(), "streams": streams, "problems": problems}
+    write_json(complete, record)
+    return record
+
+
+def stage_record(plan: ShardPlan, stage: str) -> Optional[dict]:
+    """A finished stage's record; None if it never ran; :class:`StageIncomplete` if unfinished or stale."""
+    folder = plan.stage_dir(stage)
+    if not os.path.isdir(folder):
+        return None
+    complete = os.path.join(folder, "complete.json")
+    leave_out = f"or delete {folder} to leave the {stage} stage out"
+    if not os.path.isfile(complete):
+        raise StageIncomplete(f"the {stage} stage did not finish for {plan.manifest}: run it again (it resumes), "
+                              + leave_out)
+    record = read_json(complete)
+    if record["plan"] != plan.fingerprint:
+        raise StageIncomplete(f"the {stage} stage ran on another version of {plan.manifest} (or another shard "
+                              f"size): run it again, " + leave_out)
+    return record

@@ -1,0 +1,193 @@
+"""Shared material for the data-preparation tests (imported by the test_prepare_* modules).
+
+Real data: the speech and transcripts of Debian's ``pocketsphinx-testdata`` and
+scikit-image's astronaut photo. Models: a small randomly initialised wav2vec 2.0 saved
+in both fairseq formats and as a Hugging Face directory holding the same weights, and a
+small randomly initialised FER DenseNet checkpoint.
+"""
+
+import argparse
+import os
+import re
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+
+POCKETSPHINX = "/usr/share/pocketsphinx/test/data"
+FPS = 10
+_TINY_W2V = dict(
+    encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2,
+    conv_feature_layers="[(48, 10, 5)] + [(48, 3, 2)] * 4 + [(48, 2, 2)] * 2", conv_pos=16, conv_pos_groups=4,
+    final_dim=16, latent_vars=8, latent_groups=2,
+)
+# fairseq wav2vec2 state-dict names -> transformers Wav2Vec2Model names (first match wins)
+_FAIRSEQ_TO_HF = [
+    (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
+    (r"^feature_extractor\.conv_layers\.0\.2\.", "feature_extractor.conv_layers.0.layer_norm."),
+    (r"^layer_norm\.", "feature_projection.layer_norm."),
+    (r"^post_extract_proj\.", "feature_projection.projection."),
+    (r"^encoder\.pos_conv\.0\.weight_g$", "encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
+    (r"^encoder\.pos_conv\.0\.weight_v$", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
+    (r"^encoder\.pos_conv\.0\.bias$", "encoder.pos_conv_embed.conv.bias"),
+    (r"^encoder\.layers\.(\d+)\.self_attn\.", r"encoder.layers.\1.attention."),
+    (r"^encoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"encoder.layers.\1.layer_norm."),
+    (r"^encoder\.layers\.(\d+)\.fc1\.", r"encoder.layers.\1.feed_forward.intermediate_dense."),
+    (r"^encoder\.layers\.(\d+)\.fc2\.", r"encoder.layers.\1.feed_forward.output_dense."),
+    (r"^(encoder\.layer_norm|encoder\.layers\.\d+\.final_layer_norm)\.", r"\1."),
+    (r"^mask_emb$", "masked_spec_embed"),
+]
+
+
+@pytest.fixture(scope="session")
+def pocketsphinx() -> str:
+    if not os.path.isdir(os.path.join(POCKETSPHINX, "librivox")):
+        pytest.skip("Debian package pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata)")
+    return POCKETSPHINX
+
+
+def speech_utterances(root: str) -> List[Dict[str, str]]:
+    """The transcribed recordings of pocketsphinx-testdata: id, speaker, text, wav."""
+    items = []
+    for folder, listing, speaker in (("librivox", "transcription", "austen"), ("cards", "cards.transcription", "cards")):
+        with open(os.path.join(root, folder, listing), encoding="utf-8") as handle:
+            for line in handle:
+                match = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
+                text, name = match.group(1).strip(), match.group(2)
+                items.append({"id": f"{speaker}-{name[-4:]}", "speaker": speaker, "text": text,
+                              "wav": os.path.join(root, folder, f"{name}.wav")})
+    return items
+
+
+def prepare_here(*args) -> str:
+    """``memobert-prepare ARGS`` in this process (no interpreter start-up); its error message, or ''."""
+    from memobert_plugin.prepare.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as stop:
+        return str(stop.code)
+    return ""
+
+
+def write_manifest(path: str, rows: List[Dict[str, object]], columns=None) -> str:
+    columns = columns or list(rows[0])
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(columns) + "\n")
+        for row in rows:
+            handle.write("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns) + "\n")
+    return path
+
+
+def _tiny_fairseq_model():
+    from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    return Wav2Vec2Model.build_model(Wav2Vec2Config(**_TINY_W2V)).eval()
+
+
+def _huggingface_copy(fairseq_state: Dict[str, torch.Tensor], directory: str) -> None:
+    """The same weights as a transformers Wav2Vec2Model directory."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[48] * 7,
+        conv_stride=[5, 2, 2, 2, 2, 2, 2], conv_kernel=[10, 3, 3, 3, 3, 2, 2], num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, feat_extract_norm="group", do_stable_layer_norm=False,
+    )
+    model = Wav2Vec2Model(config)
+    renamed = {}
+    for name, tensor in fairseq_state.items():
+        for pattern, replacement in _FAIRSEQ_TO_HF:
+            if re.search(pattern, name):
+                renamed[re.sub(pattern, replacement, name)] = tensor
+                break
+    missing = set(model.state_dict()) - set(renamed)
+    assert not missing, f"no fairseq tensor for {sorted(missing)}"
+    model.load_state_dict(renamed)
+    model.save_pretrained(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory) -> Dict[str, str]:
+    """One random wav2vec 2.0 as a fairseq cfg checkpoint, an old-style args checkpoint and an HF directory."""
+    root = tmp_path_factory.mktemp("wav2vec2")
+    model = _tiny_fairseq_model()
+    state = model.state_dict()
+    paths = {"fairseq": str(root / "tiny.pt"), "fairseq_args": str(root / "tiny_args.pt"),
+             "huggingface": str(root / "tiny_hf")}
+    torch.save({"cfg": {"model": {"_name": "wav2vec2", **_TINY_W2V}, "task": {"normalize": False}}, "model": state},
+               paths["fairseq"])
+    # as the released wav2vec_small.pt: flat argparse options, sequences as their command-line strings
+    args = argparse.Namespace(arch="wav2vec2", task="audio_pretraining", normalize=False,
+                              latent_temp="(2, 0.5, 0.999995)", **_TINY_W2V)
+    torch.save({"args": args, "model": state, "extra_state": {"val_loss": np.float64(3.5)}}, paths["fairseq_args"])
+    _huggingface_copy(state, paths["huggingface"])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_fer(tmp_path_factory) -> str:
+    """A random DenseNet-BC-10 expression model checkpoint (27-d features, 8 classes)."""
+    from memobert_plugin.prepare.fer_model import DenseNetFER, save_fer_checkpoint
+
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("fer") / "fer.pt")
+    save_fer_checkpoint(path, DenseNetFER(depth=10), {"test_accuracy": 0.0})
+    return path
+
+
+def astronaut_gray() -> np.ndarray:
+    import cv2
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+
+
+def write_two_face_video(path: str, wav_path: str, speech_wav: str, speaker_left: bool) -> np.ndarray:
+    """Two copies of the astronaut's face; one mouth moves while there is voice, the other in pauses.
+
+    The audio alternates 0.8 s of real speech and 0.8 s of silence. Returns the per-frame
+    voiced flags at ``FPS`` frames a second.
+    """
+    import cv2
+    import soundfile
+
+    face = astronaut_gray()[20:260, 110:350]  # 240 x 240 around the face
+    speech, rate = soundfile.read(speech_wav, dtype="float32")
+    voiced = np.repeat([True, False, True, False], 8)
+    span = int(0.8 * rate)
+    wave = np.concatenate([speech[rate: rate + span] if v else np.zeros(span, np.float32) for v in voiced[::8]])
+    wave += np.random.default_rng(0).normal(0, 1e-3, len(wave)).astype(np.float32)
+    soundfile.write(wav_path, wave, rate)
+
+    def with_mouth(opening: int) -> np.ndarray:
+        out = face.copy()
+        cv2.ellipse(out, (114, 124), (16, opening), 0, 0, 360, 20, -1)
+        return out
+
+    frames = []
+    for i, talking in enumerate(voiced):
+        speaker = with_mouth(9 if talking and i % 2 else 2)
+        listener = with_mouth(9 if not talking and i % 2 else 2)
+        frames.append(np.concatenate([speaker, listener] if speaker_left else [listener, speaker], axis=1))
+    write_video(path, frames)
+    return voiced
+
+
+def write_video(path: str, gray_frames: List[np.ndarray], fps: int = FPS) -> None:
+    """An MPEG-4 video of grey frames (even width and height)."""
+    import av
+    import cv2
+
+    height, width = gray_frames[0].shape
+    with av.open(path, "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = width, height, "yuv420p", 2_000_000
+        for gray in gray_frames:
+            rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
