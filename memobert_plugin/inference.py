@@ -12,6 +12,7 @@ import argparse
 import csv
 import dataclasses
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -106,7 +107,10 @@ def _read_inputs(path: str) -> List[Utterance]:
                     npy = row[stream] if os.path.isabs(row[stream]) else os.path.join(base, row[stream])
                     if not os.path.isfile(npy):
                         raise FileNotFoundError(f"{path}:{line_no}: {stream} features {npy} do not exist")
-                    setattr(utt, stream, np.load(npy))
+                    try:
+                        setattr(utt, stream, np.load(npy))
+                    except (OSError, ValueError, EOFError) as err:
+                        raise ValueError(f"{path}:{line_no}: cannot read {stream} features {npy}: {err}") from None
             utterances.append(utt)
     return utterances
 
@@ -120,9 +124,12 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default="-", help="TSV to write (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
-    predictor = EmotionPredictor(args.checkpoint, args.vocab)
-    utterances = _read_inputs(args.input)
-    probs = predictor.predict_proba(utterances, args.batch_size)
+    try:
+        predictor = EmotionPredictor(args.checkpoint, args.vocab)
+        utterances = _read_inputs(args.input)
+        probs = predictor.predict_proba(utterances, args.batch_size)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # bad inputs: the message names the item
+        parser.exit(1, f"memobert-predict: error: {err}\n")
     handle = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
     handle.write("\t".join(["id", "prediction", *(f"p_{c}" for c in predictor.class_names)]) + "\n")
     for utt, row in zip(utterances, probs):

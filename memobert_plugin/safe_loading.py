@@ -46,7 +46,7 @@ def register_safe_globals() -> None:
 
 
 def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with the allowlist, and a clear refusal."""
+    """``torch.load(path, weights_only=True)`` with the allowlist; a clear refusal or read error."""
     register_safe_globals()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -54,4 +54,9 @@ def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
         raise UnsafeCheckpointError(
             f"{path}: refused by weights-only loading; it needs types outside memobert's allowlist "
             f"(a checkpoint from another program, or one crafted to run code): {err}"
+        ) from None
+    except (EOFError, KeyError, RuntimeError) as err:  # what torch.load raises on empty, foreign or cut-off files
+        raise ValueError(
+            f"{path}: not a readable checkpoint (empty, truncated, or not written by torch.save): "
+            f"{type(err).__name__}: {err}"
         ) from None

@@ -88,3 +88,15 @@ def test_fold_subsets_and_fraction(demo_corpus):
     assert abs(len(task.datasets["train"]) - 0.5 * len(task.fold.train)) <= 4
     batch = task.datasets["test"].collater([task.datasets["test"][i] for i in range(4)])
     assert batch["target"].tolist() == [task.labels[i] for i in batch["id"].tolist()]
+
+
+def test_every_utterance_is_batched(demo_corpus):
+    """fairseq 0.12 drops a last batch that is not a multiple of --required-batch-size-multiple."""
+    task = _task(demo_corpus.emotion_data, train_fraction=0.37)
+    for split in ("train", "test"):
+        task.load_dataset(split)
+        dataset = task.dataset(split)
+        itr = task.get_batch_iterator(dataset, max_sentences=16, required_batch_size_multiple=8, seed=1)
+        seen = sorted(i for batch in itr.next_epoch_itr(shuffle=True) for i in batch["id"].tolist())
+        assert seen == sorted(dataset.dataset.indices.tolist())
+    assert len(task.dataset("train")) % 8 != 0

@@ -14,15 +14,24 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from conftest import PLUGIN_DIR, REPO_ROOT
+from memobert_plugin.evaluation.cli import build_parser, plan_sweep
 from memobert_plugin.evaluation.cross_validation import FoldJob
 
 
 def _command(script: str, program: str, variables: dict) -> list:
-    """The arguments of ``program``'s invocation in a bash script (continuations joined, $VARS filled)."""
+    """The arguments of ``program``'s invocation in a bash script (continuations joined, $VARS filled,
+    "${ARRAY[@]}" expanded from a list)."""
     text = open(os.path.join(REPO_ROOT, script)).read().replace("\\\n", " ")
     line = next(line for line in text.splitlines() if line.strip().startswith(program))
+    line = re.sub(r'"\$\{(\w+)\[@\]\}"', lambda m: shlex.join(variables[m.group(1)]), line)
     line = re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], line)
     return shlex.split(line)[1:]
+
+
+def _defaults(script: str) -> dict:
+    """The knobs' defaults of a recipe script: its ``NAME=${NAME:-default}`` lines."""
+    text = open(os.path.join(REPO_ROOT, script)).read()
+    return dict(re.findall(r"^\s*(\w+)=\$\{\1:-([^$}]*)\}\s*$", text, flags=re.MULTILINE))
 
 
 def _resolved(cfg):
@@ -57,13 +66,43 @@ def _quickstart_cv_job():
     return command
 
 
+def _videos_pretrain():
+    """examples/pretrain_videos/run.sh's fairseq-train command with the recipe's defaults."""
+    variables = {**_defaults("examples/pretrain_videos/run.sh"), "OUT": "/data/out", "PLUGIN": PLUGIN_DIR,
+                 "BERT": "/data/bert"}
+    return _command("examples/pretrain_videos/run.sh", "fairseq-train", variables)
+
+
+def _recipe_cv_job(corpus: str):
+    """The fairseq-train command of the Pretrain+Prompt fold 1 job that a corpus recipe's memobert-cv
+    command (examples/common.sh, the recipe's defaults) plans."""
+    variables = {**_defaults("examples/common.sh"), "OUT": "/data/out", "BERT": "/data/bert", "corpus": corpus,
+                 "SETTINGS": "pretrain_prompt", "FOLDS": "1", "SEEDS": "1",
+                 "pretrained_args": ["--pretrained", "/data/out/pretrain/checkpoint_best.pt"]}
+    args = build_parser().parse_args(_command("examples/common.sh", "memobert-cv", variables))
+    (job,) = plan_sweep(args)
+    command = job.train_command()[1:]
+    command[command.index("--save-dir") + 1] = "/data/out/prompt_fold1"
+    return command
+
+
+_EMOTION_OVERRIDES = ["task.data=/data/out/data", f"common.user_dir={PLUGIN_DIR}", "checkpoint.save_dir=/data/out/prompt_fold1",
+                      "model.memobert_init=/data/out/pretrain/checkpoint_best.pt"]
+
+
 @pytest.mark.parametrize("config_dir,config_name,command,overrides", [
     ("examples/quickstart/config", "pretrain", _quickstart_pretrain,
      ["task.data=/data/out/demo/pretrain", f"common.user_dir={PLUGIN_DIR}", "checkpoint.save_dir=/data/out/pretrain"]),
     ("examples/quickstart/config", "emotion_prompt", _quickstart_cv_job,
      ["task.data=/data/out/demo/emotion", f"common.user_dir={PLUGIN_DIR}", "checkpoint.save_dir=/data/out/prompt_fold1",
       "model.memobert_init=/data/out/pretrain/checkpoint_best.pt"]),
-])
+    ("examples/pretrain_videos/config", "pretrain", _videos_pretrain,
+     ["task.data=/data/out/data", f"common.user_dir={PLUGIN_DIR}", "checkpoint.save_dir=/data/out/pretrain",
+      "model.bert_init=/data/bert"]),
+    ("examples/iemocap/config", "emotion_prompt", lambda: _recipe_cv_job("iemocap"), _EMOTION_OVERRIDES),
+    ("examples/msp_improv/config", "emotion_prompt", lambda: _recipe_cv_job("msp_improv"), _EMOTION_OVERRIDES),
+], ids=["quickstart-pretrain", "quickstart-emotion_prompt", "pretrain_videos-pretrain", "iemocap-emotion_prompt",
+        "msp_improv-emotion_prompt"])
 def test_hydra_config_equals_command_line(config_dir, config_name, command, overrides):
     cli = _from_command_line(command())
     hydra = _from_hydra(os.path.join(REPO_ROOT, config_dir), config_name, overrides)

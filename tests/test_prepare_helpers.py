@@ -9,7 +9,7 @@ small randomly initialised FER DenseNet checkpoint.
 import argparse
 import os
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -176,8 +176,9 @@ def write_two_face_video(path: str, wav_path: str, speech_wav: str, speaker_left
     return voiced
 
 
-def write_video(path: str, gray_frames: List[np.ndarray], fps: int = FPS) -> None:
-    """An MPEG-4 video of grey frames (even width and height)."""
+def write_video(path: str, gray_frames: List[np.ndarray], fps: int = FPS, audio: Optional[np.ndarray] = None,
+                sample_rate: int = 16000) -> None:
+    """An MPEG-4 video of grey frames (even width and height), with an AAC mono track of ``audio`` (float, ±1) if given."""
     import av
     import cv2
 
@@ -185,9 +186,23 @@ def write_video(path: str, gray_frames: List[np.ndarray], fps: int = FPS) -> Non
     with av.open(path, "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt, stream.bit_rate = width, height, "yuv420p", 2_000_000
+        sound = None
+        if audio is not None:  # every stream is added before the first packet is muxed
+            sound = container.add_stream("aac", rate=sample_rate)
+            sound.layout = "mono"
         for gray in gray_frames:
             rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
+            container.mux(packet)
+        if sound is None:
+            return
+        samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        for begin in range(0, len(samples), 1024):  # AAC's frame size
+            frame = av.AudioFrame.from_ndarray(samples[None, begin: begin + 1024], format="s16", layout="mono")
+            frame.sample_rate = sample_rate
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
             container.mux(packet)

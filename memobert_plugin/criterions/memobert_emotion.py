@@ -55,7 +55,7 @@ class MemobertEmotionCriterion(FairseqCriterion):
             "nsentences": sample["nsentences"],
             "sample_size": len(target),
         }
-        report_non_finite(logging_output["loss"], sample)
+        report_non_finite(logging_output["loss"], sample, self.task)
         for k in range(self.num_classes):
             logging_output[f"class{k}_total"] = int(total[k])
             logging_output[f"class{k}_correct"] = int(correct[k])

@@ -34,11 +34,12 @@ class MemobertPretrainCriterion(FairseqCriterion):
         logging_output = {"ntokens": sample["ntokens"], "nsentences": sample["nsentences"], "sample_size": 1}
         for objective in self.task.objectives.values():
             logging_output.update(dict.fromkeys(objective.sum_keys(), 0))
-        # heads unused by this batch's objective still join the graph (with zero gradient),
-        # so DistributedDataParallel needs no --find-unused-parameters
-        loss = sum(p.sum() for p in model.auxiliary_parameters()) * 0.0
-        if not sample["objectives"]:  # nothing maskable in the batch: a zero step through the encoder
-            loss = loss + model(**sample["net_input"]).hidden.sum() * 0.0
+        # every parameter joins the graph, with zero gradient where this batch does not use it
+        # (other objectives' heads, the unmasked modality's mask vector, a modality absent from the
+        # batch): DistributedDataParallel then needs no --find-unused-parameters, and the optimizer
+        # steps the same parameters on one process with --update-freq as on several ranks
+        # (one element each: a whole-tensor sum could overflow to inf in fp16, and inf * 0 is NaN)
+        loss = sum(p.view(-1)[0] for p in model.parameters()) * 0.0
         for name, masked in sample["objectives"].items():
             objective = self.task.objectives[name]
             output = model(**{**sample["net_input"], **masked["net_input"]})
@@ -51,7 +52,7 @@ class MemobertPretrainCriterion(FairseqCriterion):
             for key, value in result.sums.items():
                 logging_output[f"{name}_{key}"] = value
         logging_output["loss"] = loss.detach().item()
-        report_non_finite(logging_output["loss"], sample)
+        report_non_finite(logging_output["loss"], sample, self.task)
         return loss, 1, logging_output
 
     @staticmethod

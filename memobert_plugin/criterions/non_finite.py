@@ -8,12 +8,12 @@ __all__ = ["report_non_finite"]
 logger = logging.getLogger(__name__)
 
 
-def report_non_finite(loss: float, sample) -> None:
-    """Log the batch's utterance ids when its loss is NaN/Inf.
+def report_non_finite(loss: float, sample, task) -> None:
+    """Log the batch's utterances, as ``task.describe_utterances`` names them, when its loss is NaN/Inf.
 
     fairseq then handles the step as usual: the non-finite gradient norm makes the trainer
     raise (fp32) or skip the update and lower the loss scale (fp16/amp), so no update is
     ever made with NaN weights; this log says which data caused it.
     """
     if not math.isfinite(loss):
-        logger.error("non-finite loss %s on the batch of utterances (data indices) %s", loss, sample["id"].tolist())
+        logger.error("non-finite loss %s on the batch of utterances %s", loss, task.describe_utterances(sample["id"].tolist()))

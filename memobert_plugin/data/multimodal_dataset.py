@@ -71,6 +71,20 @@ class SizedByAllModalities(FairseqDataset):
     def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
         return self.sizes[indices]
 
+    def batch_by_size(self, indices, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):
+        """fairseq's batches, and the last one too.
+
+        fairseq 0.12 drops the final batch when its size is not a multiple of
+        ``--required-batch-size-multiple`` (8 by default): validation and test scores would
+        silently leave utterances out, and training (batches are sorted by length) would never
+        see the longest ones. That batch was built within the limits, so it is kept.
+        """
+        batches = list(super().batch_by_size(indices, max_tokens, max_sentences, required_batch_size_multiple))
+        covered = sum(len(batch) for batch in batches)
+        if covered < len(indices):
+            batches.append(np.asarray(indices[covered:], dtype=np.int64))
+        return batches
+
 
 class MultimodalDataset(SizedByAllModalities):
     """Joins a split's binarized text with its frame streams, index for index.
@@ -121,8 +135,15 @@ class MultimodalDataset(SizedByAllModalities):
         store = self.stores.get(stream)
         if store is None:
             return torch.zeros(0, self.dims[stream])
-        frames = store[index][: self.limits.of(stream)]
-        return torch.from_numpy(np.asarray(frames, dtype=np.float32))
+        frames = np.asarray(store[index][: self.limits.of(stream)], dtype=np.float32)
+        # FeatureStoreWriter refuses NaN/Inf; a store written otherwise is checked here, per
+        # utterance as it is read, rather than by scanning the whole corpus at start-up
+        if not np.isfinite(frames).all():
+            raise ValueError(
+                f"{store.npy_path}: utterance {index} (0-based, in data order) has non-finite (NaN/Inf) {stream} "
+                "features; fix or drop it and rewrite the store with FeatureStoreWriter, which refuses such values"
+            )
+        return torch.from_numpy(frames)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         body = self.text[index].numpy()[:-1]  # drop the binarizer's trailing [SEP]

@@ -14,10 +14,10 @@ from typing import Dict, List
 
 from ..data.folds import num_folds
 from ..data.utterance_meta import read_meta
-from .cross_validation import SETTINGS, plan_jobs, run_fold_job
+from .cross_validation import SETTINGS, FoldJob, plan_jobs, run_fold_job
 from .results import collect_results, plot_low_resource, summarise, write_csv, write_markdown
 
-__all__ = ["main", "write_tables", "parse_folds"]
+__all__ = ["main", "build_parser", "plan_sweep", "write_tables", "parse_folds"]
 
 logger = logging.getLogger("memobert.cv")
 
@@ -57,7 +57,7 @@ def write_tables(out_dir: str) -> str:
     return table
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memobert-cv", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every missing fold job, then write the tables")
@@ -83,23 +83,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
+    """The fold jobs of a parsed ``memobert-cv run`` command line."""
+    corpora = _pairs(args.corpus, "--corpus")
+    return plan_jobs(
+        args.out, corpora,
+        settings=[s.strip() for s in args.settings.split(",") if s.strip()],
+        folds={name: parse_folds(args.folds, data) for name, data in corpora.items()},
+        seeds=[int(s) for s in args.seeds.split(",")],
+        fractions=[float(f) for f in args.fractions.split(",")],
+        pretrained=_pairs(args.pretrained, "--pretrained"),
+        bert_init=args.bert_init,
+        arch=args.arch, lr=args.lr, max_epoch=args.max_epoch, batch_size=args.batch_size,
+        keep_checkpoints=args.keep_checkpoints,
+        extra_train_args=[a for a in args.extra if a != "--"],
+    )
+
+
 def main(argv=None) -> None:
     logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout)
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "run":
-        corpora = _pairs(args.corpus, "--corpus")
-        jobs = plan_jobs(
-            args.out, corpora,
-            settings=[s.strip() for s in args.settings.split(",") if s.strip()],
-            folds={name: parse_folds(args.folds, data) for name, data in corpora.items()},
-            seeds=[int(s) for s in args.seeds.split(",")],
-            fractions=[float(f) for f in args.fractions.split(",")],
-            pretrained=_pairs(args.pretrained, "--pretrained"),
-            bert_init=args.bert_init,
-            arch=args.arch, lr=args.lr, max_epoch=args.max_epoch, batch_size=args.batch_size,
-            keep_checkpoints=args.keep_checkpoints,
-            extra_train_args=[a for a in args.extra if a != "--"],
-        )
+        jobs = plan_sweep(args)
         start = time.monotonic()
         for done, job in enumerate(jobs, start=1):
             result = run_fold_job(job)

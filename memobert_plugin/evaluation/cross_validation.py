@@ -7,10 +7,12 @@ A job whose ``result.json`` exists is done; an interrupted one resumes from its
 ``checkpoint_last.pt`` (fairseq's own resumption), so rerunning a sweep is safe.
 """
 
+import ctypes
 import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -114,12 +116,29 @@ def parse_validate_output(text: str, subset: str = "test") -> Dict[str, float]:
     raise ValueError(f"no '{subset}' summary in fairseq-validate's output:\n{text[-2000:]}")
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _dies_with(parent_pid: int):
+    """A ``preexec_fn`` (Linux) that has the child killed when ``parent_pid`` dies, even by SIGKILL:
+    a killed sweep then leaves no fairseq-train writing into the fold directory that its rerun resumes."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 def _run(command: Sequence[str], log_path: str) -> str:
     logger.info("running: %s", " ".join(shlex.quote(c) for c in command))
     with open(log_path, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
         log.flush()
-        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        preexec = _dies_with(os.getpid()) if sys.platform.startswith("linux") else None
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
         log.write(proc.stdout)
     if proc.returncode != 0:
         raise RuntimeError(f"{command[0]} failed (exit {proc.returncode}); see {log_path}:\n{proc.stdout[-3000:]}")

@@ -25,10 +25,6 @@ class MaskedLMHead(nn.Module):
         self.word_embeddings = word_embeddings
         self.bias = nn.Parameter(torch.zeros(word_embeddings.num_embeddings))
 
-    def own_parameters(self):
-        """Parameters other than the tied word embeddings."""
-        return (p for name, p in self.named_parameters() if not name.startswith("word_embeddings."))
-
     def transform(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.norm(F.gelu(self.dense(hidden)))
 

@@ -8,7 +8,7 @@ left so a sample's sequence has no gaps and the batch is padded only at the end 
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 from fairseq.dataclass import FairseqDataclass
@@ -71,8 +71,10 @@ class SequenceLayout:
         return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
 
 
-@dataclass
-class EncoderOutput:
+class EncoderOutput(NamedTuple):
+    """A tuple whose first item is a tensor, as torch's module backward hooks need (fairseq's
+    NanDetector sets them on every module when a step's gradients are not finite)."""
+
     hidden: torch.Tensor  # [B, L, dim] packed
     padding_mask: torch.Tensor  # [B, L], True at padding
     layout: SequenceLayout
@@ -121,12 +123,6 @@ class MemobertModel(BaseFairseqModel):
     @property
     def hidden_dim(self) -> int:
         return self.cfg.encoder_embed_dim
-
-    def auxiliary_parameters(self):
-        """Parameters outside the embedders and encoder (heads, MLM transform, pooler)."""
-        for module in (self.heads, self.pooler):
-            yield from module.parameters()
-        yield from self.lm_head.own_parameters()
 
     def max_positions(self) -> Optional[int]:
         return self.text.max_positions + self.visual.max_positions + self.acoustic.max_positions

@@ -100,6 +100,9 @@ class MemobertEmotionTask(MultimodalTask):
             ids.append(index[name])
         return ids
 
+    def describe_utterances(self, indices: List[int]) -> str:
+        return f"{[self.meta[i].id for i in indices]} (ids in {self.cfg.corpus_split}.meta.tsv)"
+
     def text_format(self) -> TextFormat:
         return self.readout.text_format()
 
@@ -118,7 +121,7 @@ class MemobertEmotionTask(MultimodalTask):
             indices = stratified_subset(indices, self.labels, self.cfg.train_fraction, self.cfg.train_fraction_seed)
         dataset = LabelledSubset(self._corpus, indices, self.labels)
         logger.info("fold %d %s: %d utterances", self.cfg.fold, split, len(dataset))
-        self.datasets[split] = self.shuffled(dataset, dataset.sizes, epoch)
+        self.datasets[split] = self.shuffled(dataset, dataset.sizes)
 
     def add_heads(self, model) -> None:
         self.readout.add_heads(model)

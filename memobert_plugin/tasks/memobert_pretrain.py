@@ -87,7 +87,7 @@ class MemobertPretrainTask(MultimodalTask):
             seed=self.cfg.seed,
             fixed_epoch=None if training else 1,
         )
-        self.datasets[split] = self.shuffled(masked, dataset.sizes, epoch)
+        self.datasets[split] = self.shuffled(masked, dataset.sizes)
 
 
 def _refresh_config() -> None:

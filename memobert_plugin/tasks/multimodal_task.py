@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 from fairseq.data import SortDataset, data_utils
@@ -92,9 +92,19 @@ class MultimodalTask(FairseqTask):
         limits = FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
         return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, limits, path)
 
-    def shuffled(self, dataset, sizes: np.ndarray, epoch: int):
-        """Shuffle (seeded) then sort by length, as fairseq's masked_lm task does."""
-        with data_utils.numpy_seed(self.cfg.seed, epoch):
+    def describe_utterances(self, indices: List[int]) -> str:
+        """How logs name a batch's utterances: by data index (a task that reads utterance ids names those)."""
+        return f"(data indices) {indices}"
+
+    def shuffled(self, dataset, sizes: np.ndarray):
+        """Shuffle (seeded) then sort by length, as fairseq's masked_lm task does.
+
+        The order depends on the seed only, not on the epoch: fairseq loads the training split
+        once, at the first epoch of the process, which is a later one when a run resumes; an
+        epoch-seeded order would then differ from the uninterrupted run's. fairseq's batch
+        iterator reshuffles the batches every epoch (seed + epoch) either way.
+        """
+        with data_utils.numpy_seed(self.cfg.seed):
             shuffle = np.random.permutation(len(sizes))
         return SortDataset(dataset, sort_order=[shuffle, sizes])
 
