@@ -16,6 +16,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from .non_finite import report_non_finite
+from .unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig", "weighted_accuracy", "unweighted_average_recall"]
 
@@ -45,7 +46,7 @@ class MemobertEmotionCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce: bool = True):
         logits = self.task.class_logits(model, sample["net_input"])
         target = sample["target"]
-        loss = F.cross_entropy(logits.float(), target, reduction="sum")
+        loss = anchor_unused_parameters(F.cross_entropy(logits.float(), target, reduction="sum"), model)
         hits = logits.argmax(-1).eq(target)
         total = torch.bincount(target, minlength=self.num_classes)
         correct = torch.bincount(target[hits], minlength=self.num_classes)

@@ -8,6 +8,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from ..objectives import OBJECTIVE_REGISTRY
 from .non_finite import report_non_finite
+from .unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
 
@@ -34,23 +35,22 @@ class MemobertPretrainCriterion(FairseqCriterion):
         logging_output = {"ntokens": sample["ntokens"], "nsentences": sample["nsentences"], "sample_size": 1}
         for objective in self.task.objectives.values():
             logging_output.update(dict.fromkeys(objective.sum_keys(), 0))
-        # every parameter joins the graph, with zero gradient where this batch does not use it
-        # (other objectives' heads, the unmasked modality's mask vector, a modality absent from the
-        # batch): DistributedDataParallel then needs no --find-unused-parameters, and the optimizer
-        # steps the same parameters on one process with --update-freq as on several ranks
-        # (one element each: a whole-tensor sum could overflow to inf in fp16, and inf * 0 is NaN)
-        loss = sum(p.view(-1)[0] for p in model.parameters()) * 0.0
+        loss = None
         for name, masked in sample["objectives"].items():
             objective = self.task.objectives[name]
             output = model(**{**sample["net_input"], **masked["net_input"]})
             result = objective.compute_loss(model, output, masked["targets"])
             if result.count > 0:
-                loss = loss + masked["weight"] * result.loss_sum / result.count
+                term = masked["weight"] * result.loss_sum / result.count
+                loss = term if loss is None else loss + term
             logging_output[f"{name}_loss_sum"] = result.loss_sum.detach().item()
             logging_output[f"{name}_count"] = result.count
             logging_output[f"{name}_nbatches"] = 1
             for key, value in result.sums.items():
                 logging_output[f"{name}_{key}"] = value
+        if loss is None:  # nothing maskable in the batch: a zero step through the model
+            loss = model(**sample["net_input"]).hidden.sum() * 0.0
+        loss = anchor_unused_parameters(loss, model)
         logging_output["loss"] = loss.detach().item()
         report_non_finite(logging_output["loss"], sample, self.task)
         return loss, 1, logging_output
