@@ -101,10 +101,11 @@ def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout)
+    logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout, force=True)
     args = build_parser().parse_args(argv)
     if args.command == "run":
         jobs = plan_sweep(args)
+        logger.info("%d fold jobs under %s; each writes its commands and output to its train.log", len(jobs), args.out)
         start = time.monotonic()
         for done, job in enumerate(jobs, start=1):
             result = run_fold_job(job)

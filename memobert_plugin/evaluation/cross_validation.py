@@ -133,7 +133,7 @@ def _dies_with(parent_pid: int):
 
 
 def _run(command: Sequence[str], log_path: str) -> str:
-    logger.info("running: %s", " ".join(shlex.quote(c) for c in command))
+    logger.debug("running: %s", " ".join(shlex.quote(c) for c in command))
     with open(log_path, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
         log.flush()

@@ -51,6 +51,8 @@ def read_audio(
             last = total if end is None else min(total, int(round(end * rate)))
             if max_seconds is not None:
                 last = min(last, first + int(round(max_seconds * rate)))
+            if total == 0:
+                raise ItemError(f"zero-length audio {path} (no samples)")
             if first >= total:
                 raise ItemError(f"start {start} s is past the end of {path} ({total / rate:.2f} s)")
             handle.seek(first)

@@ -104,8 +104,30 @@ def _open(path: str):
     return open(path, encoding="utf-8-sig", newline="")  # -sig: tolerate the BOM some editors write
 
 
+def _encoding_error(path: str, err: UnicodeDecodeError) -> ManifestError:
+    """Name the first line that is not UTF-8 (text I/O decodes ahead in blocks, so find it again)."""
+    with open(path, "rb") as raw:
+        for line_no, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+    return ManifestError(f"{path}:{line_no}: not UTF-8 text ({err.reason}); save the manifest as UTF-8, "
+                         "e.g. iconv -f cp1252 -t utf-8")
+
+
+def _decoded_lines(path: str, handle) -> Iterator[str]:
+    try:
+        yield from handle
+    except UnicodeDecodeError as err:
+        raise _encoding_error(path, err) from None
+
+
 def _read_header(path: str, handle) -> List[str]:
-    first = handle.readline()
+    try:
+        first = handle.readline()
+    except UnicodeDecodeError as err:
+        raise _encoding_error(path, err) from None
     if not first.strip():
         raise ManifestError(f"{path}: empty file; the first line must be the header")
     return _header(path, first)
@@ -127,7 +149,7 @@ def read_manifest(path: str) -> Iterator[Union[Utterance, Problem]]:
     with _open(path) as handle:
         columns = _read_header(path, handle)
         id_col = columns.index("id")
-        for line_no, line in enumerate(handle, start=2):
+        for line_no, line in enumerate(_decoded_lines(path, handle), start=2):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
