@@ -55,6 +55,10 @@ def test_read_audio_errors_name_the_file(speech, tmp_path):
         read_audio(speech[1]["wav"], start=9.0)
     with pytest.raises(ItemError, match="no audio path"):
         read_audio("")
+    empty = tmp_path / "empty.wav"
+    soundfile.write(str(empty), np.zeros(0, np.float32), 16000)
+    with pytest.raises(ItemError, match=r"zero-length audio .*empty.wav \(no samples\)"):
+        read_audio(str(empty))
 
 
 def test_average_pool_keeps_a_short_last_group():

@@ -87,3 +87,10 @@ def test_plan_shards_the_entries_and_is_reused_until_the_manifest_changes(tmp_pa
     assert make_plan(path, str(tmp_path / "work"), shard_size=4).shard_sizes == [4, 4, 3]
     with pytest.raises(ValueError, match="the acoustic stage needs the column 'audio' in the header"):
         plan.require_column("audio", "acoustic")
+
+
+def test_a_manifest_that_is_not_utf8_names_its_first_bad_line(tmp_path):
+    path = tmp_path / "manifest.tsv"
+    path.write_bytes("id\ttext\nu1\tfine\nu2\tcaf\u00e9\n".encode("utf-8") + "u3\tol\u00e9\n".encode("cp1252"))
+    with pytest.raises(ManifestError, match=r"manifest.tsv:4: not UTF-8 text .*iconv"):
+        list(read_manifest(str(path)))
