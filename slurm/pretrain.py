@@ -124,7 +124,16 @@ class PretrainJob(submitit.helpers.Checkpointable):
         from fairseq_cli.train import cli_main  # the console script fairseq-train, run in this process
 
         sys.argv = ["fairseq-train", *argv]
-        cli_main()
+        try:
+            cli_main()
+        except SystemExit as stop:
+            # submitit requeues by raising SystemExit from its signal handler, i.e. anywhere in the
+            # training step; a normal interpreter exit would then tear down gloo's busy threads and
+            # can abort ("terminate called without an active exception") with an exit code that
+            # is no longer the requeue code. Leave at once with the code submitit chose.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(stop.code if isinstance(stop.code, int) else 1)
         return os.path.join(self.save_dir, "checkpoint_last.pt")
 
 
