@@ -113,9 +113,9 @@ def test_bad_checkpoints_and_layers_are_refused(tiny_wav2vec2, tmp_path):  # noq
 def test_acoustic_stage_pools_and_reports(speech, tiny_wav2vec2, tmp_path):  # noqa: F811
     stage = AcousticStage(tiny_wav2vec2["fairseq"])
     assert stage.streams == {"acoustic": 32}
-    frames = stage.extract(Utterance(1, "u", "t", audio=speech[0]["wav"], start=1.0))
+    frames = stage.extract(Utterance(line=1, id="u", text="t", audio=speech[0]["wav"], start=1.0))
     assert frames["acoustic"].shape == (102, 32)  # 6.1 s -> 304 frames of 20 ms -> 102 of 60 ms
     short = tmp_path / "short.wav"
     soundfile.write(short, np.zeros(200, np.float32), 16000)
     with pytest.raises(ItemError, match="audio too short for wav2vec 2.0 \\(12 ms\\)"):
-        stage.extract(Utterance(2, "v", "t", audio=str(short)))
+        stage.extract(Utterance(line=2, id="v", text="t", audio=str(short)))

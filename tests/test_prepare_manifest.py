@@ -22,9 +22,10 @@ def test_valid_rows_become_utterances_with_resolved_paths(tmp_path):
                             "\tu2\t\t\t\t\t\n")
     first, second = list(read_manifest(path))
     folder = os.path.dirname(path)
-    assert first == Utterance(2, "u1", "hello there", label="happy", audio=os.path.join(folder, "wav/u1.wav"),
+    assert first == Utterance(line=2, id="u1", text="hello there", label="happy",
+                              audio=os.path.join(folder, "wav/u1.wav"),
                               video="/abs/u1.mp4", start=1.5, end=3.0)
-    assert second == Utterance(3, "u2", "")
+    assert second == Utterance(line=3, id="u2", text="")
     assert Utterance.from_row(first.to_row()) == first and Utterance.from_row(second.to_row()) == second
 
 

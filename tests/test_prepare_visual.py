@@ -100,7 +100,7 @@ def test_visual_stage_on_video_folder_and_failures(tmp_path, pocketsphinx, tiny_
     video, wav, voiced = _video(tmp_path, pocketsphinx, speaker_left=False)
     stage = VisualStage(tiny_fer, fps=FPS)
     assert stage.streams == {"visual": 27, "visual_fer": 8}
-    out = stage.extract(Utterance(2, "talk", "t", audio=wav, video=video, start=0.8, end=2.4))
+    out = stage.extract(Utterance(line=2, id="talk", text="t", audio=wav, video=video, start=0.8, end=2.4))
     assert out["visual"].shape == (16, 27) and out["visual_fer"].shape == (16, 8)
     assert np.allclose(out["visual_fer"].sum(axis=1), 1.0, atol=1e-5)
 
@@ -109,17 +109,17 @@ def test_visual_stage_on_video_folder_and_failures(tmp_path, pocketsphinx, tiny_
     for i, (_, gray) in enumerate(list(video_frames(video, None, None, FPS, None))[:5]):
         cv2.imwrite(str(folder / f"{i:03d}.png"), gray[44:144, 304:404])  # the right face, as a crop
     (folder / "notes.txt").write_text("not an image")
-    out = stage.extract(Utterance(3, "crops", "t", video=str(folder)))
+    out = stage.extract(Utterance(line=3, id="crops", text="t", video=str(folder)))
     assert out["visual"].shape == (5, 27)
 
     with pytest.raises(ItemError, match="no video frames between 9.0 s and the end in .*talk_False.mp4"):
-        stage.extract(Utterance(4, "late", "t", video=video, start=9.0))
+        stage.extract(Utterance(line=4, id="late", text="t", video=video, start=9.0))
     blank = tmp_path / "blank"
     blank.mkdir()
     with pytest.raises(ItemError, match="no face: the face folder .*blank has no images"):
-        stage.extract(Utterance(4, "empty", "t", video=str(blank)))
+        stage.extract(Utterance(line=4, id="empty", text="t", video=str(blank)))
     with pytest.raises(ItemError, match="no video path"):
-        stage.extract(Utterance(5, "none", "t"))
+        stage.extract(Utterance(line=5, id="none", text="t"))
     write_video(str(tmp_path / "black.mp4"), [np.zeros((240, 320), np.uint8)] * 5)
     with pytest.raises(ItemError, match="no face detected in 5 frames of .*black.mp4"):
-        stage.extract(Utterance(6, "dark", "t", video=str(tmp_path / "black.mp4")))
+        stage.extract(Utterance(line=6, id="dark", text="t", video=str(tmp_path / "black.mp4")))

@@ -14,7 +14,10 @@ from typing import Iterator, List, Optional, Union
 
 from .report import Problem
 
-__all__ = ["MANIFEST_COLUMNS", "REQUIRED_COLUMNS", "ManifestError", "Utterance", "manifest_columns", "read_manifest"]
+__all__ = [
+    "MANIFEST_COLUMNS", "REQUIRED_COLUMNS", "ManifestError", "ManifestEntry", "Utterance", "manifest_columns",
+    "read_manifest",
+]
 
 MANIFEST_COLUMNS = ("id", "speaker", "session", "label", "text", "audio", "video", "start", "end")
 REQUIRED_COLUMNS = ("id", "text")
@@ -26,10 +29,9 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
-class Utterance:
-    """One validated manifest row; paths are absolute, times in seconds (None: not given)."""
+class ManifestEntry:
+    """The manifest columns of one utterance; paths are absolute, times in seconds (None: not given)."""
 
-    line: int
     id: str
     text: str
     speaker: str = ""
@@ -40,15 +42,22 @@ class Utterance:
     start: Optional[float] = None
     end: Optional[float] = None
 
+
+@dataclass(frozen=True)
+class Utterance(ManifestEntry):
+    """One validated manifest row and the manifest line it came from."""
+
+    line: int = 0
+
     def to_row(self) -> List[str]:
         """Cells for a shard's entry list (same field order as the dataclass)."""
         return ["" if v is None else str(v) for v in (getattr(self, f.name) for f in fields(self))]
 
     @classmethod
     def from_row(cls, cells: List[str]) -> "Utterance":
-        line, uid, text, speaker, session, label, audio, video, start, end = cells
+        uid, text, speaker, session, label, audio, video, start, end, line = cells
         as_time = lambda cell: float(cell) if cell else None  # noqa: E731
-        return cls(int(line), uid, text, speaker, session, label, audio, video, as_time(start), as_time(end))
+        return cls(uid, text, speaker, session, label, audio, video, as_time(start), as_time(end), int(line))
 
 
 def _header(path: str, line: str) -> List[str]:

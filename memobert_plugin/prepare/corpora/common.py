@@ -15,7 +15,7 @@ from dataclasses import astuple, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from ..files import atomic_open
-from ..manifest import MANIFEST_COLUMNS
+from ..manifest import MANIFEST_COLUMNS, ManifestEntry
 from ..report import clean_field
 
 __all__ = ["LayoutError", "ManifestRow", "CorpusReport", "ReportEntry", "REPORT_COLUMNS", "write_manifest",
@@ -47,18 +47,9 @@ def read_lines(path: str, fallback: Optional[str] = None) -> List[str]:
 
 
 @dataclass(frozen=True)
-class ManifestRow:
-    """One utterance of a memobert-prepare manifest (docs/prepare.md); paths absolute, times in seconds."""
+class ManifestRow(ManifestEntry):
+    """One utterance of a memobert-prepare manifest (docs/prepare.md), as a builder found it."""
 
-    id: str
-    text: str
-    speaker: str = ""
-    session: str = ""
-    label: str = ""
-    audio: str = ""
-    video: str = ""
-    start: Optional[float] = None
-    end: Optional[float] = None
     raw_label: str = ""  # the corpus's own label (e.g. IEMOCAP's exc), for the summary; not written
 
 
