@@ -20,6 +20,8 @@ _fairseq_copy = PathManager.copy
 def _atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
     if PathManager.path_requires_pathmanager(dst_path):  # remote storage (an iopath handler): as before
         return _fairseq_copy(src_path, dst_path, overwrite)
+    if not overwrite and os.path.exists(dst_path):
+        raise FileExistsError(f"{dst_path} exists and overwrite=False")
     tmp_path = dst_path + ".tmp"
     shutil.copyfile(src_path, tmp_path)
     os.replace(tmp_path, dst_path)

@@ -62,7 +62,7 @@ def test_prediction_restricted_to_label_words():
         log_probs = torch.log_softmax(model.lm_head(out.layout.modality_states(out.hidden, "text")[tokens == 2]), -1).view(2, 2, -1)
     assert scores.shape == (2, 4)
     assert model.lm_head(out.hidden[:, 3]).argmax(-1).tolist() == [7, 7]
-    expected = torch.stack([log_probs[:, 0, 3], log_probs[:, 0, 4], log_probs[:, 0, 5], log_probs[:, 0, 9] + log_probs[:, 1, 10]], 1)
+    expected = torch.stack([log_probs[:, 0, 3], log_probs[:, 0, 4], log_probs[:, 0, 5], (log_probs[:, 0, 9] + log_probs[:, 1, 10]) / 2], 1)
     torch.testing.assert_close(scores, expected)
 
 
@@ -100,3 +100,21 @@ def test_every_utterance_is_batched(demo_corpus):
         seen = sorted(i for batch in itr.next_epoch_itr(shuffle=True) for i in batch["id"].tolist())
         assert seen == sorted(dataset.dataset.indices.tolist())
     assert len(task.dataset("train")) % 8 != 0
+
+
+def test_text_cannot_inject_a_mask_slot_and_sentencepiece_is_refused(demo_corpus):
+    from types import SimpleNamespace
+
+    from memobert_plugin.data.vocabulary import BertVocabulary
+    from memobert_plugin.tasks.emotion_readout import EmotionReadout
+
+    task = _task(demo_corpus.emotion_data, emotion_head="prompt")
+    ids = task.readout.encode("i was [MASK] today")
+    assert task.vocab.mask_index not in ids and len(ids) > 4  # "[", "mask", "]" as at preparation
+    cfg = SimpleNamespace(emotion_labels="sad,glad", emotion_head="prompt", prompt_template="{utterance} i am [MASK] .",
+                          prompt_label_words="", text_max_tokens=30)
+    spm = BertVocabulary(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "\u2581i", "\u2581am", "\u2581sad", "\u2581glad", "."])
+    with pytest.raises(ValueError, match="sentencepiece vocabulary"):
+        EmotionReadout(cfg, spm)
+    with pytest.raises(ValueError, match="has words outside the vocabulary"):
+        _task(demo_corpus.emotion_data, emotion_head="prompt", prompt_template="{utterance} i am zzqx [MASK] .")

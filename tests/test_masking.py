@@ -38,10 +38,12 @@ def test_span_mask_reaches_first_and_last_frame():
     assert abs(first - last) < 0.25 * max(first, last)
 
 
-def test_span_mask_edge_lengths():
+@pytest.mark.parametrize("length", [1, 2, 4, 6, 9, 12])
+def test_span_mask_ratio_holds_for_short_inputs(length):
+    """No forced minimum: a short face track is not masked far more than the configured ratio."""
+    masked = sum(span_mask(masking_rng(2, 1, i), length, 0.2, 3).sum() for i in range(6000))
+    assert abs(masked / (6000 * length) - 0.2) < 0.02
     assert span_mask(masking_rng(0), 0, 0.15, 3).sum() == 0
-    assert span_mask(masking_rng(0), 2, 0.15, 3).all()  # shorter than one span: masked whole
-    assert span_mask(masking_rng(0), 1, 0.15, 1).sum() == 1
 
 
 def test_span_mask_is_deterministic_per_key():
@@ -75,6 +77,17 @@ def test_word_spans_group_continuations():
 
 def _mask(tokens, seed, whole_word=True, prob=0.15):
     return whole_word_mask(masking_rng(seed), tokens, ~SPECIAL[tokens], WORD_START, prob, 3, RANDOM_IDS, 0.1, 0.1, whole_word)
+
+
+def test_word_ratio_holds_for_short_sentences():
+    masked = total = 0
+    for seed in range(4000):
+        tokens = _sentence(3)
+        _, targets = _mask(tokens, seed)
+        words = word_spans(tokens, ~SPECIAL[tokens], WORD_START)
+        masked += sum(targets[start] for start, _ in words)
+        total += len(words)
+    assert abs(masked / total - 0.15) < 0.015
 
 
 def test_whole_words_masked_whole_and_specials_never():

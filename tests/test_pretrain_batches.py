@@ -146,3 +146,42 @@ def test_max_tokens_counts_every_modality(task):
         assert batch["ntokens"] == int((~out.padding_mask).sum())
         seen += batch["nsentences"]
     assert seen == 160
+
+
+def _without(src, dst, streams):
+    import shutil
+
+    shutil.copytree(src, dst)
+    for path in dst.iterdir():
+        if any(path.name.endswith(f".{s}.npy") or path.name.endswith(f".{s}.len") for s in streams):
+            path.unlink()
+    return str(dst)
+
+
+def test_missing_fer_labels_are_an_error_not_a_crash(demo_corpus, tmp_path):
+    data = _without(demo_corpus.pretrain_data, tmp_path / "nofer", ["visual_fer"])
+    with pytest.raises(ValueError, match=r"objective span_mvfc_kl needs the visual_fer stream"):
+        _task(data)
+    task = _task(data, objective_ratios=[0.4, 0.2, 0.0, 0.2], objective_mode="sum")
+    task.load_dataset("train")
+    batch = _collate(task, range(8))
+    assert set(batch["objectives"]) == {"wwmlm", "span_mvfr", "span_mafr"}
+
+
+def test_absent_modality_keeps_the_models_size(demo_corpus, tmp_path):
+    """Data without faces: a checkpoint with any face feature size is accepted (nothing to compare)."""
+    from memobert_plugin.models.memobert import MemobertConfig
+    from omegaconf import OmegaConf
+
+    data = _without(demo_corpus.pretrain_data, tmp_path / "nofaces", ["visual", "visual_fer"])
+    task = _task(data, objective_ratios=[0.5, 0.0, 0.0, 0.5])
+    cfg = OmegaConf.structured(MemobertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                                              encoder_attention_heads=2, visual_feature_dim=27, acoustic_feature_dim=768))
+    cfg._name = "memobert"
+    model = task.build_model(cfg, from_checkpoint=True)
+    assert model.visual.feature_dim == 27 and task.stream_dims["visual"] == 27
+    task.load_dataset("train")
+    batch = _collate(task, range(4))
+    assert batch["net_input"]["visual"].shape == (4, 0, 27)
+    masked = next(iter(batch["objectives"].values()))
+    model(**{**batch["net_input"], **masked["net_input"]})

@@ -31,7 +31,7 @@ def test_tables_and_figure(tmp_path):
     text = write_tables(str(tmp_path))
     per_seed = np.array([np.mean(scores[("iemocap", "pretrain_prompt (no_span)", 1.0, s)], axis=0) for s in (1, 2, 3)])
     wa_mean, uar_mean = per_seed.mean(0)
-    wa_std, uar_std = per_seed.std(0)
+    wa_std, uar_std = per_seed.std(0, ddof=1)
     assert "| pretrain_prompt (no_span) | " + f"{100 * wa_mean:.2f} ± {100 * wa_std:.2f} | {100 * uar_mean:.2f} ± {100 * uar_std:.2f}" in text
     assert text.index("### Training data: 100%") < text.index("### Training data: 10%")
     csv_lines = open(tmp_path / "results.csv").read().splitlines()
@@ -43,3 +43,29 @@ def test_tables_and_figure(tmp_path):
 def test_no_results_is_an_error(tmp_path):
     with pytest.raises(SystemExit, match="no result.json found"):
         write_tables(str(tmp_path))
+
+
+def test_cells_with_unequal_folds_are_marked(tmp_path):
+    _result(str(tmp_path), "iemocap", "direct", 1.0, 1, 1, 0.5, 0.5)
+    _result(str(tmp_path), "iemocap", "direct", 1.0, 1, 2, 0.7, 0.7)
+    _result(str(tmp_path), "iemocap", "direct", 1.0, 2, 1, 0.6, 0.6)  # seed 2 has not run fold 2 yet
+    text = write_tables(str(tmp_path))
+    assert "| direct | 60.00 ± 0.00 * | 60.00 ± 0.00 * |" in text and "different folds" in text
+
+
+def test_a_fold_directory_is_not_reused_for_other_options(tmp_path):
+    from dataclasses import asdict
+
+    from memobert_plugin.evaluation.cross_validation import FoldJob, run_fold_job
+
+    job = FoldJob(corpus="c", data="/data", setting="pretrain_prompt", fold=1, seed=1, out_dir=str(tmp_path),
+                  init_path="/ckpt/a.pt")
+    with open(tmp_path / "result.json", "w") as handle:
+        json.dump({**asdict(job), "row": job.row_label, "test": {"wa": 0.5, "uar": 0.4}}, handle)
+    assert run_fold_job(job)["test"]["uar"] == 0.4  # the same job: its result is reused
+    moved = FoldJob(**{**asdict(job), "out_dir": str(tmp_path), "keep_checkpoints": True})
+    assert run_fold_job(moved)["test"]["uar"] == 0.4  # keeping checkpoints changes no result
+    other = FoldJob(**{**asdict(job), "init_path": "/ckpt/b.pt", "lr": 1e-3})
+    with pytest.raises(ValueError, match=r"result.json was made with other options \(init_path: '/ckpt/a.pt' there, "
+                                         r"'/ckpt/b.pt' now, lr: None there, 0.001 now\)"):
+        run_fold_job(other)

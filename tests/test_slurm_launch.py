@@ -142,7 +142,7 @@ def test_collect_notes_the_fold_jobs_without_a_result(tmp_path):
         collect_tables(str(tmp_path), [])
     done = tmp_path / "demo" / "direct" / "frac1" / "seed1" / "fold1" / "result.json"
     done.parent.mkdir(parents=True)
-    done.write_text(json.dumps({"corpus": "demo", "row": "direct", "train_fraction": 1.0, "seed": 1,
+    done.write_text(json.dumps({"corpus": "demo", "row": "direct", "train_fraction": 1.0, "seed": 1, "fold": 1,
                                 "test": {"wa": 0.5, "uar": 0.25}}))
     missing = str(tmp_path / "demo" / "direct" / "frac1" / "seed1" / "fold2" / "result.json")
     table = collect_tables(str(tmp_path), [str(done), missing])

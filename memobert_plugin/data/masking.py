@@ -25,15 +25,16 @@ def masking_rng(*keys: int) -> np.random.Generator:
 
 
 def stochastic_count(rng: np.random.Generator, expected: float, upper: int) -> int:
-    """An integer with mean ``expected`` (stochastic rounding), at least 1, at most ``upper``.
+    """An integer with mean ``expected`` (stochastic rounding), at most ``upper``.
 
     Rounding stochastically keeps the masked ratio right on average even for short
-    inputs, where plain rounding would mask far too much or nothing at all.
+    inputs, where rounding (or BERT's "at least one") would mask far too much or nothing:
+    a 4-frame face track at 20% gets one 3-frame span 27% of the time, not every time.
+    A sample may so draw nothing to mask; its batch's other samples still do.
     """
     if upper <= 0:
         return 0
-    count = int(np.floor(expected + rng.random()))
-    return int(min(max(count, 1), upper))
+    return int(min(np.floor(expected + rng.random()), upper))
 
 
 def span_mask(rng: np.random.Generator, length: int, mask_prob: float, span: int) -> np.ndarray:
@@ -41,7 +42,7 @@ def span_mask(rng: np.random.Generator, length: int, mask_prob: float, span: int
 
     Every placement of k non-overlapping spans is equally likely, so the first and the
     last frame are as likely to be masked as any other. ``span=1`` gives independent
-    frame masking. An input shorter than one span is masked whole.
+    frame masking. An input shorter than one span is one span (masked whole, or not).
     """
     mask = np.zeros(length, dtype=bool)
     if length == 0:

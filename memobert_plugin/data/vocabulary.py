@@ -80,14 +80,18 @@ class BertVocabulary(Dictionary):
         """Ids of bracketed control tokens ([CLS], [unused0], ...): never masked or sampled."""
         return [i for i, s in enumerate(self.symbols) if s.startswith("[") and s.endswith("]")]
 
+    @property
+    def is_sentencepiece(self) -> bool:
+        """Whether the pieces are sentencepiece's (word starts marked ``\u2581``), not WordPiece's."""
+        return any(s.startswith(SENTENCEPIECE_WORD_START) for s in self.symbols)
+
     def word_start_flags(self) -> np.ndarray:
         """Per id: True where a token begins a word.
 
         WordPiece marks continuations with ``##``; a sentencepiece vocab marks word
         starts with ``\u2581``. Which convention applies is decided by the vocab itself.
         """
-        sentencepiece = any(s.startswith(SENTENCEPIECE_WORD_START) for s in self.symbols)
-        if sentencepiece:
+        if self.is_sentencepiece:
             flags = [s.startswith(SENTENCEPIECE_WORD_START) for s in self.symbols]
         else:
             flags = [not s.startswith("##") for s in self.symbols]

@@ -145,20 +145,49 @@ def _run(command: Sequence[str], log_path: str) -> str:
     return proc.stdout
 
 
+#: FoldJob fields that do not change a fold's result
+_NOT_RESULT_FIELDS = ("out_dir", "keep_checkpoints")
+
+
+def _settings(record: Dict) -> Dict:
+    return {k: v for k, v in record.items() if k in FoldJob.__dataclass_fields__ and k not in _NOT_RESULT_FIELDS}
+
+
+def _check_same_job(job: FoldJob, path: str) -> None:
+    """A fold directory belongs to one set of options: refuse to reuse its result or resume its
+    checkpoints for another (e.g. a rerun with a different --pretrained checkpoint or --lr)."""
+    with open(path, encoding="utf-8") as handle:
+        recorded = _settings(json.load(handle))
+    wanted = _settings(json.loads(json.dumps(asdict(job))))  # through JSON: tuples become lists
+    differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    if differ:
+        changes = ", ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+        raise ValueError(f"{path} was made with other options ({changes}); use another --out, or delete "
+                         f"{job.out_dir} to redo this fold")
+
+
+def _write_json(path: str, record: Dict) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def run_fold_job(job: FoldJob) -> Dict:
     """Train, select on validation, test; write and return the result (or the existing one)."""
+    spec_path = os.path.join(job.out_dir, "job.json")
+    for existing in (job.result_path, spec_path):
+        if os.path.exists(existing):
+            _check_same_job(job, existing)
     if os.path.exists(job.result_path):
         with open(job.result_path, encoding="utf-8") as handle:
             return json.load(handle)
     os.makedirs(job.out_dir, exist_ok=True)
+    _write_json(spec_path, asdict(job))
     log_path = os.path.join(job.out_dir, "train.log")
     _run(job.train_command(), log_path)
     metrics = parse_validate_output(_run(job.validate_command(), log_path))
     result = {**asdict(job), "row": job.row_label, "test": metrics}
-    tmp = job.result_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=1)
-    os.replace(tmp, job.result_path)
+    _write_json(job.result_path, result)
     if not job.keep_checkpoints:
         for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
             path = os.path.join(job.out_dir, "checkpoints", name)

@@ -30,6 +30,7 @@ class SummaryRow:
     wa_std: float
     uar_mean: float
     uar_std: float
+    same_folds: bool = True  # every seed of the cell has the same folds (False: a sweep still running)
 
 
 def collect_results(out_dir: str) -> List[dict]:
@@ -49,21 +50,24 @@ def _row_key(row: str) -> tuple:
 def summarise(results: Sequence[dict]) -> List[SummaryRow]:
     by_run: Dict[tuple, Dict[int, list]] = defaultdict(lambda: defaultdict(list))
     for r in results:
-        by_run[(r["corpus"], r["row"], float(r["train_fraction"]))][r["seed"]].append(r["test"])
+        by_run[(r["corpus"], r["row"], float(r["train_fraction"]))][r["seed"]].append(r)
     rows = []
     for (corpus, row, fraction), seeds in by_run.items():
-        per_seed = {m: [np.mean([f[m] for f in folds]) for folds in seeds.values()] for m in ("wa", "uar")}
-        folds = {len(f) for f in seeds.values()}
+        per_seed = {m: [np.mean([f["test"][m] for f in folds]) for folds in seeds.values()] for m in ("wa", "uar")}
+        fold_sets = {frozenset(f["fold"] for f in folds) for folds in seeds.values()}
+        ddof = 1 if len(seeds) > 1 else 0  # the sample standard deviation over runs
         rows.append(SummaryRow(
-            corpus=corpus, row=row, fraction=fraction, seeds=len(seeds), folds=min(folds),
-            wa_mean=float(np.mean(per_seed["wa"])), wa_std=float(np.std(per_seed["wa"])),
-            uar_mean=float(np.mean(per_seed["uar"])), uar_std=float(np.std(per_seed["uar"])),
+            corpus=corpus, row=row, fraction=fraction, seeds=len(seeds), folds=min(len(f) for f in fold_sets),
+            wa_mean=float(np.mean(per_seed["wa"])), wa_std=float(np.std(per_seed["wa"], ddof=ddof)),
+            uar_mean=float(np.mean(per_seed["uar"])), uar_std=float(np.std(per_seed["uar"], ddof=ddof)),
+            same_folds=len(fold_sets) == 1,
         ))
     return sorted(rows, key=lambda r: (r.corpus, -r.fraction, _row_key(r.row)))
 
 
-def _pct(mean: float, std: float, seeds: int) -> str:
-    return f"{100 * mean:.2f} ± {100 * std:.2f}" if seeds > 1 else f"{100 * mean:.2f}"
+def _pct(mean: float, std: float, row: SummaryRow) -> str:
+    text = f"{100 * mean:.2f} ± {100 * std:.2f}" if row.seeds > 1 else f"{100 * mean:.2f}"
+    return text if row.same_folds else text + " *"
 
 
 def write_markdown(rows: Sequence[SummaryRow], path: str) -> str:
@@ -79,12 +83,14 @@ def write_markdown(rows: Sequence[SummaryRow], path: str) -> str:
             cells = []
             for corpus in corpora:
                 match = [r for r in subset if r.row == label and r.corpus == corpus]
-                cells += ([_pct(match[0].wa_mean, match[0].wa_std, match[0].seeds),
-                           _pct(match[0].uar_mean, match[0].uar_std, match[0].seeds)] if match else ["", ""])
+                cells += ([_pct(match[0].wa_mean, match[0].wa_std, match[0]),
+                           _pct(match[0].uar_mean, match[0].uar_std, match[0])] if match else ["", ""])
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         counts = {(r.seeds, r.folds) for r in subset}
         lines.append("\n" + "; ".join(f"{s} seed(s) x {f} fold(s)" for s, f in sorted(counts))
-                     + " per cell; WA/UAR in %, mean ± std over seeds of the fold average.\n")
+                     + " per cell; WA/UAR in %, mean ± sample std over seeds of the fold average.\n")
+        if not all(r.same_folds for r in subset):
+            lines.append("\\* the seeds of this cell have different folds (an unfinished sweep): not comparable yet.\n")
     text = "\n".join(lines)
     _write_atomic(path, text)
     return text

@@ -21,8 +21,9 @@ def finetune_logits(model, output: EncoderOutput) -> torch.Tensor:
 class PromptVerbalizer:
     """Scores each class by its label word at the prompt's [MASK] slot(s); adds no parameters.
 
-    A label word of n pieces is scored at the first n slots by the sum of its pieces'
-    log-probabilities (for one-piece words this ranks exactly like their MLM logits).
+    A label word of n pieces is scored at the first n slots by the mean of its pieces'
+    log-probabilities (a sum would handicap longer words from the start); for one-piece
+    words this ranks exactly like their MLM logits.
     Only label words compete: the prediction is never an argmax over the vocabulary.
     """
 
@@ -45,7 +46,7 @@ class PromptVerbalizer:
         log_probs = F.log_softmax(model.lm_head(states).float(), dim=-1)  # [B, slots, V]
         ids, used = self.piece_ids.to(src_tokens.device), self.piece_used.to(log_probs.device)
         slot_index = torch.arange(self.slots, device=ids.device).expand_as(ids)
-        return (log_probs[:, slot_index, ids] * used).sum(-1)  # [B, classes]
+        return (log_probs[:, slot_index, ids] * used).sum(-1) / used.sum(-1)  # [B, classes]
 
 
 def label_pieces_from(tokenize, words: Sequence[str], vocab) -> List[List[int]]:

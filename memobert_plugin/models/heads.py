@@ -31,10 +31,6 @@ class MaskedLMHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(self.transform(hidden), self.word_embeddings.weight, self.bias)
 
-    def score_words(self, hidden: torch.Tensor, word_ids: torch.Tensor) -> torch.Tensor:
-        """Logits of the given vocabulary ids only: ``[N, dim] -> [N, len(word_ids)]``."""
-        return F.linear(self.transform(hidden), self.word_embeddings.weight[word_ids], self.bias[word_ids])
-
 
 class MLPHead(nn.Module):
     """Linear-GELU-LayerNorm-Linear, as UNITER's region and feature heads."""

@@ -53,6 +53,7 @@ class PretrainingObjective:
 
     name: ClassVar[str] = ""
     modality: ClassVar[str] = ""  # "text", "visual" or "acoustic": the only one it masks
+    target_stream: ClassVar[str] = ""  # the frame stream it predicts, if any (e.g. visual_fer)
     config_class: ClassVar[Optional[Type[FairseqDataclass]]] = None
     #: extra logged sums beyond loss_sum/count/nbatches, and the ratios derived from them
     extra_sums: ClassVar[Tuple[str, ...]] = ()
@@ -67,7 +68,7 @@ class PretrainingObjective:
     # --- masking --------------------------------------------------------------------
     def can_mask(self, sample: Dict[str, Any]) -> bool:
         """Whether this sample has anything of the objective's modality to mask."""
-        return len(sample[self.modality]) > 0
+        return len(sample[self.modality]) > 0 and (not self.target_stream or len(sample[self.target_stream]) > 0)
 
     def mask_batch(
         self, samples: Sequence[Dict[str, Any]], rngs: Sequence[np.random.Generator], batch: Dict[str, Any]

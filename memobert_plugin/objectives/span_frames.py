@@ -1,7 +1,7 @@
 """Span masking of face or voice frames, shared by SpanMAFR, SpanMVFR and SpanMVFC-KL."""
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +25,6 @@ class FrameMaskingConfig(FairseqDataclass):
 
 class SpanMaskedFrames(PretrainingObjective):
     """Masks non-overlapping spans of one frame stream; subclasses add the head and loss."""
-
-    #: the stream the predictions are compared with
-    target_stream: ClassVar[str] = ""
 
     def mask_batch(self, samples, rngs, batch):
         prob = getattr(self.cfg, f"{self.modality}_mask_prob")

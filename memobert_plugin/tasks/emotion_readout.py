@@ -29,8 +29,10 @@ class EmotionReadout:
     def __init__(self, cfg, vocab: BertVocabulary):
         self.cfg, self.vocab = cfg, vocab
         self.class_names = split_list(cfg.emotion_labels)
-        mask_word = vocab[vocab.mask_index]
-        self.tokenizer = WordPieceTokenizer(vocab.indices, never_split=[mask_word])
+        # templates may say [MASK]; an utterance's text is tokenised as at preparation, where it
+        # is ordinary text ("[", "mask", "]"), so a transcript cannot inject a mask slot
+        self.text_tokenizer = WordPieceTokenizer(vocab.indices)
+        self.template_tokenizer = WordPieceTokenizer(vocab.indices, never_split=[vocab[vocab.mask_index]])
         self.verbalizer = self._verbalizer() if cfg.emotion_head == "prompt" else None
 
     def _template_ids(self):
@@ -38,11 +40,22 @@ class EmotionReadout:
         if template.count(UTTERANCE_SLOT) != 1:
             raise ValueError(f"--prompt-template {template!r} needs exactly one {UTTERANCE_SLOT}")
         before, after = template.split(UTTERANCE_SLOT)
-        return self.encode(before), self.encode(after)
+        ids = [self._ids(self.template_tokenizer, part) for part in (before, after)]
+        if self.vocab.unk() in ids[0] + ids[1]:
+            raise ValueError(f"--prompt-template {template!r} has words outside the vocabulary {self.vocab.source}")
+        return ids
+
+    def _ids(self, tokenizer: WordPieceTokenizer, text: str) -> List[int]:
+        if self.vocab.is_sentencepiece:
+            raise ValueError(
+                f"{self.vocab.source} is a sentencepiece vocabulary: prompt templates, label words and "
+                "memobert-predict's text are tokenised with WordPiece, so use a BERT vocab.txt for them"
+            )
+        return [self.vocab.index(p) for p in tokenizer.tokenize(text)]
 
     def encode(self, text: str) -> List[int]:
-        """WordPiece ids of a text (no [CLS]/[SEP])."""
-        return [self.vocab.index(p) for p in self.tokenizer.tokenize(text)]
+        """WordPiece ids of an utterance's text (no [CLS]/[SEP]), as memobert-prepare tokenises it."""
+        return self._ids(self.text_tokenizer, text)
 
     def _verbalizer(self) -> PromptVerbalizer:
         prefix, suffix = self._template_ids()
@@ -51,7 +64,7 @@ class EmotionReadout:
         words = split_list(self.cfg.prompt_label_words) or self.class_names
         if len(words) != len(self.class_names):
             raise ValueError(f"--prompt-label-words has {len(words)} words for {len(self.class_names)} classes")
-        return PromptVerbalizer(label_pieces_from(self.tokenizer.tokenize, words, self.vocab), self.vocab.mask_index)
+        return PromptVerbalizer(label_pieces_from(self.text_tokenizer.tokenize, words, self.vocab), self.vocab.mask_index)
 
     def text_format(self) -> TextFormat:
         bos, eos, limit = self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens

@@ -69,6 +69,23 @@ class MemobertPretrainTask(MultimodalTask):
         data = ObjectiveData(vocab=vocab, stream_dims=self.stream_dims)
         self.objectives: Dict[str, PretrainingObjective] = {n: OBJECTIVE_REGISTRY[n](cfg, data) for n in names}
         self.objective_ratios = ratios
+        self._check_streams(dict(zip(names, ratios)))
+
+    def _check_streams(self, ratios: Dict[str, float]) -> None:
+        """An objective whose modality the data lacks is never drawn (said once); one whose targets
+        are missing while its modality is there cannot work at all (an error, not a later crash)."""
+        for name, objective in self.objectives.items():
+            if ratios[name] <= 0 or objective.modality == "text":
+                continue
+            if objective.modality not in self.present_streams:
+                logger.warning("%s: no %s frames in %s, so objective %s is never drawn", self.cfg.data,
+                               objective.modality, self.cfg.data, name)
+            elif objective.target_stream not in self.present_streams:
+                raise ValueError(
+                    f"{self.cfg.data}: objective {name} needs the {objective.target_stream} stream "
+                    f"({{split}}.{objective.target_stream}.npy/.len) beside {objective.modality}; "
+                    "prepare it or give the objective a ratio of 0"
+                )
 
     def add_heads(self, model) -> None:
         for name, objective in self.objectives.items():

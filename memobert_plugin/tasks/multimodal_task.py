@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Dict, List
+from typing import Dict, List, Set, Tuple
 
 import numpy as np
 from fairseq.data import SortDataset, data_utils
@@ -40,7 +40,7 @@ class MultimodalTask(FairseqTask):
     def __init__(self, cfg: MultimodalDataConfig, vocab: BertVocabulary):
         super().__init__(cfg)
         self.vocab = vocab
-        self.stream_dims = self._stream_dims(cfg.data)
+        self.stream_dims, self.present_streams = self._stream_dims(cfg.data)
 
     @classmethod
     def setup_task(cls, cfg: MultimodalDataConfig, **kwargs):
@@ -54,13 +54,15 @@ class MultimodalTask(FairseqTask):
         return BertVocabulary.load(filename)
 
     @staticmethod
-    def _stream_dims(data_dir: str) -> Dict[str, int]:
-        dims = dict(DEFAULT_STREAM_DIMS)
+    def _stream_dims(data_dir: str) -> Tuple[Dict[str, int], Set[str]]:
+        """Each stream's feature size, and which streams the data dir has at all."""
+        dims, present = dict(DEFAULT_STREAM_DIMS), set()
         for stream in FRAME_STREAMS:
             found = sorted(glob.glob(os.path.join(data_dir, f"*.{stream}.npy")))
             if found:
                 dims[stream] = int(np.load(found[0], mmap_mode="r").shape[1])
-        return dims
+                present.add(stream)
+        return dims, present
 
     @property
     def source_dictionary(self) -> BertVocabulary:
@@ -148,6 +150,10 @@ class MultimodalTask(FairseqTask):
 
     def _check_feature_dims(self, cfg, from_checkpoint: bool) -> None:
         for stream, key in _MODEL_DIM_FIELDS.items():
+            if stream not in self.present_streams:
+                # nothing of it to read: the model keeps its size (a new model the default one)
+                self.stream_dims[stream] = cfg[key] = cfg.get(key) or self.stream_dims[stream]
+                continue
             data_dim = self.stream_dims[stream]
             if not cfg.get(key):
                 cfg[key] = data_dim
