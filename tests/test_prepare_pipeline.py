@@ -3,7 +3,10 @@
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -233,3 +236,35 @@ def test_nan_and_overflowing_features_are_reported_not_stored(corpus, tmp_path):
     store = FeatureStore(plan.stage_dir("flaky"), "00000", "flaky")
     ids = [u.id for u in plan.read_entries(0)]
     assert [store.lengths[ids.index(i)] for i in problems] == [0, 0, 0] and store.lengths.sum() == 3 * (len(ids) - 3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kill -9 semantics")
+def test_kill_9_during_preparation_resumes_to_the_uninterrupted_output(prepared, corpus, tiny_wav2vec2, tiny_fer,  # noqa: F811
+                                                                      minilm_dir, tmp_path):
+    """``kill -9`` in the middle of the acoustic stage; the rerun redoes only unfinished shards and
+    writes byte for byte what the uninterrupted run (the ``prepared`` fixture) wrote."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "memobert_plugin.prepare.cli", "all", "--manifest", corpus["manifest"],
+               "--out", out, "--vocab", f"{minilm_dir}/vocab.txt", "--wav2vec2", tiny_wav2vec2["fairseq"],
+               "--fer-model", tiny_fer, "--fps", FPS, "--shard-size", 4]
+    acoustic = out / "work" / "train" / "acoustic"
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen([str(a) for a in command], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not (acoustic / "00000.done").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+                time.sleep(0.005)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done_at_kill = sorted(f.name for f in acoustic.iterdir() if f.name.endswith(".done"))
+    assert 1 <= len(done_at_kill) < 5 and not (acoustic / "complete.json").exists()  # killed mid-stage
+    assert not (out / "dataset.json").exists()
+
+    rerun = _prepare(*command[3:])
+    assert f"acoustic: {len(done_at_kill)} of 5 shards already done, resuming" in rerun.stderr
+    written = json.loads((out / "dataset.json").read_text())["checksums"]
+    assert written == json.loads((prepared["out"] / "dataset.json").read_text())["checksums"]
+    assert (out / "report.tsv").read_text() == (prepared["out"] / "report.tsv").read_text()
