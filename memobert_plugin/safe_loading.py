@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import zipfile
 from typing import Any, Dict
 
 import numpy as np
@@ -46,10 +47,14 @@ def register_safe_globals() -> None:
 
 
 def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with the allowlist; a clear refusal or read error."""
+    """``torch.load(path, weights_only=True)`` with the allowlist; a clear refusal or read error.
+
+    Files in torch's zip format are memory-mapped, so reading a large checkpoint's config, or
+    the model weights without the optimizer state, reads only what is used.
+    """
     register_safe_globals()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"{path}: refused by weights-only loading; it needs types outside memobert's allowlist "

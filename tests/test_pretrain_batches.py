@@ -185,3 +185,39 @@ def test_absent_modality_keeps_the_models_size(demo_corpus, tmp_path):
     assert batch["net_input"]["visual"].shape == (4, 0, 27)
     masked = next(iter(batch["objectives"].values()))
     model(**{**batch["net_input"], **masked["net_input"]})
+
+
+def test_objective_metrics_are_exact_and_absent_when_not_drawn():
+    """Ratios come from sums (a 2-worker split gives the same figures); an objective drawn for no
+    batch of a log window shows nothing, not a 0/0 NaN."""
+    from fairseq import metrics
+
+    from memobert_plugin.criterions.memobert_pretrain import MemobertPretrainCriterion
+    from memobert_plugin.objectives import OBJECTIVE_REGISTRY
+
+    def output(loss, **sums):
+        log = {"loss": loss, "sample_size": 1}
+        for objective in ("wwmlm", "span_mafr", "span_mvfr", "span_mvfc_kl"):
+            log.update(dict.fromkeys(OBJECTIVE_REGISTRY[objective].sum_keys(), 0))
+        log.update(sums)
+        return log
+
+    batches = [output(3.0, wwmlm_loss_sum=12.0, wwmlm_count=4, wwmlm_correct=1, wwmlm_nbatches=1),
+               output(1.0, span_mafr_loss_sum=6.0, span_mafr_count=5, span_mafr_nbatches=1),
+               output(2.0, wwmlm_loss_sum=4.0, wwmlm_count=6, wwmlm_correct=3, wwmlm_nbatches=1)]
+
+    def reduce(logging_outputs):
+        with metrics.aggregate(new_root=True) as agg:
+            for step in logging_outputs:
+                MemobertPretrainCriterion.reduce_metrics(step)
+            return agg.get_smoothed_values()
+
+    one_worker = reduce([[b] for b in batches])
+    assert one_worker["wwmlm_loss"] == pytest.approx(16.0 / 10) and one_worker["wwmlm_acc"] == pytest.approx(0.4)
+    assert one_worker["wwmlm_nbatches"] == 2 and one_worker["span_mafr_loss"] == pytest.approx(6.0 / 5)
+    assert not [k for k in one_worker if k.startswith(("span_mvfr", "span_mvfc_kl"))]
+    # fairseq sums the workers' logging outputs key by key before reduce_metrics
+    summed = {k: batches[0][k] + batches[2][k] for k in batches[0]}
+    two_workers = reduce([[summed], [batches[1]]])
+    for key in ("wwmlm_loss", "wwmlm_acc", "wwmlm_nbatches", "span_mafr_loss"):
+        assert two_workers[key] == pytest.approx(one_worker[key])
