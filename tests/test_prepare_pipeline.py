@@ -71,7 +71,9 @@ def prepared(corpus, tiny_wav2vec2, tiny_fer, minilm_dir, tmp_path_factory):  # 
     proc = _prepare("all", "--manifest", corpus["manifest"], "--out", out, "--vocab", f"{minilm_dir}/vocab.txt",
                     "--wav2vec2", tiny_wav2vec2["fairseq"], "--fer-model", tiny_fer, "--fps", FPS,
                     "--shard-size", 4)
-    return {"out": out, "log": proc.stderr}
+    # as first written: later tests rewrite this directory
+    return {"out": out, "log": proc.stderr, "report": (out / "report.tsv").read_text(),
+            "checksums": json.loads((out / "dataset.json").read_text())["checksums"]}
 
 
 def test_every_problem_is_reported_with_its_action(prepared):
@@ -266,5 +268,5 @@ def test_kill_9_during_preparation_resumes_to_the_uninterrupted_output(prepared,
     rerun = _prepare(*command[3:])
     assert f"acoustic: {len(done_at_kill)} of 5 shards already done, resuming" in rerun.stderr
     written = json.loads((out / "dataset.json").read_text())["checksums"]
-    assert written == json.loads((prepared["out"] / "dataset.json").read_text())["checksums"]
-    assert (out / "report.tsv").read_text() == (prepared["out"] / "report.tsv").read_text()
+    assert written == prepared["checksums"]
+    assert (out / "report.tsv").read_text() == prepared["report"]
