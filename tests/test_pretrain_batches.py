@@ -187,9 +187,13 @@ def test_absent_modality_keeps_the_models_size(demo_corpus, tmp_path):
     model(**{**batch["net_input"], **masked["net_input"]})
 
 
-def test_objective_metrics_are_exact_and_absent_when_not_drawn():
-    """Ratios come from sums (a 2-worker split gives the same figures); an objective drawn for no
-    batch of a log window shows nothing, not a 0/0 NaN."""
+
+def test_objective_metrics_are_exact_and_nan_when_not_drawn():
+    """Ratios come from sums (a 2-worker split gives the same figures). Like fairseq's train loop,
+    one named aggregator is reset after each log window; in a window where an objective was not
+    drawn its ratios are 0/0 = nan, with ``*_nbatches`` 0 saying why."""
+    import math
+
     from fairseq import metrics
 
     from memobert_plugin.criterions.memobert_pretrain import MemobertPretrainCriterion
@@ -206,18 +210,26 @@ def test_objective_metrics_are_exact_and_absent_when_not_drawn():
                output(1.0, span_mafr_loss_sum=6.0, span_mafr_count=5, span_mafr_nbatches=1),
                output(2.0, wwmlm_loss_sum=4.0, wwmlm_count=6, wwmlm_correct=3, wwmlm_nbatches=1)]
 
-    def reduce(logging_outputs):
-        with metrics.aggregate(new_root=True) as agg:
-            for step in logging_outputs:
-                MemobertPretrainCriterion.reduce_metrics(step)
-            return agg.get_smoothed_values()
+    def log_windows(windows):
+        """Each window: its steps, each step the (worker-summed) logging outputs."""
+        values = []
+        with metrics.aggregate(new_root=True):
+            for steps in windows:
+                with metrics.aggregate("window"):
+                    for step in steps:
+                        MemobertPretrainCriterion.reduce_metrics(step)
+                values.append(metrics.get_smoothed_values("window"))
+                metrics.reset_meters("window")
+        return values
 
-    one_worker = reduce([[b] for b in batches])
+    one_worker, only_mafr = log_windows([[[b] for b in batches], [[batches[1]]]])
     assert one_worker["wwmlm_loss"] == pytest.approx(16.0 / 10) and one_worker["wwmlm_acc"] == pytest.approx(0.4)
     assert one_worker["wwmlm_nbatches"] == 2 and one_worker["span_mafr_loss"] == pytest.approx(6.0 / 5)
-    assert not [k for k in one_worker if k.startswith(("span_mvfr", "span_mvfc_kl"))]
+    assert one_worker["span_mvfr_nbatches"] == 0 and math.isnan(one_worker["span_mvfr_loss"])
+    assert only_mafr["span_mafr_loss"] == pytest.approx(6.0 / 5) and only_mafr["wwmlm_nbatches"] == 0
+    assert math.isnan(only_mafr["wwmlm_loss"]) and math.isnan(only_mafr["wwmlm_acc"])
     # fairseq sums the workers' logging outputs key by key before reduce_metrics
     summed = {k: batches[0][k] + batches[2][k] for k in batches[0]}
-    two_workers = reduce([[summed], [batches[1]]])
+    (two_workers,) = log_windows([[[summed], [batches[1]]]])
     for key in ("wwmlm_loss", "wwmlm_acc", "wwmlm_nbatches", "span_mafr_loss"):
         assert two_workers[key] == pytest.approx(one_worker[key])

@@ -94,17 +94,9 @@ class PretrainingObjective:
 
     @classmethod
     def reduce_metrics(cls, logging_outputs: Sequence[Dict[str, Any]]) -> None:
-        """Log sums, then ratios derived from the sums: exact over batches and workers.
-
-        Batches this objective was not drawn for add nothing, so a log window or an epoch in
-        which it never ran shows no figure for it rather than a 0/0 NaN that reads like a
-        diverged loss.
-        """
-        sums = {key: utils.item(sum(log.get(key, 0) for log in logging_outputs)) for key in cls.sum_keys()}
-        if not sums[f"{cls.name}_nbatches"]:
-            return
-        for key, value in sums.items():
-            metrics.log_scalar_sum(f"_{key}", value)
+        """Log sums, then ratios derived from the sums: exact over batches and workers."""
+        for key in cls.sum_keys():
+            metrics.log_scalar_sum(f"_{key}", utils.item(sum(log.get(key, 0) for log in logging_outputs)))
         nbatches = f"_{cls.name}_nbatches"
         metrics.log_derived(f"{cls.name}_nbatches", lambda meters: int(meters[nbatches].sum))
         for metric, (num, den) in {"loss": ("loss_sum", "count"), **cls.derived}.items():
