@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-from typing import IO, Iterator
+from typing import IO, Iterator, Optional
 
 __all__ = ["atomic_open", "write_json", "read_json", "sha256_file"]
 
@@ -14,12 +14,15 @@ _HASH_CHUNK = 1 << 20
 
 
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
-    """Write to a temporary name and rename it over ``path`` only if the block completes."""
+def atomic_open(path: str, mode: str = "w", newline: Optional[str] = None) -> Iterator[IO]:
+    """Write to a temporary name and rename it over ``path`` only if the block completes.
+
+    ``newline`` is :func:`open`'s (``""`` for the csv module).
+    """
     tmp = f"{path}.{os.getpid()}.tmp"  # per process: two commands on one work dir do not collide
     encoding = None if "b" in mode else "utf-8"
     try:
-        with open(tmp, mode, encoding=encoding) as handle:
+        with open(tmp, mode, encoding=encoding, newline=newline) as handle:
             yield handle
         os.replace(tmp, path)
     finally:
