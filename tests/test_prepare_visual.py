@@ -46,7 +46,7 @@ def test_haar_detector_finds_the_astronaut():
 def test_densenet_fer_on_the_astronaut_face(tiny_fer):  # noqa: F811
     assert DenseNetFER().feature_dim == 342  # DenseNet-BC-100, k=12: the paper's 342-d features
     model = load_fer_model(tiny_fer)
-    detections = HaarFaceDetector().detect(astronaut_gray(), frame=0, time=0.0)
+    detections = HaarFaceDetector().detect(astronaut_gray(), frame=0)
     features, probs = model(np.stack([d.face for d in detections]))
     assert features.shape == (1, model.feature_dim) and probs.shape == (1, len(FER_CLASSES))
     assert np.isclose(probs.sum(), 1.0, atol=1e-5) and np.all(probs > 0) and np.isfinite(features).all()
@@ -76,7 +76,7 @@ def test_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, p
     video, wav, voiced = _video(tmp_path, pocketsphinx, speaker_left)
     detector = HaarFaceDetector()
     frames = list(video_frames(video, None, None, FPS, None))
-    tracks = track_faces([detector.detect(gray, i, t) for i, (t, gray) in enumerate(frames)])
+    tracks = track_faces([detector.detect(gray, i) for i, (_, gray) in enumerate(frames)])
     assert sorted(len(t.detections) for t in tracks) == [len(voiced), len(voiced)]
     vad = voice_activity(read_audio(wav), np.array([t for t, _ in frames]), FPS)
     assert (vad == voiced).mean() >= 0.9
@@ -87,7 +87,7 @@ def test_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, p
 def test_without_audio_the_largest_face_is_taken(tmp_path, pocketsphinx):  # noqa: F811
     video, _, _ = _video(tmp_path, pocketsphinx)
     detector = HaarFaceDetector()
-    per_frame = [detector.detect(gray, i, t) for i, (t, gray) in enumerate(video_frames(video, None, None, FPS, None))]
+    per_frame = [detector.detect(gray, i) for i, (_, gray) in enumerate(video_frames(video, None, None, FPS, None))]
     for detections in per_frame:  # make the right face smaller
         for d in detections:
             if d.box[0] > 240:

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["FeatureStore", "FeatureStoreWriter", "feature_paths", "STORE_DTYPE"]
+__all__ = ["FeatureStore", "FeatureStoreWriter", "NonFiniteFeatures", "feature_paths", "STORE_DTYPE"]
 
 STORE_DTYPE = np.float16
 _COPY_CHUNK_BYTES = 1 << 22
@@ -81,6 +81,10 @@ class FeatureStore:
         return self.frames[start:end]
 
 
+class NonFiniteFeatures(ValueError):
+    """Frames hold NaN or Inf, or values that overflow float16 (a caller may skip the item instead of failing)."""
+
+
 class FeatureStoreWriter:
     """Streams utterances' frames into a store; nothing is visible until ``close()``."""
 
@@ -92,6 +96,16 @@ class FeatureStoreWriter:
         self._raw = open(self._raw_path, "wb")
         self._lengths: list[int] = []
 
+    def cast(self, frames: np.ndarray, item: str = "?") -> np.ndarray:
+        """``frames`` as stored (float16; no copy if they already are), or :class:`NonFiniteFeatures`."""
+        with np.errstate(over="ignore"):  # overflow becomes inf, reported just below
+            stored = np.asarray(frames).astype(STORE_DTYPE, copy=False)
+        if not np.isfinite(stored).all():
+            raise NonFiniteFeatures(
+                f"{item}: non-finite feature values (NaN/Inf, or beyond float16's range) for {self.npy_path}"
+            )
+        return stored
+
     def append(self, frames: np.ndarray, item: str = "?") -> None:
         """Add one utterance's ``[T, dim]`` frames (T may be 0); ``item`` names it in errors."""
         frames = np.asarray(frames)
@@ -99,12 +113,7 @@ class FeatureStoreWriter:
             raise ValueError(
                 f"{item}: {self.npy_path} expects [frames, {self.dim}] features, got shape {frames.shape}"
             )
-        with np.errstate(over="ignore"):  # overflow becomes inf, reported just below
-            stored = frames.astype(STORE_DTYPE)
-        if not np.isfinite(stored).all():
-            raise ValueError(
-                f"{item}: non-finite feature values (NaN/Inf, or beyond float16's range) for {self.npy_path}"
-            )
+        stored = self.cast(frames, item)
         self._raw.write(np.ascontiguousarray(stored).tobytes())
         self._lengths.append(int(frames.shape[0]))
 

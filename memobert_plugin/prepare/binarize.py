@@ -14,17 +14,24 @@ import torch
 from fairseq.data import indexed_dataset
 
 from ..data.vocabulary import BertVocabulary
+from .files import atomic_open
 
-__all__ = ["write_dictionary", "TextBinarizer"]
+__all__ = ["save_dictionary", "write_dictionary", "TextBinarizer"]
+
+
+def save_dictionary(vocab: BertVocabulary, data_dir: str) -> str:
+    """Write ``vocab`` as the data dir's fairseq ``dict.txt`` (``token 1`` lines, in id order); return its path."""
+    path = os.path.join(data_dir, "dict.txt")
+    with atomic_open(path) as handle:
+        vocab.save(handle)
+    return path
 
 
 def write_dictionary(vocab_txt: str, data_dir: str) -> BertVocabulary:
     """Copy a BERT vocab.txt as the data dir's fairseq ``dict.txt`` (``token 1`` lines, BERT's order)."""
     vocab = BertVocabulary.load(vocab_txt)
     os.makedirs(data_dir, exist_ok=True)
-    tmp = os.path.join(data_dir, "dict.txt.tmp")
-    vocab.save(tmp)
-    os.replace(tmp, os.path.join(data_dir, "dict.txt"))
+    save_dictionary(vocab, data_dir)
     return vocab
 
 

@@ -17,6 +17,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..data.feature_store import FeatureStoreWriter
+from ..data.utterance_meta import META_COLUMNS
 from .binarize import TextBinarizer, write_dictionary
 from .fer_model import FER_CLASSES
 from .wordpiece import WordPieceTokenizer
@@ -162,7 +163,7 @@ def write_demo_corpus(root: str, seed: int = 0, utterances_per_speaker: int = 60
                 meta.append((f"{speaker}_{i:03d}", speaker, f"Ses{session:02d}", emotion))
     _write_split(emotion_dir, "all", tokenizer, vocab, utts)
     with open(os.path.join(emotion_dir, "all.meta.tsv"), "w", encoding="utf-8") as handle:
-        handle.write("id\tspeaker\tsession\tlabel\n")
+        handle.write("\t".join(META_COLUMNS) + "\n")
         handle.write("".join("\t".join(row) + "\n" for row in meta))
     return DemoCorpus(root, vocab_path, pretrain_dir, emotion_dir)
 

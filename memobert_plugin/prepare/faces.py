@@ -35,7 +35,6 @@ class Detection:
     """One face in one sampled frame."""
 
     frame: int
-    time: float
     box: Box
     face: np.ndarray  # uint8 [48, 48] grey, the expression model's input
     mouth: np.ndarray  # float32 [12, 24], lower-middle face, brightness-normalised
@@ -95,12 +94,12 @@ class HaarFaceDetector:
         found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         return [tuple(int(round(v / scale)) for v in box) for box in found]
 
-    def detect(self, gray: np.ndarray, frame: int, time: float) -> List[Detection]:
+    def detect(self, gray: np.ndarray, frame: int) -> List[Detection]:
         import cv2
 
         return [
-            Detection(frame, time, box, cv2.resize(_crop(gray, box), (FACE_SIZE, FACE_SIZE),
-                                                   interpolation=cv2.INTER_AREA), _mouth(gray, box))
+            Detection(frame, box, cv2.resize(_crop(gray, box), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA),
+                      _mouth(gray, box))
             for box in self.boxes(gray)
         ]
 

@@ -88,9 +88,9 @@ def face_tensor(faces: np.ndarray) -> torch.Tensor:
 class FerModel:
     """Inference wrapper: faces -> (features ``[N, feature_dim]``, class probabilities ``[N, 8]``)."""
 
-    def __init__(self, network: DenseNetFER, device: str = "cpu", batch_size: int = 64, source: str = "<memory>"):
+    def __init__(self, network: DenseNetFER, device: str = "cpu", batch_size: int = 64):
         self.network = network.to(device).eval()
-        self.device, self.batch_size, self.source = device, batch_size, source
+        self.device, self.batch_size = device, batch_size
         self.feature_dim = network.feature_dim
         self.num_classes = network.arch["num_classes"]
 
@@ -129,4 +129,4 @@ def load_fer_model(path: str, device: str = "cpu", batch_size: int = 64) -> FerM
         raise ValueError(f"{path}: classes {state['classes']} differ from FER+'s {list(FER_CLASSES)}")
     network = DenseNetFER(**state["arch"])
     network.load_state_dict(state["model"])
-    return FerModel(network, device, batch_size, source=path)
+    return FerModel(network, device, batch_size)

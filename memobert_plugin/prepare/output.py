@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from ..data.feature_store import FeatureStore, FeatureStoreWriter
 from ..data.multimodal_dataset import FRAME_STREAMS
+from ..data.utterance_meta import META_COLUMNS
 from ..data.vocabulary import BertVocabulary
-from .binarize import TextBinarizer
+from .binarize import TextBinarizer, save_dictionary
 from .files import atomic_open, read_json, sha256_file, write_json
 from .report import Problem, clean_field, read_problems
 from .shards import ShardPlan, StageIncomplete, stage_record
@@ -32,7 +33,6 @@ __all__ = ["MODALITY_STAGES", "REPORT_COLUMNS", "META_COLUMNS", "write_output"]
 #: stages whose failure an utterance may survive, and the streams they write
 MODALITY_STAGES = ("text", "acoustic", "visual")
 REPORT_COLUMNS = ("split", "id", "line", "stage", "reason", "action")
-META_COLUMNS = ("id", "speaker", "session", "label")
 DATASET_FORMAT = "memobert-data/1"
 
 
@@ -47,9 +47,7 @@ def _install_dictionary(vocab: BertVocabulary, out_dir: str) -> str:
                 "every split of a data dir must use the same one"
             )
         return path
-    with atomic_open(path) as handle:
-        vocab.save(handle)
-    return path
+    return save_dictionary(vocab, out_dir)
 
 
 def _merge_report(out_dir: str, split: str, new_rows_path: str) -> None:
@@ -160,7 +158,7 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
         raise ValueError(f"cannot require {invalid}; choose from {MODALITY_STAGES}")
     records = _records(plan, require)
     text = records["text"]["config"]
-    vocab = BertVocabulary(Tokenizer(text["tokenizer"], text["path"]).symbols, source=text["path"])
+    vocab = Tokenizer(text["tokenizer"], text["path"]).vocab
     streams = {s: d for r in records.values() for s, d in r["streams"].items()}
     dataset_path = os.path.join(out_dir, "dataset.json")
     dataset = read_json(dataset_path) if os.path.isfile(dataset_path) else {"format": DATASET_FORMAT}

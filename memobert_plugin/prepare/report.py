@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import astuple, dataclass
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 from .files import atomic_open
 
-__all__ = ["ItemError", "Problem", "PROBLEM_COLUMNS", "write_problems", "read_problems", "clean_field"]
+__all__ = ["ItemError", "Problem", "PROBLEM_COLUMNS", "write_tsv", "write_problems", "read_problems", "clean_field"]
 
 PROBLEM_COLUMNS = ("id", "line", "stage", "reason")
 
@@ -37,11 +37,16 @@ def clean_field(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
-def write_problems(path: str, problems: Iterable[Problem]) -> None:
+def write_tsv(path: str, columns: Sequence[str], rows: Iterable[Iterable[object]]) -> None:
+    """Write ``path`` atomically: the header line, then one line of cleaned cells per row."""
     with atomic_open(path) as handle:
-        handle.write("\t".join(PROBLEM_COLUMNS) + "\n")
-        for problem in problems:
-            handle.write("\t".join(clean_field(v) for v in astuple(problem)) + "\n")
+        handle.write("\t".join(columns) + "\n")
+        for row in rows:
+            handle.write("\t".join(clean_field(v) for v in row) + "\n")
+
+
+def write_problems(path: str, problems: Iterable[Problem]) -> None:
+    write_tsv(path, PROBLEM_COLUMNS, (astuple(problem) for problem in problems))
 
 
 def read_problems(path: str) -> List[Problem]:

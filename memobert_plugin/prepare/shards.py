@@ -25,7 +25,7 @@ from typing import Callable, ClassVar, Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..data.feature_store import STORE_DTYPE, FeatureStoreWriter
+from ..data.feature_store import STORE_DTYPE, FeatureStoreWriter, NonFiniteFeatures
 from .files import atomic_open, read_json, sha256_file, write_json
 from .manifest import Utterance, manifest_columns, read_manifest
 from .report import ItemError, Problem, read_problems, write_problems
@@ -179,17 +179,18 @@ class FrameStage(Stage):
         problems = []
         try:
             for utterance in entries:
+                item = f"{utterance.id} (manifest line {utterance.line})"
                 try:
                     frames = self.extract(utterance)
-                    with np.errstate(over="ignore"):  # beyond float16's range becomes inf: caught here
-                        finite = all(np.isfinite(f.astype(STORE_DTYPE)).all() for f in frames.values())
-                    if not finite:
-                        raise ItemError("NaN or Inf in the features (or values beyond float16's range)")
+                    try:  # every stream is checked before any is appended: the stores stay row-aligned
+                        frames = {s: writer.cast(frames[s], item) for s, writer in writers.items()}
+                    except NonFiniteFeatures:
+                        raise ItemError("NaN or Inf in the features (or values beyond float16's range)") from None
                 except ItemError as err:
                     problems.append(Problem(utterance.id, utterance.line, self.name, str(err)))
                     frames = {s: np.zeros((0, dim), dtype=STORE_DTYPE) for s, dim in self.streams.items()}
                 for stream, writer in writers.items():
-                    writer.append(frames[stream], item=f"{utterance.id} (manifest line {utterance.line})")
+                    writer.append(frames[stream], item=item)
                 advance(1)
         except BaseException:
             for writer in writers.values():
@@ -200,8 +201,12 @@ class FrameStage(Stage):
         return problems
 
 
-def _fingerprint(stage: Stage, plan: ShardPlan, shard: int) -> str:
-    settings = json.dumps(stage.config(), sort_keys=True)
+def _settings(stage: Stage) -> str:
+    """The stage's part of every shard fingerprint (computed once a run: config() may hash a large checkpoint)."""
+    return json.dumps(stage.config(), sort_keys=True)
+
+
+def _fingerprint(settings: str, plan: ShardPlan, shard: int) -> str:
     return hashlib.sha256(f"{settings}\n{sha256_file(plan.entries_path(shard))}".encode()).hexdigest()
 
 
@@ -209,16 +214,17 @@ def _done_path(plan: ShardPlan, stage: str, shard: int) -> str:
     return os.path.join(plan.stage_dir(stage), f"{shard:05d}.done")
 
 
-def _is_done(stage: Stage, plan: ShardPlan, shard: int) -> bool:
+def _is_done(stage: Stage, plan: ShardPlan, shard: int, fingerprint: str) -> bool:
     path = _done_path(plan, stage.name, shard)
-    return os.path.isfile(path) and read_json(path).get("fingerprint") == _fingerprint(stage, plan, shard)
+    return os.path.isfile(path) and read_json(path).get("fingerprint") == fingerprint
 
 
-def _run_one(stage: Stage, plan: ShardPlan, shard: int, advance: Progress) -> int:
+def _run_one(stage: Stage, plan: ShardPlan, shard: int, fingerprint: str, advance: Progress) -> int:
+    """Run one shard and mark it done with ``fingerprint`` (taken before the run, as :func:`run_stage` checked it)."""
     prefix = os.path.join(plan.stage_dir(stage.name), f"{shard:05d}")
     problems = stage.run_shard(plan.read_entries(shard), prefix, advance)
     write_problems(prefix + ".problems.tsv", problems)
-    write_json(_done_path(plan, stage.name, shard), {"fingerprint": _fingerprint(stage, plan, shard)})
+    write_json(_done_path(plan, stage.name, shard), {"fingerprint": fingerprint})
     return shard
 
 
@@ -246,17 +252,18 @@ def _init_worker(stage: Stage, progress: multiprocessing.Queue, threads: int) ->
     _worker_stage, _worker_progress = stage, progress
 
 
-def _worker_run(plan: ShardPlan, shard: int) -> int:
-    return _run_one(_worker_stage, plan, shard, _worker_progress.put)
+def _worker_run(plan: ShardPlan, shard: int, fingerprint: str) -> int:
+    return _run_one(_worker_stage, plan, shard, fingerprint, _worker_progress.put)
 
 
-def _run_parallel(stage: Stage, plan: ShardPlan, todo: List[int], workers: int, bar: tqdm) -> None:
+def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: int, bar: tqdm) -> None:
+    """Run the shards of ``todo`` (shard -> fingerprint) in ``workers`` processes."""
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools in a bad state
     progress = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(stage, progress, threads)) as pool:
-        pending = {pool.submit(_worker_run, plan, shard) for shard in todo}
+        pending = {pool.submit(_worker_run, plan, shard, fingerprint) for shard, fingerprint in todo.items()}
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -282,7 +289,11 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
         os.remove(complete)  # the stage is being (re)run: its old record no longer holds
     stage.setup()  # in this process too: bad settings or checkpoints fail before any worker starts
     streams = dict(getattr(stage, "streams", {}))
-    todo = [s for s in range(plan.num_shards) if not _is_done(stage, plan, s)]
+    # the settings and each shard's fingerprint are computed once here, never in the workers: config() may
+    # hash a large checkpoint, and workers receive the stage without its cached checksum (see __getstate__)
+    settings = _settings(stage)
+    fingerprints = {s: _fingerprint(settings, plan, s) for s in range(plan.num_shards)}
+    todo = {s: f for s, f in fingerprints.items() if not _is_done(stage, plan, s, f)}
     skipped = plan.num_shards - len(todo)
     if skipped:
         logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, plan.num_shards)
@@ -291,8 +302,8 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
         if stage.parallel and workers > 1 and len(todo) > 1:
             _run_parallel(stage, plan, todo, min(workers, len(todo)), bar)
         else:
-            for shard in todo:
-                _run_one(stage, plan, shard, bar.update)
+            for shard, fingerprint in todo.items():
+                _run_one(stage, plan, shard, fingerprint, bar.update)
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
     record = {"plan": plan.fingerprint, "config": stage.summary(), "streams": streams, "problems": problems}
     write_json(complete, record)

@@ -11,7 +11,7 @@ import io
 import os
 from typing import Iterable, List, Optional
 
-from ..data.vocabulary import SPECIAL_TOKENS
+from ..data.vocabulary import SPECIAL_TOKENS, BertVocabulary
 from .files import atomic_open, sha256_file
 from .manifest import Utterance
 from .report import Problem
@@ -35,15 +35,17 @@ class Tokenizer:
         self.kind, self.path = kind, path
         if kind == "wordpiece":
             self._wordpiece = WordPieceTokenizer.from_file(path)
-            self.symbols = list(self._wordpiece.vocab)
+            symbols = list(self._wordpiece.vocab)
         else:
             import sentencepiece
 
             self._sentencepiece = sentencepiece.SentencePieceProcessor(model_file=path)
-            self.symbols = [self._sentencepiece.id_to_piece(i) for i in range(self._sentencepiece.get_piece_size())]
-        missing = [t for t in SPECIAL_TOKENS.values() if t not in set(self.symbols)]
-        if missing:
-            raise ValueError(f"{path}: vocabulary lacks the special tokens {missing}")
+            symbols = [self._sentencepiece.id_to_piece(i) for i in range(self._sentencepiece.get_piece_size())]
+        self.vocab = BertVocabulary(symbols, source=path)  # raises if the special tokens are missing
+
+    @property
+    def symbols(self) -> List[str]:
+        return self.vocab.symbols
 
     def tokenize(self, text: str) -> List[str]:
         if self.kind == "wordpiece":
@@ -99,9 +101,12 @@ class TextStage(Stage):
     def __init__(self, kind: str, path: str):
         self.kind, self.path = kind, os.path.abspath(path)
         self._tokenizer: Optional[Tokenizer] = None
+        self._checksum: Optional[str] = None
 
     def config(self) -> dict:
-        return {"tokenizer": self.kind, "path": self.path, "sha256": sha256_file(self.path)}
+        if self._checksum is None:  # hashed once per stage object: run_stage's fingerprints and summary share it
+            self._checksum = sha256_file(self.path)
+        return {"tokenizer": self.kind, "path": self.path, "sha256": self._checksum}
 
     def setup(self) -> None:
         if self._tokenizer is None:

@@ -31,7 +31,7 @@ def speaker_faces(utterance: Utterance, detector: HaarFaceDetector, fps: float,
     per_frame, times = [], []
     for index, (time, gray) in enumerate(video_frames(utterance.video, utterance.start, utterance.end, fps,
                                                       max_seconds)):
-        per_frame.append(detector.detect(gray, index, time))
+        per_frame.append(detector.detect(gray, index))
         times.append(time)
     if not per_frame:
         span = "" if utterance.start is None and utterance.end is None else (

@@ -14,9 +14,8 @@ from collections import Counter
 from dataclasses import astuple, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from ..files import atomic_open
 from ..manifest import MANIFEST_COLUMNS, ManifestEntry
-from ..report import clean_field
+from ..report import write_tsv
 
 __all__ = ["LayoutError", "ManifestRow", "CorpusReport", "ReportEntry", "REPORT_COLUMNS", "write_manifest",
            "label_summary", "MediaCheck", "read_lines"]
@@ -75,10 +74,7 @@ class CorpusReport:
         return Counter((e.action, e.problem) for e in self.entries)
 
     def write(self, path: str) -> None:
-        with atomic_open(path) as handle:
-            handle.write("\t".join(REPORT_COLUMNS) + "\n")
-            for entry in self.entries:
-                handle.write("\t".join(clean_field(v) for v in astuple(entry)) + "\n")
+        write_tsv(path, REPORT_COLUMNS, (astuple(entry) for entry in self.entries))
 
     def summary(self) -> List[str]:
         """One line per action: ``excluded: label fru 3, label xxx 5``."""
@@ -119,11 +115,8 @@ class MediaCheck:
 
 def write_manifest(path: str, rows: Iterable[ManifestRow]) -> None:
     """Write a manifest: the header, then one line per row (cells cleaned of tabs and line breaks)."""
-    with atomic_open(path) as handle:
-        handle.write("\t".join(MANIFEST_COLUMNS) + "\n")
-        for row in rows:
-            cells = ("" if getattr(row, c) is None else clean_field(getattr(row, c)) for c in MANIFEST_COLUMNS)
-            handle.write("\t".join(cells) + "\n")
+    write_tsv(path, MANIFEST_COLUMNS,
+              (("" if getattr(row, c) is None else getattr(row, c) for c in MANIFEST_COLUMNS) for row in rows))
 
 
 def label_summary(rows: Sequence[ManifestRow]) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 from ..audio import SAMPLE_RATE
+from ..files import atomic_open
 from ..report import ItemError
 from .common import CorpusReport, LayoutError, ManifestRow, read_lines
 
@@ -81,24 +82,21 @@ def extract_audio_track(video: str, wav: str) -> str:
     import av
     import soundfile
 
-    tmp = f"{wav}.{os.getpid()}.tmp"  # renamed into place only when complete
     try:
         with av.open(video) as container:
             if not container.streams.audio:
                 raise ItemError(f"no audio stream in {video}")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            with soundfile.SoundFile(tmp, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as out:
+            # renamed into place only when complete: a half-decoded wav would be reused next time
+            with (atomic_open(wav, "wb") as handle,
+                  soundfile.SoundFile(handle, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as out):
                 for frame in container.decode(container.streams.audio[0]):
                     for chunk in resampler.resample(frame):
                         out.write(chunk.to_ndarray().reshape(-1))
                 for chunk in resampler.resample(None):  # what the resampler still holds
                     out.write(chunk.to_ndarray().reshape(-1))
-        os.replace(tmp, wav)
     except av.error.FFmpegError as err:
         raise ItemError(f"unreadable audio in {video}: {err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return wav
 
 
