@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence
 
 import submitit
 
-from memobert_plugin.evaluation.cli import parse_folds, write_tables
+from memobert_plugin.evaluation.cli import NoResultsError, parse_folds, write_tables
 from memobert_plugin.evaluation.cross_validation import FoldJob, plan_jobs, run_fold_job
 
 from .config import ConfigError, CVConfig, Resources, waits
@@ -58,7 +58,7 @@ def collect_tables(out: str, planned: Sequence[str]) -> str:
     """write_tables, plus a note of the planned fold results that are missing (failed or not run)."""
     try:
         table = write_tables(out)
-    except SystemExit as exc:  # write_tables' "no result.json" is meant for a CLI
+    except NoResultsError as exc:  # the collect job has always failed with a RuntimeError here
         raise RuntimeError(str(exc)) from None
     missing = [path for path in planned if not os.path.exists(path)]
     if missing:

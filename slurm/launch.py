@@ -14,7 +14,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .config import CONFIG_DIR, ConfigError, CVConfig, PretrainConfig, load_config
+from .config import CLUSTERS, CONFIG_DIR, ConfigError, CVConfig, PretrainConfig, load_config
 
 __all__ = ["main"]
 
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("command", choices=sorted(_DEFAULT_CONFIG), help="pretrain: one fairseq-train job; "
                         "cv: a job array of fold jobs; collect: write the sweep's tables")
     parser.add_argument("--config", help="YAML configuration (default: slurm/config/<command>.yaml)")
-    parser.add_argument("--cluster", choices=("slurm", "local"), help="override the configuration's cluster")
+    parser.add_argument("--cluster", choices=CLUSTERS, help="override the configuration's cluster")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides (omegaconf dotlist)")
     return parser
 

@@ -41,7 +41,7 @@ def test_tables_and_figure(tmp_path):
 
 
 def test_no_results_is_an_error(tmp_path):
-    with pytest.raises(SystemExit, match="no result.json found"):
+    with pytest.raises(ValueError, match="no result.json found"):
         write_tables(str(tmp_path))
 
 

@@ -57,9 +57,11 @@ class MemobertEmotionCriterion(FairseqCriterion):
             "sample_size": len(target),
         }
         report_non_finite(logging_output["loss"], sample, self.task)
+        # one device-to-host copy per tensor, not a sync per class and count
+        total_counts, correct_counts = total.tolist(), correct.tolist()
         for k in range(self.num_classes):
-            logging_output[f"class{k}_total"] = int(total[k])
-            logging_output[f"class{k}_correct"] = int(correct[k])
+            logging_output[f"class{k}_total"] = total_counts[k]
+            logging_output[f"class{k}_correct"] = correct_counts[k]
         return loss, len(target), logging_output
 
     @staticmethod

@@ -14,10 +14,11 @@ from typing import Dict, List
 
 from ..data.folds import num_folds
 from ..data.utterance_meta import read_meta
+from ..tasks.memobert_emotion import MemobertEmotionConfig
 from .cross_validation import SETTINGS, FoldJob, plan_jobs, run_fold_job
 from .results import collect_results, plot_low_resource, summarise, write_csv, write_markdown
 
-__all__ = ["main", "build_parser", "plan_sweep", "write_tables", "parse_folds"]
+__all__ = ["main", "build_parser", "plan_sweep", "write_tables", "parse_folds", "NoResultsError"]
 
 logger = logging.getLogger("memobert.cv")
 
@@ -34,10 +35,15 @@ def _pairs(values: List[str], flag: str, default_label: str = "") -> Dict[str, s
     return pairs
 
 
-def parse_folds(spec: str, data: str, corpus_split: str = "all") -> List[int]:
-    """``all``, ``1,2,5`` or ``1-4``."""
+class NoResultsError(ValueError):
+    """A sweep directory without any result.json (memobert-cv prints it as its error message)."""
+
+
+def parse_folds(spec: str, data: str) -> List[int]:
+    """``all`` (every fold of the task's default corpus split), ``1,2,5`` or ``1-4``."""
     if spec == "all":
-        return list(range(1, num_folds(read_meta(os.path.join(data, f"{corpus_split}.meta.tsv"))) + 1))
+        meta_path = os.path.join(data, f"{MemobertEmotionConfig.corpus_split}.meta.tsv")
+        return list(range(1, num_folds(read_meta(meta_path)) + 1))
     folds = []
     for part in spec.split(","):
         start, _, end = part.partition("-")
@@ -49,7 +55,7 @@ def write_tables(out_dir: str) -> str:
     """Summarise every result under ``out_dir`` into results.md, results.csv and low_resource.png."""
     rows = summarise(collect_results(out_dir))
     if not rows:
-        raise SystemExit(f"{out_dir}: no result.json found")
+        raise NoResultsError(f"{out_dir}: no result.json found")
     table = write_markdown(rows, os.path.join(out_dir, "results.md"))
     write_csv(rows, os.path.join(out_dir, "results.csv"))
     if plot_low_resource(rows, os.path.join(out_dir, "low_resource.png")):
@@ -66,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="sweep directory (one subdirectory per job)")
     run.add_argument("--corpus", action="append", required=True, metavar="NAME=DATA_DIR",
                      help="a labelled data dir (with all.meta.tsv); repeat for several corpora")
-    run.add_argument("--settings", default="direct,bert_direct,pretrain_finetune,pretrain_prompt",
+    run.add_argument("--settings", default=",".join(SETTINGS),
                      help=f"comma-separated, from {sorted(SETTINGS)}")
     run.add_argument("--pretrained", action="append", default=[], metavar="[LABEL=]CHECKPOINT",
                      help="memobert_pretrain checkpoint for the pretrain_* settings; repeat for one row each")
@@ -74,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--folds", default="all", help="'all', '1,2' or '1-4'")
     run.add_argument("--seeds", default="1,2,3")
     run.add_argument("--fractions", default="1.0", help="training fractions, e.g. 0.1,0.2,0.5,1.0 (Fig. 3)")
-    run.add_argument("--arch", default="memobert_base")
-    run.add_argument("--lr", type=float, default=None, help="default: 5e-5 on full data, 3e-5 on a fraction")
-    run.add_argument("--max-epoch", type=int, default=15)
-    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--arch", default=FoldJob.arch)
+    run.add_argument("--lr", type=float, default=FoldJob.lr, help="default: 5e-5 on full data, 3e-5 on a fraction")
+    run.add_argument("--max-epoch", type=int, default=FoldJob.max_epoch)
+    run.add_argument("--batch-size", type=int, default=FoldJob.batch_size)
     run.add_argument("--keep-checkpoints", action="store_true", help="keep each fold's checkpoints after testing")
     run.add_argument("extra", nargs=argparse.REMAINDER, help="after --: extra fairseq-train arguments")
     return parser
@@ -114,7 +120,11 @@ def main(argv=None) -> None:
             logger.info("[%d/%d] %s %s frac %g seed %d fold %d: test WA %.4f UAR %.4f (ETA %.0fs)",
                         done, len(jobs), job.corpus, job.row_label, job.train_fraction, job.seed, job.fold,
                         result["test"]["wa"], result["test"]["uar"], eta)
-    print(write_tables(args.out))
+    try:
+        table = write_tables(args.out)
+    except NoResultsError as exc:
+        raise SystemExit(str(exc)) from None  # the message alone, exit status 1, as for any CLI error here
+    print(table)
 
 
 if __name__ == "__main__":

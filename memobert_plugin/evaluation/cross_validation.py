@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Sequence
 
 import memobert_plugin
 
+from ..prepare.files import atomic_open
+
 __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "PLUGIN_DIR"]
 
 logger = logging.getLogger(__name__)
@@ -153,11 +155,11 @@ def _settings(record: Dict) -> Dict:
     return {k: v for k, v in record.items() if k in FoldJob.__dataclass_fields__ and k not in _NOT_RESULT_FIELDS}
 
 
-def _check_same_job(job: FoldJob, path: str) -> None:
+def _check_same_job(job: FoldJob, path: str, record: Dict) -> None:
     """A fold directory belongs to one set of options: refuse to reuse its result or resume its
-    checkpoints for another (e.g. a rerun with a different --pretrained checkpoint or --lr)."""
-    with open(path, encoding="utf-8") as handle:
-        recorded = _settings(json.load(handle))
+    checkpoints for another (e.g. a rerun with a different --pretrained checkpoint or --lr).
+    ``record`` is ``path``'s parsed content."""
+    recorded = _settings(record)
     wanted = _settings(json.loads(json.dumps(asdict(job))))  # through JSON: tuples become lists
     differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
     if differ:
@@ -166,21 +168,26 @@ def _check_same_job(job: FoldJob, path: str) -> None:
                          f"{job.out_dir} to redo this fold")
 
 
+def _read_json(path: str) -> Dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def _write_json(path: str, record: Dict) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         json.dump(record, handle, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def run_fold_job(job: FoldJob) -> Dict:
     """Train, select on validation, test; write and return the result (or the existing one)."""
     spec_path = os.path.join(job.out_dir, "job.json")
-    for existing in (job.result_path, spec_path):
-        if os.path.exists(existing):
-            _check_same_job(job, existing)
-    if os.path.exists(job.result_path):
-        with open(job.result_path, encoding="utf-8") as handle:
-            return json.load(handle)
+    existing: Dict[str, Dict] = {}  # each file read once: the result is checked, then returned
+    for path in (job.result_path, spec_path):
+        if os.path.exists(path):
+            existing[path] = _read_json(path)
+            _check_same_job(job, path, existing[path])
+    if job.result_path in existing:
+        return existing[job.result_path]
     os.makedirs(job.out_dir, exist_ok=True)
     _write_json(spec_path, asdict(job))
     log_path = os.path.join(job.out_dir, "train.log")

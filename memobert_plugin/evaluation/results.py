@@ -14,9 +14,12 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ..prepare.files import atomic_open
+from .cross_validation import SETTINGS
+
 __all__ = ["collect_results", "summarise", "write_markdown", "write_csv", "plot_low_resource", "SummaryRow"]
 
-_SETTING_ORDER = ("direct", "bert_direct", "pretrain_finetune", "pretrain_prompt")
+_SETTING_ORDER = tuple(SETTINGS)  # table rows in the paper's order of the settings
 
 
 @dataclass
@@ -92,19 +95,18 @@ def write_markdown(rows: Sequence[SummaryRow], path: str) -> str:
         if not all(r.same_folds for r in subset):
             lines.append("\\* the seeds of this cell have different folds (an unfinished sweep): not comparable yet.\n")
     text = "\n".join(lines)
-    _write_atomic(path, text)
+    with atomic_open(path) as handle:
+        handle.write(text)
     return text
 
 
 def write_csv(rows: Sequence[SummaryRow], path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["corpus", "setting", "train_fraction", "seeds", "folds", "wa_mean", "wa_std", "uar_mean", "uar_std"])
         for r in rows:
             writer.writerow([r.corpus, r.row, r.fraction, r.seeds, r.folds,
                              f"{r.wa_mean:.6f}", f"{r.wa_std:.6f}", f"{r.uar_mean:.6f}", f"{r.uar_std:.6f}"])
-    os.replace(tmp, path)
 
 
 def plot_low_resource(rows: Sequence[SummaryRow], path: str) -> bool:
@@ -132,13 +134,7 @@ def plot_low_resource(rows: Sequence[SummaryRow], path: str) -> bool:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=120)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
     return True
-
-
-def _write_atomic(path: str, text: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(path + ".tmp", path)

@@ -28,6 +28,8 @@ class EmotionReadout:
 
     def __init__(self, cfg, vocab: BertVocabulary):
         self.cfg, self.vocab = cfg, vocab
+        # is_sentencepiece scans the whole vocabulary; encode() runs once per utterance
+        self._sentencepiece: bool = vocab.is_sentencepiece
         self.class_names = split_list(cfg.emotion_labels)
         # templates may say [MASK]; an utterance's text is tokenised as at preparation, where it
         # is ordinary text ("[", "mask", "]"), so a transcript cannot inject a mask slot
@@ -46,7 +48,7 @@ class EmotionReadout:
         return ids
 
     def _ids(self, tokenizer: WordPieceTokenizer, text: str) -> List[int]:
-        if self.vocab.is_sentencepiece:
+        if self._sentencepiece:
             raise ValueError(
                 f"{self.vocab.source} is a sentencepiece vocabulary: prompt templates, label words and "
                 "memobert-predict's text are tokenised with WordPiece, so use a BERT vocab.txt for them"
