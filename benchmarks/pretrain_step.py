@@ -22,11 +22,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from memobert_plugin.criterions.memobert_pretrain import MemobertPretrainCriterion  # noqa: E402
-from memobert_plugin.data.masking import masking_rng  # noqa: E402
+from memobert_plugin.data.multimodal_dataset import collate_utterances  # noqa: E402
+from memobert_plugin.data.objective_batches import ObjectiveBatchesDataset  # noqa: E402
 from memobert_plugin.data.vocabulary import BertVocabulary  # noqa: E402
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel  # noqa: E402
 from memobert_plugin.objectives import OBJECTIVE_REGISTRY, ObjectiveData  # noqa: E402
-from memobert_plugin.tasks.memobert_pretrain import DEFAULT_OBJECTIVES  # noqa: E402
+from memobert_plugin.tasks.memobert_pretrain import (  # noqa: E402
+    DEFAULT_OBJECTIVES,
+    MemobertPretrainConfig,
+    MemobertPretrainTask,
+)
 
 SHAPES = {
     "tiny": dict(encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=256, encoder_attention_heads=4),
@@ -38,10 +43,22 @@ VOCAB_SIZE = 30522
 
 
 class _Task:
-    """What the criterion asks of a task."""
+    """The parts of memobert_pretrain the step uses, without a data directory to read."""
+
+    add_heads = MemobertPretrainTask.add_heads
 
     def __init__(self, objectives):
         self.objectives = objectives
+
+
+class _Utterances:
+    """In-memory utterances, collated as MultimodalDataset collates them."""
+
+    def __init__(self, pad: int):
+        self.pad = pad
+
+    def collater(self, samples):
+        return collate_utterances(samples, self.pad, DIMS)
 
 
 def _vocab() -> BertVocabulary:
@@ -64,36 +81,22 @@ def _samples(vocab, batch, rng):
     return samples
 
 
-def _collate(samples, vocab):
-    pad = lambda key: torch.stack([s[key] for s in samples])  # noqa: E731  (all samples have full length)
-    batch = {
-        "id": torch.arange(len(samples)), "nsentences": len(samples), "ntokens": len(samples) * (TEXT + VISUAL + ACOUSTIC),
-        "net_input": {"src_tokens": pad("text"), "visual": pad("visual"), "acoustic": pad("acoustic"),
-                      "visual_lengths": torch.full((len(samples),), VISUAL), "acoustic_lengths": torch.full((len(samples),), ACOUSTIC)},
-        "visual_fer": pad("visual_fer"),
-    }
-    return batch
-
-
 def memobert_steps(shape, batch_size, rng):
     """One step function per objective, each on its own masked batch."""
     vocab = _vocab()
     cfg = MemobertConfig(visual_feature_dim=DIMS["visual"], acoustic_feature_dim=DIMS["acoustic"], **SHAPES[shape])
     model = MemobertModel(cfg, len(vocab), vocab.pad()).train()
     data = ObjectiveData(vocab=vocab, stream_dims=DIMS)
-    objectives = {n: OBJECTIVE_REGISTRY[n](_ObjectiveCfg(), data) for n in DEFAULT_OBJECTIVES}
-    for name, objective in objectives.items():
-        head = objective.build_head(model.hidden_dim)
-        if head is not None:
-            model.heads[name] = head
-    criterion = MemobertPretrainCriterion(None, _Task(objectives))
+    objectives = {n: OBJECTIVE_REGISTRY[n](MemobertPretrainConfig(), data) for n in DEFAULT_OBJECTIVES}
+    task = _Task(objectives)
+    task.add_heads(model)
+    criterion = MemobertPretrainCriterion(None, task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01)
     samples = _samples(vocab, batch_size, rng)
     steps = {}
     for name, objective in objectives.items():
-        batch = _collate(samples, vocab)
-        masked = objective.mask_batch(samples, [masking_rng(1, 1, i, objective.salt) for i in range(batch_size)], batch)
-        batch["objectives"] = {name: {**masked, "weight": 1.0}}
+        # the training collater with this objective alone: its masked batch, weight 1
+        batch = ObjectiveBatchesDataset(_Utterances(vocab.pad()), [objective], [1.0], mode="sample", seed=1).collater(samples)
 
         def step(batch=batch):
             optimizer.zero_grad(set_to_none=True)
@@ -103,13 +106,6 @@ def memobert_steps(shape, batch_size, rng):
 
         steps[name] = step
     return steps
-
-
-class _ObjectiveCfg:
-    """The objectives' default options."""
-
-    mlm_mask_prob, mlm_leave_unmasked_prob, mlm_random_token_prob, mlm_masking_unit = 0.15, 0.1, 0.1, "word"
-    frame_mask_span, visual_mask_prob, acoustic_mask_prob = 3, 0.2, 0.15
 
 
 def hf_step(shape, batch_size, rng):
