@@ -1,8 +1,10 @@
 """Shared fixtures: the demo corpus, the plugin's path for --user-dir, fairseq CLI runners."""
 
+import json
 import os
 import subprocess
 import sys
+import time
 
 # fairseq depends on a torchaudio whose compiled library does not load next to this torch;
 # transformers imports it when present, so make the import fail cleanly instead.
@@ -15,6 +17,7 @@ from memobert_plugin.prepare.demo_corpus import write_demo_corpus  # noqa: E402
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(memobert_plugin.__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)  # this interpreter's console scripts: fairseq-train, fairseq-validate, ...
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +39,33 @@ def run_cli(args, cwd=None, timeout=600, check=True, env=None) -> subprocess.Com
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def json_logs(text: str, tag: str) -> list:
+    """The records fairseq's ``--log-format json`` printed under ``| TAG | `` (train_inner, train, valid)."""
+    marker = f"| {tag} | "
+    return [json.loads(line.split(marker, 1)[1]) for line in text.splitlines() if marker in line]
+
+
+def wait_until(done, proc: subprocess.Popen, log_path, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``done()`` until it is true; fail, showing the end of the process's log, if the process
+    exits first or ``timeout`` seconds pass."""
+    def log_tail() -> str:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()[-3000:]
+
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert proc.poll() is None, f"exited {proc.returncode} before {what}:\n{log_tail()}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout}s:\n{log_tail()}"
+        time.sleep(interval)
+
+
+class RunsCode:
+    """Unpickling this calls os.system: the classic malicious checkpoint."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
 
 
 @pytest.fixture(scope="session")

@@ -8,20 +8,18 @@ checked too: there each batch trains one objective, so a rank's batch leaves oth
 a modality's mask vector) unused, which must not make the ranks' optimizer steps differ.
 """
 
-import json
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import PLUGIN_DIR, run_cli
+from conftest import BIN, PLUGIN_DIR, json_logs, run_cli
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
 from slurm.pretrain import distributed_args
 
-FAIRSEQ_TRAIN = os.path.join(os.path.dirname(sys.executable), "fairseq-train")
+FAIRSEQ_TRAIN = os.path.join(BIN, "fairseq-train")
 # one thread per process: two ranks share this machine's cores
 ENV = {"OMP_NUM_THREADS": "1"}
 
@@ -31,7 +29,8 @@ COMMON = [
     "--cpu", "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "json", "--log-interval", "1",
 ]
 TASKS = {
-    # 12 updates of 2 x 8 = one epoch of fold 1's 192 training utterances: validate mid-way and at the end
+    # 12 updates of 2 x 8 = one epoch of fold 1's 192 training utterances; 18 updates (one and a half
+    # epochs) validate at updates 9, 12 (the end of epoch 1) and 18
     "emotion": ["--task", "memobert_emotion", "--criterion", "memobert_emotion", "--emotion-head", "finetune",
                 "--fold", "1", "--batch-size", "8", "--max-update", "18", "--validate-interval-updates", "9",
                 "--best-checkpoint-metric", "uar", "--maximize-best-checkpoint-metric"],
@@ -44,10 +43,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _valid_logs(text: str) -> list:
-    return [json.loads(line.split("| valid | ", 1)[1]) for line in text.splitlines() if "| valid | " in line]
 
 
 def _train_two_ranks(data: str, task_args: list, save_dir: str) -> str:
@@ -83,7 +78,7 @@ def test_two_gloo_ranks_equal_one_process_with_update_freq_2(demo_corpus, tmp_pa
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
 
-    single_valid, ranked_valid = _valid_logs(single), _valid_logs(ranked)
+    single_valid, ranked_valid = json_logs(single, "valid"), json_logs(ranked, "valid")
     assert [v["valid_num_updates"] for v in single_valid] == [v["valid_num_updates"] for v in ranked_valid]
     assert len(single_valid) >= 2
     if task == "emotion":

@@ -9,9 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, recall_score
 
-from conftest import run_cli
+from conftest import BIN, run_cli
 
-BIN = os.path.dirname(sys.executable)
+SETTINGS = ("direct", "pretrain_finetune", "pretrain_prompt")
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +38,27 @@ def _recompute(checkpoint, data):
     return accuracy_score(truth, predicted), recall_score(truth, predicted, labels=np.unique(truth), average="macro")
 
 
-def test_one_fold_each_setting(demo_corpus, pretrained, tmp_path):
-    out = str(tmp_path / "cv")
+def _run_dir(out, setting):
+    return os.path.join(out, "demo", setting, "frac1", "seed1", "fold2")
+
+
+@pytest.fixture(scope="module")
+def sweep(demo_corpus, pretrained, tmp_path_factory):
+    """memobert-cv on fold 2 in every setting, its checkpoints kept (read by several tests)."""
+    out = str(tmp_path_factory.mktemp("cv"))
     run_cli([sys.executable, "-m", "memobert_plugin.evaluation.cli", "run", "--out", out,
-             "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", "direct,pretrain_finetune,pretrain_prompt",
+             "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", ",".join(SETTINGS),
              "--pretrained", pretrained, "--folds", "2", "--seeds", "1", "--arch", "memobert_tiny", "--lr", "1e-3",
              "--max-epoch", "2", "--batch-size", "16", "--keep-checkpoints"])
+    return out
+
+
+def test_one_fold_each_setting(demo_corpus, sweep):
+    out = sweep
     table = open(os.path.join(out, "results.md")).read()
-    for setting in ("direct", "pretrain_finetune", "pretrain_prompt"):
+    for setting in SETTINGS:
         assert f"| {setting} |" in table
-        run_dir = os.path.join(out, "demo", setting, "frac1", "seed1", "fold2")
+        run_dir = _run_dir(out, setting)
         result = json.load(open(os.path.join(run_dir, "result.json")))
         log = open(os.path.join(run_dir, "train.log")).read()
         # the checkpoint was chosen on the validation speaker; the test speaker never enters training
@@ -59,14 +70,9 @@ def test_one_fold_each_setting(demo_corpus, pretrained, tmp_path):
     assert len(csv_rows) == 4 and csv_rows[0].startswith("corpus,setting,train_fraction")
 
 
-def test_predict_matches_the_task(demo_corpus, pretrained, tmp_path):
+def test_predict_matches_the_task(sweep, tmp_path):
     """memobert-predict on raw text + feature files gives the task pipeline's probabilities."""
-    out = str(tmp_path / "cv")
-    run_cli([sys.executable, "-m", "memobert_plugin.evaluation.cli", "run", "--out", out,
-             "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", "pretrain_prompt", "--pretrained", pretrained,
-             "--folds", "1", "--seeds", "1", "--arch", "memobert_tiny", "--lr", "1e-3", "--max-epoch", "1",
-             "--batch-size", "16", "--keep-checkpoints"])
-    checkpoint = os.path.join(out, "demo", "pretrain_prompt", "frac1", "seed1", "fold1", "checkpoints", "checkpoint_best.pt")
+    checkpoint = os.path.join(_run_dir(sweep, "pretrain_prompt"), "checkpoints", "checkpoint_best.pt")
     from fairseq import checkpoint_utils
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint])

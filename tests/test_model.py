@@ -25,7 +25,7 @@ def _sample(rng, text_len, vis_len, ac_len):
 
 
 def _batch(samples):
-    def pad(seqs, width=None):
+    def pad(seqs):
         width = max(len(s) for s in seqs)
         out = torch.zeros((len(seqs), width) + seqs[0].shape[1:], dtype=seqs[0].dtype)
         for i, s in enumerate(seqs):

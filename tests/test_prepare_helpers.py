@@ -71,6 +71,13 @@ def prepare_here(*args) -> str:
     return ""
 
 
+def read_tsv(path) -> List[Dict[str, str]]:
+    """A TSV with a header line (a report, a .meta.tsv, a manifest), as one dict per row."""
+    with open(path, encoding="utf-8") as handle:
+        header, *rows = [line.rstrip("\n").split("\t") for line in handle]
+    return [dict(zip(header, row)) for row in rows]
+
+
 def write_manifest(path: str, rows: List[Dict[str, object]], columns=None) -> str:
     columns = columns or list(rows[0])
     with open(path, "w", encoding="utf-8") as handle:

@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,25 +13,27 @@ import pytest
 pytest.importorskip("cv2", reason="the extractors need the 'extract' extra (opencv-python-headless)")
 pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 
-from conftest import PLUGIN_DIR, run_cli  # noqa: E402
+from conftest import BIN, PLUGIN_DIR, run_cli, wait_until  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
 from memobert_plugin.prepare.acoustic import AcousticStage  # noqa: E402
 from memobert_plugin.prepare.files import sha256_file  # noqa: E402
 from memobert_plugin.prepare.report import ItemError, read_problems  # noqa: E402
 from memobert_plugin.prepare.shards import FrameStage, make_plan, run_stage  # noqa: E402
 from test_prepare_helpers import FPS, pocketsphinx, speech_utterances, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
-from test_prepare_helpers import prepare_here, write_manifest, write_two_face_video, write_video  # noqa: E402
+from test_prepare_helpers import prepare_here, read_tsv, write_manifest, write_two_face_video, write_video  # noqa: E402
+
+PREPARE = [sys.executable, "-m", "memobert_plugin.prepare.cli"]  # the console script's entry point
 
 
 def _prepare(*args):
     """The console script in a subprocess (the real entry point)."""
-    return run_cli([sys.executable, "-m", "memobert_plugin.prepare.cli", *map(str, args)])
+    return run_cli([*PREPARE, *map(str, args)])
 
 
-def _read_tsv(path):
-    with open(path, encoding="utf-8") as handle:
-        header, *rows = [line.rstrip("\n").split("\t") for line in handle]
-    return [dict(zip(header, row)) for row in rows]
+def _prepare_all_args(corpus, out, minilm_dir, wav2vec2, fer):
+    """``memobert-prepare all`` on the corpus with every extractor: the ``prepared`` fixture's run."""
+    return ["all", "--manifest", corpus["manifest"], "--out", out, "--vocab", f"{minilm_dir}/vocab.txt",
+            "--wav2vec2", wav2vec2["fairseq"], "--fer-model", fer, "--fps", FPS, "--shard-size", 4]
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +68,14 @@ def corpus(tmp_path_factory, pocketsphinx):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def prepared(corpus, tiny_wav2vec2, tiny_fer, minilm_dir, tmp_path_factory):  # noqa: F811
+    """The corpus prepared in one uninterrupted run; tests read it and change only copies of it."""
     out = tmp_path_factory.mktemp("data")
-    proc = _prepare("all", "--manifest", corpus["manifest"], "--out", out, "--vocab", f"{minilm_dir}/vocab.txt",
-                    "--wav2vec2", tiny_wav2vec2["fairseq"], "--fer-model", tiny_fer, "--fps", FPS,
-                    "--shard-size", 4)
-    # as first written: later tests rewrite this directory
-    return {"out": out, "log": proc.stderr, "report": (out / "report.tsv").read_text(),
-            "checksums": json.loads((out / "dataset.json").read_text())["checksums"]}
+    proc = _prepare(*_prepare_all_args(corpus, out, minilm_dir, tiny_wav2vec2, tiny_fer))
+    return {"out": out, "log": proc.stderr}
 
 
 def test_every_problem_is_reported_with_its_action(prepared):
-    report = {(r["id"], r["stage"]): r for r in _read_tsv(prepared["out"] / "report.tsv")}
+    report = {(r["id"], r["stage"]): r for r in read_tsv(prepared["out"] / "report.tsv")}
     expected = {
         ("bad-times", "manifest"): ("end 2.0 s is not after start 3.0 s", "dropped"),
         ("no-text", "text"): ("empty text", "dropped"),
@@ -96,7 +94,7 @@ def test_every_problem_is_reported_with_its_action(prepared):
 
 def test_outputs_line_up_with_the_kept_utterances(prepared, corpus):
     out = prepared["out"]
-    meta = _read_tsv(out / "train.meta.tsv")
+    meta = read_tsv(out / "train.meta.tsv")
     kept = [r for r in corpus["rows"] if r["id"] not in ("no-text", "bad-times")]
     assert [m["id"] for m in meta] == [r["id"] for r in kept]
     assert f"train: {len(kept)} utterances written to {out}, 2 dropped" in prepared["log"]
@@ -123,7 +121,7 @@ def test_outputs_line_up_with_the_kept_utterances(prepared, corpus):
 
 def test_fairseq_train_runs_on_the_prepared_data(prepared, tmp_path):
     out = prepared["out"]
-    proc = run_cli([os.path.join(os.path.dirname(sys.executable), "fairseq-train"), str(out),
+    proc = run_cli([os.path.join(BIN, "fairseq-train"), str(out),
                     "--user-dir", PLUGIN_DIR, "--task", "memobert_pretrain", "--arch", "memobert_tiny",
                     "--criterion", "memobert_pretrain", "--optimizer", "adam", "--lr", "1e-4",
                     "--objective-mode", "sum", "--max-update", "3", "--batch-size", "8", "--save-dir",
@@ -135,18 +133,18 @@ def test_fairseq_train_runs_on_the_prepared_data(prepared, tmp_path):
 
 
 def test_rewrite_with_required_audio_and_a_second_split(prepared, corpus, minilm_dir, tmp_path):
-    out = prepared["out"]
+    out = shutil.copytree(prepared["out"], tmp_path / "out")  # keep the fixture's intact
     assert prepare_here("write", "--manifest", corpus["manifest"], "--out", out, "--require", "text,acoustic") == ""
-    meta = [m["id"] for m in _read_tsv(out / "train.meta.tsv")]
+    meta = [m["id"] for m in read_tsv(out / "train.meta.tsv")]
     assert "lost-audio" not in meta and "garbage-audio" not in meta and "dark" in meta
-    report = _read_tsv(out / "report.tsv")
+    report = read_tsv(out / "report.tsv")
     assert [r["action"] for r in report if r["id"] == "lost-audio"] == ["dropped", "dropped"]  # acoustic + visual
     assert len(report) == len({(r["id"], r["stage"]) for r in report})  # rows replaced, not duplicated
 
     valid = write_manifest(str(tmp_path / "valid.tsv"), [{"id": "v1", "text": "five five"}, {"id": "v2", "text": ""}])
     vocab = f"{minilm_dir}/vocab.txt"
     assert prepare_here("all", "--manifest", valid, "--out", out, "--split", "valid", "--vocab", vocab) == ""
-    report = _read_tsv(out / "report.tsv")
+    report = read_tsv(out / "report.tsv")
     assert {r["split"] for r in report} == {"train", "valid"} and sum(r["split"] == "valid" for r in report) == 1
     dataset = json.loads((out / "dataset.json").read_text())
     assert dataset["splits"]["valid"]["utterances"] == 1 and "train.bin" in dataset["checksums"]
@@ -246,17 +244,13 @@ def test_kill_9_during_preparation_resumes_to_the_uninterrupted_output(prepared,
     """``kill -9`` in the middle of the acoustic stage; the rerun redoes only unfinished shards and
     writes byte for byte what the uninterrupted run (the ``prepared`` fixture) wrote."""
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "memobert_plugin.prepare.cli", "all", "--manifest", corpus["manifest"],
-               "--out", out, "--vocab", f"{minilm_dir}/vocab.txt", "--wav2vec2", tiny_wav2vec2["fairseq"],
-               "--fer-model", tiny_fer, "--fps", FPS, "--shard-size", 4]
+    args = _prepare_all_args(corpus, out, minilm_dir, tiny_wav2vec2, tiny_fer)
     acoustic = out / "work" / "train" / "acoustic"
     with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen([str(a) for a in command], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*PREPARE, *map(str, args)], stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 300
-            while not (acoustic / "00000.done").exists():
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
-                time.sleep(0.005)
+            wait_until((acoustic / "00000.done").exists, proc, tmp_path / "killed.log", timeout=300,
+                       what="the first acoustic shard", interval=0.005)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -265,8 +259,8 @@ def test_kill_9_during_preparation_resumes_to_the_uninterrupted_output(prepared,
     assert 1 <= len(done_at_kill) < 5 and not (acoustic / "complete.json").exists()  # killed mid-stage
     assert not (out / "dataset.json").exists()
 
-    rerun = _prepare(*command[3:])
+    rerun = _prepare(*args)
     assert f"acoustic: {len(done_at_kill)} of 5 shards already done, resuming" in rerun.stderr
     written = json.loads((out / "dataset.json").read_text())["checksums"]
-    assert written == prepared["checksums"]
-    assert (out / "report.tsv").read_text() == prepared["report"]
+    assert written == json.loads((prepared["out"] / "dataset.json").read_text())["checksums"]
+    assert (out / "report.tsv").read_text() == (prepared["out"] / "report.tsv").read_text()

@@ -4,12 +4,11 @@ import glob
 import json
 import os
 import shutil
-import sys
 
 import sentencepiece
 from fairseq.data import data_utils
 
-from conftest import PLUGIN_DIR, run_cli
+from conftest import BIN, PLUGIN_DIR, run_cli
 from memobert_plugin.data.vocabulary import SENTENCEPIECE_WORD_START, BertVocabulary
 from memobert_plugin.prepare.text import Tokenizer
 from memobert_plugin.prepare.wordpiece import WordPieceTokenizer
@@ -35,7 +34,6 @@ def _real_lines(root):
 
 
 def test_wordpiece_matches_transformers_bert_tokenizer(pocketsphinx, minilm_dir):  # noqa: F811
-    sys.modules["torchaudio"] = None  # transformers would import a torchaudio built for another torch
     from transformers import BertTokenizer
 
     vocab = os.path.join(minilm_dir, "vocab.txt")
@@ -80,7 +78,7 @@ def test_binarized_text_is_what_fairseq_preprocess_writes(pocketsphinx, minilm_d
     tokens = tmp_path / "pieces.txt"
     tokenizer = Tokenizer("wordpiece", os.path.join(minilm_dir, "vocab.txt"))
     tokens.write_text("".join(" ".join(tokenizer.tokenize(r["text"])) + "\n" for r in rows), encoding="utf-8")
-    preprocess = shutil.which("fairseq-preprocess", path=os.path.dirname(sys.executable)) or "fairseq-preprocess"
+    preprocess = shutil.which("fairseq-preprocess", path=BIN) or "fairseq-preprocess"
     run_cli([preprocess, "--user-dir", PLUGIN_DIR, "--task", "memobert_pretrain", "--only-source",
              "--srcdict", out / "dict.txt", "--trainpref", tokens, "--destdir", tmp_path / "ref",
              "--dataset-impl", "mmap", "--workers", "1"])

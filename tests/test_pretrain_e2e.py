@@ -1,15 +1,11 @@
 """memobert_pretrain through fairseq's own entry points: train, resume, validate with weights-only loading."""
 
-import json
 import os
-import sys
 
 import torch
 
-from conftest import run_cli
+from conftest import BIN, json_logs, run_cli
 from memobert_plugin.safe_loading import ALLOWED_GLOBALS
-
-BIN = os.path.dirname(sys.executable)
 
 
 def _train_args(data, plugin_dir, save_dir, updates, *extra):
@@ -21,19 +17,10 @@ def _train_args(data, plugin_dir, save_dir, updates, *extra):
     ]
 
 
-def _json_logs(text, tag):
-    rows = []
-    for line in text.splitlines():
-        marker = f"| {tag} | "
-        if marker in line:
-            rows.append(json.loads(line.split(marker, 1)[1]))
-    return rows
-
-
 def test_pretrain_train_resume_validate(demo_corpus, plugin_dir, tmp_path):
     save_dir = str(tmp_path / "ckpt")
     first = run_cli(_train_args(demo_corpus.pretrain_data, plugin_dir, save_dir, 50))
-    inner = _json_logs(first.stdout + first.stderr, "train_inner")
+    inner = json_logs(first.stdout + first.stderr, "train_inner")
     losses = [float(r["loss"]) for r in inner]
     assert len(losses) >= 8 and losses[-1] < 0.85 * losses[0], losses
     for key in ("wwmlm_loss", "wwmlm_acc", "span_mafr_loss", "span_mvfr_loss", "span_mvfc_kl_loss", "span_mvfc_kl_agree"):
@@ -48,14 +35,14 @@ def test_pretrain_train_resume_validate(demo_corpus, plugin_dir, tmp_path):
     resumed = run_cli(_train_args(demo_corpus.pretrain_data, plugin_dir, save_dir, 60))
     out = resumed.stdout + resumed.stderr
     assert "Loaded checkpoint" in out and "@ 50 updates" in out
-    assert int(_json_logs(out, "train")[-1]["train_num_updates"]) == 60
+    assert int(json_logs(out, "train")[-1]["train_num_updates"]) == 60
 
     validated = run_cli([
         f"{BIN}/fairseq-validate", demo_corpus.pretrain_data, "--user-dir", plugin_dir, "--task", "memobert_pretrain",
         "--path", os.path.join(save_dir, "checkpoint_last.pt"), "--batch-size", "16", "--cpu", "--log-format", "json",
     ])
-    valid = _json_logs(validated.stdout + validated.stderr, "valid")[-1]
-    last_train_valid = _json_logs(out, "valid")[-1]
+    valid = json_logs(validated.stdout + validated.stderr, "valid")[-1]
+    last_train_valid = json_logs(out, "valid")[-1]
     # the same checkpoint on the same data and masks: the numbers fairseq-train printed
     assert valid["valid_loss"] == last_train_valid["valid_loss"]
     assert valid["valid_wwmlm_acc"] == last_train_valid["valid_wwmlm_acc"]

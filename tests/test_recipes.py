@@ -4,14 +4,13 @@ official releases (default suite), and each recipe's run.sh end to end with tiny
 import json
 import os
 import shutil
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO_ROOT, run_cli
+from conftest import BIN, REPO_ROOT, run_cli
 from memobert_plugin.prepare.corpora.cli import main as build_manifest
 from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError
 from memobert_plugin.prepare.corpora.iemocap import build_iemocap
@@ -19,15 +18,9 @@ from memobert_plugin.prepare.corpora.msp_improv import build_msp_improv
 from memobert_plugin.prepare.corpora.videos import extract_audio_track, read_srt
 from memobert_plugin.prepare.manifest import Utterance, read_manifest
 from test_prepare_helpers import astronaut_gray, pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: F401
-from test_prepare_helpers import write_two_face_video, write_video
+from test_prepare_helpers import read_tsv, write_two_face_video, write_video
 
 TEXTS = ["Excuse me.", "Do you have your forms?", "Yeah, I have them right here.", "That is wonderful news!"]
-
-
-def _read_tsv(path):
-    with open(path, encoding="utf-8") as handle:
-        header, *rows = [line.rstrip("\n").split("\t") for line in handle]
-    return [dict(zip(header, row)) for row in rows]
 
 
 def _manifest(path):
@@ -120,7 +113,7 @@ def test_iemocap_manifest(iemocap, tmp_path, capsys):
     assert first.video == str(root / "Session1/dialog/avi/DivX/Ses01F_impro01.avi")
     assert rows["Ses02M_script01_1_F000"].speaker == "Ses02F"  # the speaker is the id's last part, not the dialog's
     assert rows[_NO_TRANSCRIPT].text == ""
-    report = _read_tsv(tmp_path / "out" / "manifest_report.tsv")
+    report = read_tsv(tmp_path / "out" / "manifest_report.tsv")
     excluded = Counter(r["problem"].split()[1] for r in report if r["action"] == "excluded")
     assert excluded == expected["excluded"] == Counter(fru=10, xxx=10)
     no_text = [r for r in report if r["action"] == "kept with empty text"]
@@ -239,7 +232,7 @@ def test_msp_improv_manifest(msp, tmp_path, capsys):
     assert first.video == str(root / "Video/session1/S01A/S/MSP-IMPROV-S01A-F01-S-FM01.avi")
     assert (first.start, first.end, first.text) == (None, None, TEXTS[1])
     assert rows[_MSP_UNTRANSCRIBED].text == rows[_MSP_EMPTY].text == ""
-    report = _read_tsv(tmp_path / "out" / "manifest_report.tsv")
+    report = read_tsv(tmp_path / "out" / "manifest_report.tsv")
     assert Counter(" ".join(r["problem"].split()[:3 if "type" in r["problem"] else 2])
                    for r in report if r["action"] == "excluded") == expected["excluded"]
     assert expected["excluded"] == {"label O": 6, "label X": 6, "recording type R": 6}
@@ -360,7 +353,7 @@ def test_video_corpus(tmp_path, capsys):
     assert cue.video == str(root / "film one.mp4") and cue.audio == str(out / "audio" / "film_one.wav")
     assert train["silent_00001"].audio == ""
     report = {(r["id"] or os.path.basename(r["source"]), r["action"]): r["problem"]
-              for r in _read_tsv(out / "manifest_report.tsv")}
+              for r in read_tsv(out / "manifest_report.tsv")}
     assert report == {
         ("orphan.srt", "ignored"): "no video orphan.mp4|.mkv|.avi",
         ("trailer.mp4", "excluded"): "no subtitles trailer.srt",
@@ -390,7 +383,7 @@ def test_audio_track_is_the_videos_sound(tmp_path):
 
 def _run_recipe(recipe: str, cwd, **env) -> str:
     """``bash examples/RECIPE/run.sh`` with this interpreter's scripts first on PATH; its output."""
-    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     proc = run_cli(["bash", os.path.join(REPO_ROOT, "examples", recipe, "run.sh")], cwd=str(cwd), timeout=1200,
                    env={"PATH": path, "DEVICE": "cpu", "WORKERS": "1", **{k: str(v) for k, v in env.items()}})
     return proc.stdout
@@ -443,9 +436,9 @@ def test_pretrain_videos_recipe(pretrained):
 def _check_emotion_recipe(out, corpus, settings, kept, dropped):
     """The manifest, the data dir (``dropped`` utterances gone for their empty text) and the table."""
     assert len(_manifest(out / "manifest" / "manifest.tsv")) == len(kept)
-    meta = _read_tsv(out / "data" / "all.meta.tsv")
+    meta = read_tsv(out / "data" / "all.meta.tsv")
     assert {r["id"]: r["label"] for r in meta} == {uid: v[0] for uid, v in kept.items() if uid not in dropped}
-    report = _read_tsv(out / "data" / "report.tsv")
+    report = read_tsv(out / "data" / "report.tsv")
     assert {(r["id"], r["reason"], r["action"]) for r in report if r["stage"] == "text"} == {
         (uid, "empty text", "dropped") for uid in dropped}
     frames = _dataset(out)["splits"]["all"]["frames"]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, wait_until
 
 FOLD = os.path.join("demo", "direct", "frac1", "seed1", "fold{}")
 
@@ -46,10 +46,8 @@ def test_kill_9_during_a_cv_sweep_resumes_to_the_same_results(demo_corpus, tmp_p
     with open(tmp_path / "killed.log", "w") as log:
         proc = subprocess.Popen(_sweep(demo_corpus.emotion_data, killed), stdout=log, stderr=subprocess.STDOUT)
         try:  # fold 1 finished, fold 2 one epoch into training
-            deadline = time.monotonic() + 600
-            while not os.path.exists(os.path.join(interrupted_fold, "checkpoints", "checkpoint_last.pt")):
-                assert proc.poll() is None and time.monotonic() < deadline, _read(tmp_path / "killed.log")[-3000:]
-                time.sleep(0.05)
+            last = os.path.join(interrupted_fold, "checkpoints", "checkpoint_last.pt")
+            wait_until(lambda: os.path.exists(last), proc, tmp_path / "killed.log", timeout=600, what=last)
             trainers = [int(pid) for pid in _read(f"/proc/{proc.pid}/task/{proc.pid}/children").split()]
         finally:
             proc.send_signal(signal.SIGKILL)  # the sweep process only, as `kill -9 PID` does

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import BIN, RunsCode, run_cli, wait_until
 from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter, feature_paths
 from memobert_plugin.inference import main as predict_main
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
 
-BIN = os.path.dirname(sys.executable)
 UPDATES, SAVE_EVERY = 16, 4  # the demo's 160 pretraining utterances in batches of 16: 10 updates an epoch
 
 
@@ -103,14 +102,6 @@ def uninterrupted(demo_corpus, plugin_dir, tmp_path_factory):
     return save_dir
 
 
-def _wait_for(log_path, marker, proc, timeout=300):
-    deadline = time.monotonic() + timeout
-    while marker not in log_path.read_text():
-        assert proc.poll() is None, f"exited {proc.returncode} before {marker!r}:\n{log_path.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no {marker!r} within {timeout}s"
-        time.sleep(0.05)
-
-
 def test_kill_9_during_pretraining_resumes_to_the_same_parameters(demo_corpus, plugin_dir, uninterrupted, tmp_path):
     save_dir = str(tmp_path / "killed")
     command = _pretrain(demo_corpus.pretrain_data, plugin_dir, save_dir)
@@ -118,7 +109,8 @@ def test_kill_9_during_pretraining_resumes_to_the_same_parameters(demo_corpus, p
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         try:  # one update past the save at update 12, in the second epoch
-            _wait_for(log_path, '"num_updates": "13"', proc)
+            marker = '"num_updates": "13"'
+            wait_until(lambda: marker in log_path.read_text(), proc, log_path, timeout=300, what=repr(marker))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -204,15 +196,10 @@ def test_hand_written_nan_feature_is_named_when_read(demo_corpus, plugin_dir, un
 
 
 # --- crafted checkpoints ----------------------------------------------------------------------
-class _RunsCode:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED",))
-
-
 @pytest.mark.parametrize("entry_point", ["fairseq-validate --path", "fairseq-train --memobert-init"])
 def test_crafted_checkpoint_is_refused_by_the_entry_points(entry_point, demo_corpus, plugin_dir, tmp_path):
     evil = str(tmp_path / "evil.pt")
-    torch.save({"model": {}, "cfg": {"model": {}}, "payload": _RunsCode()}, evil)
+    torch.save({"model": {}, "cfg": {"model": {}}, "payload": RunsCode()}, evil)
     if entry_point == "fairseq-validate --path":
         command, refusal = _validate(demo_corpus.pretrain_data, plugin_dir, evil), "Weights only load failed"
     else:
@@ -277,7 +264,7 @@ def test_predict_reports_the_bad_input_by_name(emotion_checkpoint, capsys, tmp_p
 
 def test_predict_refuses_crafted_and_truncated_checkpoints(emotion_checkpoint, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    torch.save({"model": {}, "payload": _RunsCode()}, tmp_path / "evil.pt")
+    torch.save({"model": {}, "payload": RunsCode()}, tmp_path / "evil.pt")
     (tmp_path / "cut.pt").write_bytes(open(emotion_checkpoint, "rb").read()[:4096])
     for name, message in {"evil.pt": "refused by weights-only loading", "cut.pt": "not a readable checkpoint"}.items():
         status, _, err = _predict(capsys, str(tmp_path / name), ["u0\thello\t\t"], tmp_path)

@@ -1,25 +1,18 @@
 """Weights-only checkpoint loading: what fairseq checkpoints need loads, anything else is refused."""
 
-import os
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import RunsCode
 from memobert_plugin.safe_loading import UnsafeCheckpointError, load_checkpoint_weights_only
-
-
-class _RunsCode:
-    """Unpickling this calls os.system: the classic malicious checkpoint."""
-
-    def __reduce__(self):
-        return (os.system, ("touch PWNED",))
 
 
 def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "evil.pt"
-    torch.save({"model": {}, "payload": _RunsCode()}, path)
+    torch.save({"model": {}, "payload": RunsCode()}, path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UnsafeCheckpointError, match="evil.pt: refused by weights-only loading"):
         load_checkpoint_weights_only(str(path))
