@@ -16,6 +16,7 @@ from ..data.multimodal_dataset import TextFormat
 from ..data.utterance_meta import read_meta
 from .emotion_readout import EmotionReadout
 from .multimodal_task import MultimodalTask
+from .predictions import PredictionRecorder
 
 __all__ = ["MemobertEmotionConfig", "MemobertEmotionTask"]
 
@@ -56,6 +57,11 @@ class MemobertEmotionConfig(MultimodalDataConfig):
         default=1.0, metadata={"help": "fraction of the fold's training data, stratified by class (low resource)"}
     )
     train_fraction_seed: int = field(default=1, metadata={"help": "seed of the --train-fraction subsample"})
+    predictions_path: str = field(
+        default="",
+        metadata={"help": "fairseq-validate: write each evaluated utterance's id, gold and predicted class and class "
+                  "probabilities to this TSV (rank r > 0 of a distributed run writes PATH.rank<r>)"},
+    )
 
 
 @register_task("memobert_emotion", dataclass=MemobertEmotionConfig)
@@ -82,6 +88,8 @@ class MemobertEmotionTask(MultimodalTask):
             len(self.fold.train), len(self.fold.valid), len(self.fold.test),
         )
         self._corpus = None
+        self.predictions = (PredictionRecorder(cfg.predictions_path, self.class_names, [row.id for row in self.meta])
+                            if cfg.predictions_path else None)
 
     def class_of(self, label: str) -> str:
         """The class an annotated label belongs to; a task with another label set overrides this."""
@@ -129,3 +137,13 @@ class MemobertEmotionTask(MultimodalTask):
     def class_logits(self, model, net_input) -> torch.Tensor:
         """``[batch, classes]`` scores for a collated batch's ``net_input``."""
         return self.readout.class_logits(model, net_input)
+
+    def record_predictions(self, sample, logits: torch.Tensor) -> None:
+        """Called by the criterion with each batch's scores; kept only for evaluation passes (no gradients)."""
+        if self.predictions is not None and not torch.is_grad_enabled():
+            self.predictions.record(sample["id"], sample["target"], logits.detach())
+
+    def reduce_metrics(self, logging_outputs, criterion) -> None:
+        super().reduce_metrics(logging_outputs, criterion)
+        if self.predictions is not None:  # the end of an evaluated subset
+            self.predictions.flush()

@@ -1,0 +1,45 @@
+"""Per-utterance predictions of an evaluation (``--predictions-path``), for error analysis and significance tests.
+
+The criterion hands each evaluated batch's class scores to the task; the rows are kept
+in memory and written, atomically, when fairseq reduces the subset's metrics (the end
+of ``fairseq-validate``'s pass over a subset). Rank r > 0 of a distributed run writes
+``PATH.rank<r>``, so ranks never share a file.
+"""
+
+from typing import List, Sequence
+
+import torch
+
+from ..prepare.report import write_tsv
+
+__all__ = ["PredictionRecorder", "prediction_columns", "rank_path"]
+
+
+def prediction_columns(class_names: Sequence[str]) -> List[str]:
+    return ["id", "gold", "predicted", *(f"p_{name}" for name in class_names)]
+
+
+def rank_path(path: str) -> str:
+    """``path`` on rank 0 (or without torch.distributed), ``path.rank<r>`` on rank r."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    return path if rank == 0 else f"{path}.rank{rank}"
+
+
+class PredictionRecorder:
+    def __init__(self, path: str, class_names: Sequence[str], utterance_ids: Sequence[str]):
+        self.path, self.class_names, self.utterance_ids = path, list(class_names), utterance_ids
+        self.rows: List[list] = []
+
+    def record(self, rows: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor) -> None:
+        """``rows``: corpus rows of the batch (the collated ``id``); ``logits``: ``[batch, classes]``."""
+        probs = torch.softmax(logits.float(), dim=-1)
+        predicted = logits.argmax(-1)  # as the criterion's confusion matrix counts it
+        for row, gold, guess, p in zip(rows.tolist(), targets.tolist(), predicted.tolist(), probs.tolist()):
+            self.rows.append([self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
+                              *(f"{x:.6f}" for x in p)])
+
+    def flush(self) -> None:
+        """Write the recorded rows (if any) and start afresh."""
+        if self.rows:
+            write_tsv(rank_path(self.path), prediction_columns(self.class_names), self.rows)
+            self.rows = []
