@@ -1,17 +1,30 @@
 """memobert: MEmoBERT as a fairseq plugin (``fairseq-train --user-dir memobert_plugin``).
 
-Importing the package registers its tasks, criterions, model architectures and
-pretraining objectives with fairseq, the weights-only loading allowlist for
-fairseq checkpoints, and atomic copies of checkpoint files.
+:func:`register` registers the plugin's tasks, criterions, model architectures and
+pretraining objectives with fairseq, the weights-only loading allowlist for fairseq
+checkpoints, and atomic copies of checkpoint files. Importing the package calls it when
+fairseq is already loaded, as under ``--user-dir``; the console scripts import only what
+they need, so ``--help`` and table-making never pay fairseq's import. A program that
+imports this package before fairseq and then uses fairseq's registries calls
+``memobert_plugin.register()`` itself (importing a task, model or criterion module also
+registers that one).
 """
 
-from .atomic_checkpoints import make_checkpoint_copies_atomic
-from .safe_loading import register_safe_globals
+import sys
 
-register_safe_globals()
-make_checkpoint_copies_atomic()
-
-from . import criterions, models, objectives, tasks  # noqa: E402  (registration order: objectives before tasks)
-
-__all__ = ["criterions", "models", "objectives", "tasks", "register_safe_globals", "make_checkpoint_copies_atomic"]
+__all__ = ["register"]
 __version__ = "0.1.0"
+
+
+def register() -> None:
+    """Register everything with fairseq (imports fairseq; idempotent)."""
+    from .atomic_checkpoints import make_checkpoint_copies_atomic
+    from .safe_loading import register_safe_globals
+
+    register_safe_globals()
+    make_checkpoint_copies_atomic()
+    from . import criterions, models, objectives, tasks  # noqa: F401  (registration order: objectives before tasks)
+
+
+if sys.modules.get("fairseq") is not None:  # None: an import blocked on purpose
+    register()

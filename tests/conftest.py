@@ -13,6 +13,8 @@ sys.modules["torchaudio"] = None
 import pytest  # noqa: E402
 
 import memobert_plugin  # noqa: E402
+
+memobert_plugin.register()  # the tests use fairseq's registries in-process (the console scripts import lazily)
 from memobert_plugin.prepare.demo_corpus import write_demo_corpus  # noqa: E402
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(memobert_plugin.__file__))

@@ -18,8 +18,7 @@ import numpy as np
 
 from ..data.feature_store import FeatureStoreWriter
 from ..data.utterance_meta import META_COLUMNS
-from .binarize import TextBinarizer, write_dictionary
-from .fer_model import FER_CLASSES
+from .fer_labels import FER_CLASSES
 from .wordpiece import WordPieceTokenizer
 
 __all__ = ["EMOTIONS", "write_demo_corpus", "DemoCorpus"]
@@ -114,6 +113,8 @@ class _Generator:
 
 
 def _write_split(data_dir: str, split: str, tokenizer: WordPieceTokenizer, vocab, utterances: List[dict]) -> None:
+    from .binarize import TextBinarizer  # torch and fairseq: imported when writing, not for --help
+
     text = TextBinarizer(vocab, os.path.join(data_dir, split))
     dims = {"visual": _VISUAL_DIM, "visual_fer": len(FER_CLASSES), "acoustic": _ACOUSTIC_DIM}
     writers = {s: FeatureStoreWriter(data_dir, split, s, d) for s, d in dims.items()}
@@ -133,6 +134,8 @@ def write_demo_corpus(root: str, seed: int = 0, utterances_per_speaker: int = 60
     ``all`` split with ``all.meta.tsv`` (id, speaker, session, label) for the
     cross-validation folds.
     """
+    from .binarize import write_dictionary  # fairseq: imported when writing, not for --help
+
     os.makedirs(root, exist_ok=True)
     vocab_path = os.path.join(root, "vocab.txt")
     with open(vocab_path, "w", encoding="utf-8") as handle:

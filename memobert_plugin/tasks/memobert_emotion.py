@@ -10,7 +10,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from ..conf import MultimodalDataConfig
-from ..data.folds import CV_SCHEMES, fold_split, stratified_subset
+from ..data.folds import CV_SCHEMES, LABELLED_SPLIT, fold_split, stratified_subset
 from ..data.labelled_subset import LabelledSubset
 from ..data.multimodal_dataset import TextFormat
 from ..data.utterance_meta import read_meta
@@ -31,7 +31,8 @@ class MemobertEmotionConfig(MultimodalDataConfig):
         default=120, metadata={"help": "longest text in tokens, template included; the utterance is truncated first"}
     )
     corpus_split: str = field(
-        default="all", metadata={"help": "the data dir's split holding every labelled utterance, with {split}.meta.tsv"}
+        default=LABELLED_SPLIT,
+        metadata={"help": "the data dir's split holding every labelled utterance, with {split}.meta.tsv"},
     )
     emotion_labels: str = field(
         default="anger,happy,neutral,sad", metadata={"help": "comma-separated class names, as in the meta file"}
@@ -47,7 +48,11 @@ class MemobertEmotionConfig(MultimodalDataConfig):
     prompt_label_words: str = field(
         default="", metadata={"help": "comma-separated word per class for the [MASK] (default: the class names)"}
     )
-    fold: int = field(default=1, metadata={"help": "cross-validation fold: test on the fold-th speaker (1-based)"})
+    fold: int = field(
+        default=1,
+        metadata={"help": "cross-validation fold: test on the fold-th speaker (1-based); 0: final model, training on "
+                  "every speaker but the last by name, which validates (no test set)"},
+    )
     cv_scheme: ChoiceEnum(list(CV_SCHEMES)) = field(
         default="auto",
         metadata={"help": "session: validate on the test speaker's session partner (IEMOCAP, MSP-IMPROV); "

@@ -10,13 +10,10 @@ from typing import List, Sequence
 
 import torch
 
+from ..predictions_file import prediction_columns
 from ..prepare.report import write_tsv
 
-__all__ = ["PredictionRecorder", "prediction_columns", "rank_path"]
-
-
-def prediction_columns(class_names: Sequence[str]) -> List[str]:
-    return ["id", "gold", "predicted", *(f"p_{name}" for name in class_names)]
+__all__ = ["PredictionRecorder", "rank_path"]
 
 
 def rank_path(path: str) -> str:
