@@ -10,10 +10,22 @@ imports this package before fairseq and then uses fairseq's registries calls
 registers that one).
 """
 
+import logging
 import sys
 
 __all__ = ["register"]
 __version__ = "0.1.0"
+
+
+class _NoTensorboardNag(logging.Filter):
+    """fairseq's text-to-speech task, imported with every fairseq, asks at INFO level to install tensorboardX,
+    which none of our commands use (``pip install memobert[tensorboard]`` is for --tensorboard-logdir)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please install tensorboardX")
+
+
+logging.getLogger("fairseq.tasks.text_to_speech").addFilter(_NoTensorboardNag())
 
 
 def register() -> None:

@@ -160,7 +160,8 @@ def run_sweep(jobs: List[FoldJob], keep_going: bool = False) -> List[str]:
             continue
 
         def on_validation(summary: Dict, job=job) -> None:
-            logger.info("  %s epoch %s: valid UAR %.4f", job.describe(), summary.get("epoch", "?"), summary.get("uar", float("nan")))
+            logger.info("  %s epoch %s: valid UAR %.4f", job.describe(), summary.get("epoch", "?"),
+                        summary.get("uar", float("nan")))
 
         start = time.monotonic()
         try:

@@ -134,13 +134,15 @@ def _entry_point(name: str) -> str:
 
 
 def _summary(line: str, subset: str) -> Optional[Dict]:
-    """The metrics (prefix dropped) of a ``--log-format json`` summary line for ``subset``, else None."""
+    """The metrics (prefix dropped) and epoch, if any, of a ``--log-format json`` summary line for ``subset``."""
     marker = f"| {subset} | "
     if marker not in line:
         return None
     payload = json.loads(line.split(marker, 1)[1])
     prefix = f"{subset}_"
-    return {k[len(prefix):]: v for k, v in payload.items() if k.startswith(prefix)}
+    # fairseq prints numbers as strings ("0.4375"), the confusion matrix as a list
+    metrics = {k[len(prefix):]: float(v) if isinstance(v, str) else v for k, v in payload.items() if k.startswith(prefix)}
+    return {**metrics, "epoch": payload["epoch"]} if "epoch" in payload else metrics
 
 
 def parse_validate_output(text: str, subset: str = "test") -> Dict:

@@ -1,0 +1,53 @@
+"""memobert-cv's command line: arguments checked before anything starts, the ETA's format, progress parsing."""
+
+import os
+import re
+
+import pytest
+
+from memobert_plugin.evaluation.cli import format_duration, main
+from memobert_plugin.evaluation.cross_validation import parse_valid_line
+
+
+def _run(out, data, *extra):
+    main(["run", "--out", out, "--corpus", f"demo={data}", "--arch", "memobert_tiny", *extra])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--settings", "direct", "--folds", "99"], r"--folds 99: .* has 10 speakers, so folds are 1\.\.10, not \[99\]"),
+    (["--settings", "direct", "--folds", "0-2"], r"not \[0\]"),
+    (["--settings", "direct", "--folds", "x"], r"--folds 'x': expected 'all', '1,2' or '1-4'"),
+    (["--settings", "direct", "--seeds", "1,a"], r"--seeds '1,a': expected comma-separated ints"),
+    ([], r"setting bert_direct needs --bert-init DIR"),  # the default settings without the options they need
+    (["--settings", "bert_direct"], r"setting bert_direct needs --bert-init DIR"),
+    (["--settings", "pretrain_prompt"], r"setting pretrain_prompt needs --pretrained CHECKPOINT"),
+    (["--settings", "pretrain_prompt", "--pretrained", "/no/such.pt"], r"--pretrained such.pt=/no/such.pt: no such checkpoint"),
+    (["--settings", "bert_direct", "--bert-init", "/no/such"], r"--bert-init /no/such: not a Hugging Face BERT directory"),
+    (["--settings", "direkt"], r"unknown settings \['direkt'\]"),
+])
+def test_arguments_are_checked_before_anything_starts(demo_corpus, tmp_path, extra, message):
+    out = str(tmp_path / "cv")
+    with pytest.raises(SystemExit) as error:
+        _run(out, demo_corpus.emotion_data, *extra)
+    assert isinstance(error.value.code, str)  # a message, not a traceback
+    assert re.search(message, error.value.code), error.value.code
+    assert not os.path.exists(out)  # nothing left behind
+
+
+def test_a_corpus_without_labels_is_named(tmp_path):
+    with pytest.raises(SystemExit, match=r"--corpus .*/empty: no all.meta.tsv there"):
+        _run(str(tmp_path / "cv"), str(tmp_path / "empty"), "--settings", "direct")
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0:00"), (1, "0:01"), (59 * 60, "0:59"), (3600 + 61, "1:02"),
+                                           (30 * 3600, "30:00")])
+def test_eta_is_hours_and_minutes(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_validation_lines_are_recognised():
+    line = ('2026-12-01 00:40:02 | INFO | valid | {"epoch": 3, "valid_loss": "1.2", "valid_uar": "0.4375", '
+            '"valid_confusion": [[1, 0], [2, 3]], "valid_num_updates": "30"}')
+    assert parse_valid_line(line) == {"epoch": 3, "loss": 1.2, "uar": 0.4375, "confusion": [[1, 0], [2, 3]],
+                                      "num_updates": 30.0}
+    assert parse_valid_line('2026-12-01 | INFO | train | {"epoch": 3, "train_loss": "1"}') is None
