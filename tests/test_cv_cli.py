@@ -51,3 +51,32 @@ def test_validation_lines_are_recognised():
     assert parse_valid_line(line) == {"epoch": 3, "loss": 1.2, "uar": 0.4375, "confusion": [[1, 0], [2, 3]],
                                       "num_updates": 30.0}
     assert parse_valid_line('2026-12-01 | INFO | train | {"epoch": 3, "train_loss": "1"}') is None
+
+
+def test_eta_counts_only_folds_run_here_and_folds_left_to_run(tmp_path, monkeypatch, caplog):
+    """Finished folds (resumed sweep) neither speed up the rate nor count as work left."""
+    from memobert_plugin.evaluation import cli
+    from memobert_plugin.evaluation.cross_validation import FoldJob
+
+    jobs = [FoldJob(corpus="c", data="/d", setting="direct", fold=f, seed=1, out_dir=str(tmp_path / f"fold{f}"))
+            for f in range(1, 6)]
+    for finished in (jobs[0], jobs[1], jobs[4]):
+        os.makedirs(finished.out_dir)
+        open(finished.result_path, "w").close()
+    clock = [0.0]
+
+    def fake_run(job, on_validation=None):
+        if on_validation is not None:  # a fold that trains: 10 minutes
+            clock[0] += 600
+            on_validation({"epoch": 1, "uar": 0.5})
+        return {"test": {"wa": 0.5, "uar": 0.5, "macro_f1": 0.5}}
+
+    monkeypatch.setattr(cli, "run_fold_job", fake_run)
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    with caplog.at_level("INFO", logger="memobert.cv"):
+        assert cli.run_sweep(jobs) == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert "[1/5] c direct frac 1 seed 1 fold 1: done before" in lines
+    assert "  c direct frac 1 seed 1 fold 3 epoch 1: valid UAR 0.5000" in lines
+    assert lines[3].endswith("| ETA 0:10")  # one fold left to run (fold 5 is done), at 10 minutes a fold
+    assert lines[5].endswith("| ETA 0:00")

@@ -155,7 +155,7 @@ def run_sweep(jobs: List[FoldJob], keep_going: bool = False) -> List[str]:
     ran, ran_seconds = 0, 0.0  # folds run here (not resumed ones): the ETA's rate
     for done, job in enumerate(jobs, start=1):
         if os.path.exists(job.result_path):
-            result = run_fold_job(job)
+            run_fold_job(job)  # refuses a result made with other options
             logger.info("[%d/%d] %s: done before", done, len(jobs), job.describe())
             continue
 
@@ -176,7 +176,7 @@ def run_sweep(jobs: List[FoldJob], keep_going: bool = False) -> List[str]:
         scores = result[job.evaluated_subset]
         logger.info("[%d/%d] %s: %s WA %.4f UAR %.4f macro-F1 %.4f | ETA %s", done, len(jobs), job.describe(),
                     job.evaluated_subset, scores["wa"], scores["uar"], scores["macro_f1"],
-                    format_duration(ran_seconds / ran * (len(jobs) - done)))
+                    format_duration(ran_seconds / ran * sum(not os.path.exists(j.result_path) for j in jobs[done:])))
     return failures
 
 

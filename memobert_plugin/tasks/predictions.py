@@ -3,10 +3,11 @@
 The criterion hands each evaluated batch's class scores to the task; the rows are kept
 in memory and written, atomically, when fairseq reduces the subset's metrics (the end
 of ``fairseq-validate``'s pass over a subset). Rank r > 0 of a distributed run writes
-``PATH.rank<r>``, so ranks never share a file.
+``PATH.rank<r>``, so ranks never share a file. fairseq pads a rank's share of batches with
+a repeat of an earlier batch; such repeats are written once.
 """
 
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -25,18 +26,18 @@ def rank_path(path: str) -> str:
 class PredictionRecorder:
     def __init__(self, path: str, class_names: Sequence[str], utterance_ids: Sequence[str]):
         self.path, self.class_names, self.utterance_ids = path, list(class_names), utterance_ids
-        self.rows: List[list] = []
+        self.rows: Dict[int, list] = {}  # by corpus row: repeated batches are kept once
 
     def record(self, rows: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor) -> None:
         """``rows``: corpus rows of the batch (the collated ``id``); ``logits``: ``[batch, classes]``."""
         probs = torch.softmax(logits.float(), dim=-1)
         predicted = logits.argmax(-1)  # as the criterion's confusion matrix counts it
         for row, gold, guess, p in zip(rows.tolist(), targets.tolist(), predicted.tolist(), probs.tolist()):
-            self.rows.append([self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
-                              *(f"{x:.6f}" for x in p)])
+            self.rows[row] = [self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
+                              *(f"{x:.6f}" for x in p)]
 
     def flush(self) -> None:
         """Write the recorded rows (if any) and start afresh."""
         if self.rows:
-            write_tsv(rank_path(self.path), prediction_columns(self.class_names), self.rows)
-            self.rows = []
+            write_tsv(rank_path(self.path), prediction_columns(self.class_names), self.rows.values())
+            self.rows = {}
