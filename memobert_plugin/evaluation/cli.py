@@ -23,8 +23,8 @@ from ..data.utterance_meta import read_meta
 from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, run_fold_job
 from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
 
-__all__ = ["main", "build_parser", "plan_sweep", "write_tables", "parse_folds", "NoResultsError", "format_duration",
-           "run_sweep"]
+__all__ = ["main", "build_parser", "plan_sweep", "check_inputs", "write_tables", "parse_folds", "NoResultsError",
+           "format_duration", "run_sweep"]
 
 logger = logging.getLogger("memobert.cv")
 
@@ -52,14 +52,14 @@ class NoResultsError(ValueError):
     """A sweep directory without any result.json (memobert-cv prints it as its error message)."""
 
 
+def _meta_path(data: str) -> str:
+    return os.path.join(data, f"{LABELLED_SPLIT}.meta.tsv")
+
+
 def parse_folds(spec: str, data: str) -> List[int]:
-    """``all`` (every fold of the task's default corpus split), ``1,2,5`` or ``1-4``; checked against the corpus."""
-    meta_path = os.path.join(data, f"{LABELLED_SPLIT}.meta.tsv")
-    if not os.path.isfile(meta_path):
-        raise ValueError(f"--corpus {data}: no {LABELLED_SPLIT}.meta.tsv there (a memobert-prepare emotion data dir?)")
-    count = num_folds(read_meta(meta_path))
+    """``all`` (every fold of the task's default corpus split), ``1,2,5`` or ``1-4``."""
     if spec == "all":
-        return list(range(1, count + 1))
+        return list(range(1, num_folds(read_meta(_meta_path(data))) + 1))
     folds = []
     for part in spec.split(","):
         start, _, end = part.partition("-")
@@ -67,10 +67,26 @@ def parse_folds(spec: str, data: str) -> List[int]:
             folds += list(range(int(start), int(end or start) + 1))
         except ValueError:
             raise ValueError(f"--folds {spec!r}: expected 'all', '1,2' or '1-4'") from None
-    outside = [f for f in folds if not 1 <= f <= count]
-    if outside:
-        raise ValueError(f"--folds {spec}: {data} has {count} speakers, so folds are 1..{count}, not {outside}")
     return folds
+
+
+def check_inputs(jobs: List[FoldJob]) -> None:
+    """What the jobs read exists and their folds are the corpus's (ValueError naming it), before any job starts."""
+    folds_of: Dict[str, int] = {}
+    for job in jobs:
+        if job.data not in folds_of:
+            if not os.path.isfile(_meta_path(job.data)):
+                raise ValueError(f"--corpus {job.data}: no {LABELLED_SPLIT}.meta.tsv there "
+                                 "(a memobert-prepare emotion data dir?)")
+            folds_of[job.data] = num_folds(read_meta(_meta_path(job.data)))
+        count = folds_of[job.data]
+        if not job.final and not 1 <= job.fold <= count:
+            raise ValueError(f"--folds: {job.data} has {count} speakers, so folds are 1..{count}, not {job.fold}")
+        init = SETTINGS[job.setting][0]
+        if init == "memobert" and not os.path.isfile(job.init_path):
+            raise ValueError(f"--pretrained {job.init_path}: no such checkpoint")
+        if init == "bert" and not os.path.isfile(os.path.join(job.init_path, "config.json")):
+            raise ValueError(f"--bert-init {job.init_path}: not a Hugging Face BERT directory (no config.json)")
 
 
 def write_tables(out_dir: str) -> str:
@@ -120,14 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
-    """The fold jobs of a parsed ``memobert-cv run`` command line, every argument checked (ValueError)."""
+    """The fold jobs of a parsed ``memobert-cv run`` command line (ValueError: options that do not fit the
+    settings); :func:`check_inputs` checks them against the files."""
     corpora = _pairs(args.corpus, "--corpus")
     pretrained = _pairs(args.pretrained, "--pretrained")
-    for label, path in pretrained.items():
-        if not os.path.isfile(path):
-            raise ValueError(f"--pretrained {label}={path}: no such checkpoint")
-    if args.bert_init and not os.path.isfile(os.path.join(args.bert_init, "config.json")):
-        raise ValueError(f"--bert-init {args.bert_init}: not a Hugging Face BERT directory (no config.json)")
     return plan_jobs(
         args.out, corpora,
         settings=[s.strip() for s in args.settings.split(",") if s.strip()],
@@ -187,6 +199,7 @@ def main(argv=None) -> None:
     if args.command == "run":
         try:
             jobs = plan_sweep(args)
+            check_inputs(jobs)
         except ValueError as exc:
             raise SystemExit(f"memobert-cv: {exc}") from None  # checked before anything starts or is written
         logger.info("%d fold jobs under %s; each writes its commands and output to its train.log", len(jobs), args.out)

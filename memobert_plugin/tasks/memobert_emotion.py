@@ -93,8 +93,11 @@ class MemobertEmotionTask(MultimodalTask):
             len(self.fold.train), len(self.fold.valid), len(self.fold.test),
         )
         self._corpus = None
-        self.predictions = (PredictionRecorder(cfg.predictions_path, self.class_names, [row.id for row in self.meta])
-                            if cfg.predictions_path else None)
+        self.predictions = (
+            PredictionRecorder(cfg.predictions_path, self.class_names, [row.id for row in self.meta],
+                               evaluated={*self.fold.valid.tolist(), *self.fold.test.tolist()})
+            if cfg.predictions_path else None
+        )
 
     def class_of(self, label: str) -> str:
         """The class an annotated label belongs to; a task with another label set overrides this."""

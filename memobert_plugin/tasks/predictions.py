@@ -3,11 +3,12 @@
 The criterion hands each evaluated batch's class scores to the task; the rows are kept
 in memory and written, atomically, when fairseq reduces the subset's metrics (the end
 of ``fairseq-validate``'s pass over a subset). Rank r > 0 of a distributed run writes
-``PATH.rank<r>``, so ranks never share a file. fairseq pads a rank's share of batches with
-a repeat of an earlier batch; such repeats are written once.
+``PATH.rank<r>``, so ranks never share a file. fairseq's trainer pads a rank's share of
+validation batches with a stand-in batch (its first training batch): only utterances of the
+evaluated subsets are recorded, each once.
 """
 
-from typing import Dict, List, Sequence
+from typing import AbstractSet, Dict, Sequence
 
 import torch
 
@@ -24,8 +25,9 @@ def rank_path(path: str) -> str:
 
 
 class PredictionRecorder:
-    def __init__(self, path: str, class_names: Sequence[str], utterance_ids: Sequence[str]):
-        self.path, self.class_names, self.utterance_ids = path, list(class_names), utterance_ids
+    def __init__(self, path: str, class_names: Sequence[str], utterance_ids: Sequence[str], evaluated: AbstractSet[int]):
+        """``utterance_ids``: per corpus row; ``evaluated``: the corpus rows of the subsets that are evaluated."""
+        self.path, self.class_names, self.utterance_ids, self.evaluated = path, list(class_names), utterance_ids, evaluated
         self.rows: Dict[int, list] = {}  # by corpus row: repeated batches are kept once
 
     def record(self, rows: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor) -> None:
@@ -33,6 +35,8 @@ class PredictionRecorder:
         probs = torch.softmax(logits.float(), dim=-1)
         predicted = logits.argmax(-1)  # as the criterion's confusion matrix counts it
         for row, gold, guess, p in zip(rows.tolist(), targets.tolist(), predicted.tolist(), probs.tolist()):
+            if row not in self.evaluated:
+                continue
             self.rows[row] = [self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
                               *(f"{x:.6f}" for x in p)]
 
