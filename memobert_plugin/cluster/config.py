@@ -7,9 +7,20 @@ from typing import Any, Dict, List, Optional, Sequence, Type, TypeVar
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["Resources", "PretrainConfig", "FoldOptions", "CVConfig", "CONFIG_DIR", "load_config", "ConfigError", "waits"]
+__all__ = ["Resources", "PretrainConfig", "FoldOptions", "CVConfig", "CONFIG_DIR", "config_path", "load_config", "ConfigError", "waits"]
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
+
+
+def config_path(name_or_path: str) -> str:
+    """A YAML file as given, or the packaged ``CONFIG_DIR/<name>.yaml`` for a bare name."""
+    if os.path.isfile(name_or_path) or os.sep in name_or_path or name_or_path.endswith(".yaml"):
+        return name_or_path
+    packaged = os.path.join(CONFIG_DIR, f"{name_or_path}.yaml")
+    if not os.path.isfile(packaged):
+        names = sorted(f[: -len(".yaml")] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+        raise ConfigError(f"--config {name_or_path}: no such file, nor a packaged configuration ({', '.join(names)})")
+    return packaged
 CLUSTERS = ("slurm", "local")
 
 
@@ -44,7 +55,7 @@ class Resources:
 
 @dataclass
 class PretrainConfig:
-    """``slurm.launch pretrain``: one fairseq-train run of memobert_pretrain over nodes x tasks."""
+    """``memobert-launch pretrain``: one fairseq-train run of memobert_pretrain over nodes x tasks."""
 
     cluster: str = "slurm"
     data: str = MISSING  # data-bin directory with train and valid splits
@@ -72,7 +83,7 @@ class FoldOptions:
 
 @dataclass
 class CVConfig:
-    """``slurm.launch cv`` / ``collect``: a cross-validation sweep as a job array, and its tables."""
+    """``memobert-launch cv`` / ``collect``: a cross-validation sweep as a job array, and its tables."""
 
     cluster: str = "slurm"
     out: str = MISSING  # sweep directory: one subdirectory per fold job, then results.md / .csv
