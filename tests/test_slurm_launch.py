@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from conftest import BIN, REPO_ROOT, run_cli
-from memobert_plugin.cluster.config import CONFIG_DIR, ConfigError, CVConfig, config_path, PretrainConfig, load_config
+from memobert_plugin.cluster.config import CONFIG_DIR, ConfigError, CVConfig, config_path, option_flags, PretrainConfig, load_config
 from memobert_plugin.cluster.cv import collect_tables, plan
 from memobert_plugin.cluster.pretrain import (
-    PORT_BASE, PORT_SPAN, check_fairseq_args, distributed_args, fairseq_options, job_port, pretrain_argv,
+    PORT_BASE, PORT_SPAN, check_fairseq_args, distributed_args, job_port, pretrain_argv,
 )
 
 PRETRAIN_YAML = os.path.join(CONFIG_DIR, "pretrain.yaml")
@@ -64,12 +64,12 @@ def test_packaged_configurations_by_name():
         config_path("cv_demoo")
 
 
-def test_fairseq_options_become_flags():
-    assert fairseq_options({"lr": 5e-5, "no_epoch_checkpoints": True, "bert_init": None, "fp16": False,
-                            "adam_betas": "(0.9,0.98)"}) == ["--lr", "5e-05", "--no-epoch-checkpoints",
-                                                             "--adam-betas", "(0.9,0.98)"]
+def test_options_become_flags():
+    assert option_flags({"lr": 5e-5, "no_epoch_checkpoints": True, "bert_init": None, "fp16": False,
+                         "adam_betas": "(0.9,0.98)"}, "fairseq") == ["--lr", "5e-05", "--no-epoch-checkpoints",
+                                                                     "--adam-betas", "(0.9,0.98)"]
     with pytest.raises(ConfigError, match="fairseq.update_freq"):
-        fairseq_options({"update_freq": [1, 2]})
+        option_flags({"update_freq": [1, 2]}, "fairseq")
 
 
 def test_shipped_pretraining_config_is_accepted_by_fairseq(plugin_dir):

@@ -3,6 +3,7 @@
     memobert-launch pretrain [--config FILE|NAME] [--cluster slurm|local] [key=value ...]
     memobert-launch cv       [--config FILE|NAME] [--cluster slurm|local] [key=value ...]
     memobert-launch collect  [--config FILE|NAME] [--cluster slurm|local] [key=value ...]
+    memobert-launch prepare  [--config FILE|NAME] [--cluster slurm|local] [key=value ...]
 
 The configuration is the YAML file (default: the packaged <command>.yaml; collect reads cv's;
 a NAME such as ``cv_demo`` picks a packaged one), then the ``key=value`` overrides, e.g.
@@ -15,13 +16,14 @@ import logging
 import sys
 from typing import List, Optional
 
-from .config import CLUSTERS, ConfigError, CVConfig, PretrainConfig, config_path, load_config
+from .config import CLUSTERS, ConfigError, CVConfig, PrepareConfig, PretrainConfig, config_path, load_config
 
 __all__ = ["main"]
 
 logger = logging.getLogger("memobert.slurm")
 
-_DEFAULT_CONFIG = {"pretrain": "pretrain", "cv": "cv", "collect": "cv"}
+_DEFAULT_CONFIG = {"pretrain": "pretrain", "cv": "cv", "collect": "cv", "prepare": "prepare"}
+_SCHEMA = {"pretrain": PretrainConfig, "cv": CVConfig, "collect": CVConfig, "prepare": PrepareConfig}
 
 
 def _check_submitit() -> None:
@@ -37,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog="See docs/cluster.md.",
     )
     parser.add_argument("command", choices=sorted(_DEFAULT_CONFIG), help="pretrain: one fairseq-train job; "
-                        "cv: a job array of fold jobs; collect: write the sweep's tables")
+                        "cv: a job array of fold jobs; collect: write the sweep's tables; "
+                        "prepare: memobert-prepare's extractor stages as job arrays, then the write step")
     parser.add_argument("--config", help="YAML file, or the name of a packaged one (pretrain, pretrain_demo, cv, "
                         "cv_demo, ...; default: <command>)")
     parser.add_argument("--cluster", choices=CLUSTERS, help="override the configuration's cluster")
@@ -54,14 +57,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         _check_submitit()
         # the configuration first: its errors should not wait for fairseq to import
-        config = load_config(PretrainConfig if args.command == "pretrain" else CVConfig,
-                             config_path(args.config or _DEFAULT_CONFIG[args.command]), args.overrides, args.cluster)
+        config = load_config(_SCHEMA[args.command], config_path(args.config or _DEFAULT_CONFIG[args.command]),
+                             args.overrides, args.cluster)
         if args.command == "pretrain":
             from ..evaluation.cross_validation import PLUGIN_DIR
 
             from .pretrain import submit_pretrain
 
             submit_pretrain(config, PLUGIN_DIR)
+            return
+        if args.command == "prepare":
+            from .prepare import submit_prepare
+
+            submit_prepare(config)
             return
         from .cv import plan, submit_collect, submit_cv
 

@@ -19,7 +19,7 @@ import logging
 import os
 import pickle
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .report import read_problems
 from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
@@ -44,6 +44,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="extractor processes, each loading the models once and taking whole shards (default: 1)")
+
+
+def _shard_set(value: str) -> Tuple[int, int]:
+    task, _, tasks = value.partition("/")
+    if not (task.isdigit() and tasks.isdigit() and int(task) < int(tasks)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {value!r}")
+    return int(task), int(tasks)
+
+
+def _array_task(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=_shard_set, metavar="K/N",
+                        help="only shards K, K+N, K+2N, ...: task K (from 0) of an N-task cluster array; a later run "
+                             "without --shards records the stage (docs/cluster.md)")
 
 
 def _text_options(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(parser_)
     for name in ("acoustic", "visual", "all"):
         _workers(sub[name])
+    for name in ("acoustic", "visual"):
+        _array_task(sub[name])
     for name in ("sentencepiece", "text", "all"):
         _text_options(sub[name])
     _acoustic_options(sub["acoustic"], required=True)
@@ -176,10 +191,10 @@ def run(args: argparse.Namespace) -> None:
         _train_sentencepiece(args, plan)
     elif command == "text":
         run_stage(_text_stage(args, plan), plan)
-    elif command == "acoustic":
-        run_stage(_acoustic_stage(args), plan, args.workers)
-    elif command == "visual":
-        run_stage(_visual_stage(args), plan, args.workers)
+    elif command in ("acoustic", "visual"):
+        stage = _acoustic_stage(args) if command == "acoustic" else _visual_stage(args)
+        only = range(args.shards[0], plan.num_shards, args.shards[1]) if args.shards else None
+        run_stage(stage, plan, args.workers, only)
     elif command == "write":
         _write(args, plan)
     else:  # all

@@ -10,6 +10,7 @@ Workers are processes that each load the models once and take whole shards.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ import sys
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import Callable, ClassVar, Dict, List, Optional
+from typing import Callable, ClassVar, Collection, Dict, List, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -279,24 +280,30 @@ def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: 
             raise
 
 
-def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
-    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`)."""
+def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, only: Optional[Collection[int]] = None) -> Optional[dict]:
+    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`).
+
+    ``only``: just those shards (one task of a cluster array); no record then (None): a later run
+    over the whole plan finds them done and writes it.
+    """
     stage.check_plan(plan)
     folder = plan.stage_dir(stage.name)
     os.makedirs(folder, exist_ok=True)
     complete = os.path.join(folder, "complete.json")
     if os.path.exists(complete):
-        os.remove(complete)  # the stage is being (re)run: its old record no longer holds
+        with contextlib.suppress(FileNotFoundError):  # array tasks may race to it
+            os.remove(complete)  # the stage is being (re)run: its old record no longer holds
     stage.setup()  # in this process too: bad settings or checkpoints fail before any worker starts
     streams = dict(getattr(stage, "streams", {}))
     # the settings and each shard's fingerprint are computed once here, never in the workers: config() may
     # hash a large checkpoint, and workers receive the stage without its cached checksum (see __getstate__)
     settings = _settings(stage)
     fingerprints = {s: _fingerprint(settings, plan, s) for s in range(plan.num_shards)}
-    todo = {s: f for s, f in fingerprints.items() if not _is_done(stage, plan, s, f)}
-    skipped = plan.num_shards - len(todo)
+    selected = [s for s in fingerprints if only is None or s in only]
+    todo = {s: fingerprints[s] for s in selected if not _is_done(stage, plan, s, fingerprints[s])}
+    skipped = len(selected) - len(todo)
     if skipped:
-        logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, plan.num_shards)
+        logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, len(selected))
     total = sum(plan.shard_sizes[s] for s in todo)
     with tqdm(total=total, desc=f"{stage.name}", unit="utt", dynamic_ncols=True) as bar:
         if stage.parallel and workers > 1 and len(todo) > 1:
@@ -304,6 +311,8 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
         else:
             for shard, fingerprint in todo.items():
                 _run_one(stage, plan, shard, fingerprint, bar.update)
+    if only is not None:
+        return None
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
     record = {"plan": plan.fingerprint, "config": stage.summary(), "streams": streams, "problems": problems}
     write_json(complete, record)
