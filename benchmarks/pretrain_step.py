@@ -155,8 +155,15 @@ def _samples(vocab, lengths: Sequence[Lengths], rng):
     return samples
 
 
-def memobert_steps(shape: str, batch_lengths: List[List[Lengths]], rng) -> Dict[str, List[Callable]]:
+#: autocast dtypes of the mixed-precision steps (fp32: none)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def memobert_steps(shape: str, batch_lengths: List[List[Lengths]], rng, device: str = "cpu",
+                   precision: str = "fp32") -> Dict[str, List[Callable]]:
     """Per objective, one step function per batch, each through the real criterion on its masked batch."""
+    from fairseq.utils import apply_to_sample
+
     vocab = _vocab()
     cfg = MemobertConfig(visual_feature_dim=DIMS["visual"], acoustic_feature_dim=DIMS["acoustic"], **SHAPES[shape])
     model = MemobertModel(cfg, len(vocab), vocab.pad()).train()
@@ -164,20 +171,26 @@ def memobert_steps(shape: str, batch_lengths: List[List[Lengths]], rng) -> Dict[
     objectives = {n: OBJECTIVE_REGISTRY[n](MemobertPretrainConfig(), data) for n in DEFAULT_OBJECTIVES}
     task = _Task(objectives)
     task.add_heads(model)
+    model.to(device)
     criterion = MemobertPretrainCriterion(None, task)
     optimizer = torch.optim.AdamW(model.parameters(), **ADAMW)
+    dtype = PRECISIONS[precision]
+    scaler = torch.amp.GradScaler(device, enabled=dtype is torch.float16)  # fp16 needs loss scaling
 
     def step(batch):
         optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = criterion(model, batch)
-        loss.backward()
-        optimizer.step()
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            loss, _, _ = criterion(model, batch)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     steps = {}
     for name, objective in objectives.items():
         # the training collater with this objective alone: its masked batch, weight 1
         collater = ObjectiveBatchesDataset(_Utterances(vocab.pad()), [objective], [1.0], mode="sample", seed=1).collater
-        collated = [collater(_samples(vocab, lengths, rng)) for lengths in batch_lengths]
+        collated = [apply_to_sample(lambda t: t.to(device), collater(_samples(vocab, lengths, rng)))
+                    for lengths in batch_lengths]
         steps[name] = [lambda batch=batch: step(batch) for batch in collated]
     return steps
 
@@ -273,22 +286,27 @@ print("UPDATE_STARTS", json.dumps(starts))
 """
 
 
-def fairseq_train_update(shape: str, batch_size: int, updates: int, warmup: int, rng) -> float:
-    """Median wall-clock seconds of a fairseq-train update cycle, after ``warmup`` updates."""
+def fairseq_train_update(shape: str, batch_size: int, updates: int, warmup: int, rng,
+                         options: Sequence[str] = ("--cpu",)) -> float:
+    """Median wall-clock seconds of a fairseq-train update cycle, after ``warmup`` updates; ``options``
+    are further fairseq-train options (the device, precision, distributed setup)."""
     import memobert_plugin
 
     with tempfile.TemporaryDirectory() as root:
         data = _fixed_shape_data(root, batch_size * (updates + warmup + 1), rng)
-        options = [
+        command = [
             data, "--user-dir", os.path.dirname(memobert_plugin.__file__), "--task", "memobert_pretrain",
             "--arch", f"memobert_{shape}", "--criterion", "memobert_pretrain", "--optimizer", "adam",
             "--adam-betas", str(ADAMW["betas"]), "--weight-decay", str(ADAMW["weight_decay"]), "--lr", str(ADAMW["lr"]),
-            "--batch-size", str(batch_size), "--max-update", str(updates + warmup + 1), "--cpu", "--num-workers", "0",
-            "--no-save", "--disable-validation", "--log-interval", "1", "--seed", "1",
+            "--batch-size", str(batch_size), "--max-update", str(updates + warmup + 1), "--num-workers", "0",
+            "--no-save", "--disable-validation", "--log-interval", "1", "--seed", "1", *options,
         ]
         env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-        out = subprocess.run([sys.executable, "-c", _TIMED_FAIRSEQ_TRAIN, *options], capture_output=True, text=True,
-                             env=env, check=True).stdout
+        proc = subprocess.run([sys.executable, "-c", _TIMED_FAIRSEQ_TRAIN, *command], capture_output=True, text=True,
+                              env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fairseq-train {' '.join(options)} failed: {proc.stderr.strip().splitlines()[-1]}")
+    out = proc.stdout
     starts = json.loads(out.rsplit("UPDATE_STARTS", 1)[1])
     return float(np.median(np.diff(starts)[warmup:]))
 
