@@ -2,9 +2,9 @@
 
 For each face track, mouth motion is the mean absolute change of its mouth patch between
 consecutive sampled frames. Voice activity comes from the utterance's audio
-(:mod:`.voice_activity`: silero-vad, or an energy threshold). A track's score is its mean mouth motion while voiced minus
-its mean motion while silent, so the speaker, who moves the mouth when there is voice and
-rests it in pauses, scores highest. Tracks seen in under a quarter of the frames of the
+(:mod:`.voice_activity`: silero-vad, or an energy threshold). A track's score is its mean
+mouth motion while voiced minus its mean motion while silent, so the speaker, who moves the
+mouth when there is voice and rests it in pauses, scores highest. Tracks seen in under a quarter of the frames of the
 longest track (mostly false detections) do not compete.
 """
 

@@ -359,6 +359,8 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1)
     # the settings and each shard's fingerprint are computed once here, never in the workers: config() may
     # hash a large checkpoint, and workers receive the stage without its cached checksum (see __getstate__)
     settings = _settings(stage)
+    if stage.parallel:  # the extractors' float results depend on the thread count (not on the workers)
+        settings += f"\nthreads={threads}"
     shard_inputs = _all_shard_inputs(plan, stage.inputs, stage.media)
     fingerprints = {s: _fingerprint(settings, digest) for s, digest in enumerate(shard_inputs)}
     todo = {s: f for s, f in fingerprints.items() if not _is_done(stage, plan, s, f)}
@@ -376,6 +378,8 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1)
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
     inputs = {"fields": list(stage.inputs), "media": list(stage.media), "shards": shard_inputs}
     record = {"inputs": inputs, "config": stage.summary(), "streams": streams, "problems": problems}
+    if stage.parallel:
+        record["threads"] = threads
     write_json(complete, record)
     return record
 
