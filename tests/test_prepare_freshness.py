@@ -15,8 +15,9 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 pytest.importorskip("opensmile", reason="the egemaps extractor needs the 'extract' extra (opensmile)")
 
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
-from test_prepare_helpers import astronaut_gray, pocketsphinx, speech_utterances, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
-from test_prepare_helpers import prepare_here, read_tsv, write_manifest, write_video  # noqa: E402
+from test_prepare_helpers import pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
+from test_prepare_helpers import astronaut_gray, prepare_here, read_tsv, speech_utterances  # noqa: E402
+from test_prepare_helpers import write_manifest, write_video  # noqa: E402
 
 COLUMNS = ["id", "speaker", "session", "label", "text", "audio", "video"]
 LABELS = ["happy", "sad", "neutral", "anger", "neutral", ""]

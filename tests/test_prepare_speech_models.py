@@ -69,7 +69,8 @@ def _egemaps_run(manifest, out, minilm_dir, *extra):
     assert not error, error
     store = FeatureStore(str(out), "train", "acoustic")
     ids = [r["id"] for r in read_tsv(out / "train.meta.tsv")]
-    return {uid: store[i].astype(np.float32) for i, uid in enumerate(ids)}, json.loads((out / "dataset.json").read_text())
+    frames = {uid: store[i].astype(np.float32) for i, uid in enumerate(ids)}
+    return frames, json.loads((out / "dataset.json").read_text())
 
 
 def test_egemaps_features_of_real_and_synthetic_speech(pocketsphinx, espeak, minilm_dir, tmp_path):  # noqa: F811

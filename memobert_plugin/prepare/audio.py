@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -52,8 +52,8 @@ def _wav_declared_frames(path: str, handle) -> Optional[int]:
             raw.seek(size + (size & 1), os.SEEK_CUR)
 
 
-def _read_blocks(handle, frames: int, path: str, warn: Optional[Warn]) -> np.ndarray:
-    """Up to ``frames`` frames; a decoder error after the first block keeps what came before (warned)."""
+def _read_blocks(handle, frames: int, path: str) -> Tuple[np.ndarray, Optional[str]]:
+    """Up to ``frames`` frames, and the decoder's error if one came after the first block (what came before is kept)."""
     import soundfile
 
     blocks: List[np.ndarray] = []
@@ -64,15 +64,12 @@ def _read_blocks(handle, frames: int, path: str, warn: Optional[Warn]) -> np.nda
         except (soundfile.SoundFileError, RuntimeError) as err:
             if not done:
                 raise ItemError(f"unreadable audio {path}: {err}") from None
-            if warn:
-                warn(f"truncated audio {path}: decoder error after {done / handle.samplerate:.2f} s ({err}); "
-                     "features from the part before it")
-            break
+            return np.concatenate(blocks), str(err)
         if not len(block):
             break
         blocks.append(block)
         done += len(block)
-    return np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), np.float32)
+    return (np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), np.float32)), None
 
 
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -115,14 +112,18 @@ def read_audio(
                 raise ItemError(f"zero-length audio {path} (no samples)")
             if first >= total:
                 raise ItemError(f"start {start} s is past the end of {path} ({total / rate:.2f} s)")
-            truncated = (f"truncated audio {path}: the header promises {total / rate:.2f} s, the file holds "
-                         f"{available / rate:.2f} s")
             if first >= available:
-                raise ItemError(f"{truncated}, and the utterance starts at {first / rate:.2f} s")
+                raise ItemError(f"truncated audio {path}: the header promises {total / rate:.2f} s, the file holds "
+                                f"{available / rate:.2f} s, and the utterance starts at {first / rate:.2f} s")
             handle.seek(first)
-            data = _read_blocks(handle, last - first, path, warn)
-            if last > available and warn:
-                warn(f"{truncated}; features from the {len(data) / rate:.2f} s of the span that are there")
+            data, error = _read_blocks(handle, last - first, path)
+            end_read = (first + len(data)) / rate
+            if error and warn:
+                warn(f"truncated audio {path}: decoder error at {end_read:.2f} s ({error}); features from the "
+                     f"{len(data) / rate:.2f} s of the span before it")
+            elif len(data) < last - first and warn:  # the data ended before the header said they would
+                warn(f"truncated audio {path}: the header promises {total / rate:.2f} s, the file holds "
+                     f"{end_read:.2f} s; features from the {len(data) / rate:.2f} s of the span that are there")
     except soundfile.SoundFileError as err:
         raise ItemError(f"unreadable audio {path}: {err}") from None
     if data.shape[0] == 0:

@@ -15,7 +15,8 @@ from typing import Iterator, List, Optional, Union
 from .report import Problem
 
 __all__ = [
-    "MANIFEST_COLUMNS", "META_FIELDS", "PAPER_LABELS", "REQUIRED_COLUMNS", "ManifestError", "ManifestEntry", "Utterance", "manifest_columns",
+    "MANIFEST_COLUMNS", "META_FIELDS", "PAPER_LABELS", "REQUIRED_COLUMNS",
+    "ManifestError", "ManifestEntry", "Utterance", "manifest_columns",
     "read_manifest",
 ]
 

@@ -46,7 +46,8 @@ class OpenSmileStage(SpeechStage):
         if self._smile is None:
             import opensmile
 
-            self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, OPENSMILE_FEATURE_SETS[self.feature_set]),
+            feature_set = getattr(opensmile.FeatureSet, OPENSMILE_FEATURE_SETS[self.feature_set])
+            self._smile = opensmile.Smile(feature_set=feature_set,
                                           feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
 
     def config(self) -> dict:

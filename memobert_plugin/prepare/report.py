@@ -16,7 +16,10 @@ from typing import Iterable, List, Sequence
 
 from .files import atomic_open
 
-__all__ = ["ItemError", "Problem", "PROBLEM_COLUMNS", "ERROR", "WARNING", "write_tsv", "write_problems", "read_problems", "clean_field"]
+__all__ = [
+    "ItemError", "Problem", "PROBLEM_COLUMNS", "ERROR", "WARNING", "write_tsv", "write_problems", "read_problems",
+    "clean_field",
+]
 
 PROBLEM_COLUMNS = ("id", "line", "stage", "reason", "severity")
 ERROR, WARNING = "error", "warning"

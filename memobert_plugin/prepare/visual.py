@@ -82,7 +82,8 @@ class VisualStage(FrameStage):
         if self._checksum is None:
             self._checksum = sha256_file(self.fer_checkpoint)
         return {"extractor": "densenet_fer", "face_detector": "opencv_haar_frontalface_default",
-                "active_speaker": "mouth_motion_vs_voice_activity", "voice_activity": self.vad, "checkpoint": self.fer_checkpoint,
+                "active_speaker": "mouth_motion_vs_voice_activity", "voice_activity": self.vad,
+                "checkpoint": self.fer_checkpoint,
                 "sha256": self._checksum, "fps": self.fps, "max_seconds": self.max_seconds}
 
     def summary(self) -> dict:
