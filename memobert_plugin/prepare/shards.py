@@ -185,8 +185,14 @@ class FrameStage(Stage):
         """Frames per stream for one utterance; raises :class:`ItemError` when it cannot."""
 
     def warn(self, reason: str) -> None:
-        """A report row (severity ``warning``) for the utterance being extracted; its frames are kept."""
-        self._warnings.append(reason)
+        """A report row (severity ``warning``) for the utterance being extracted; its frames are kept.
+
+        Outside :meth:`run_shard` (extract called directly, e.g. for prediction) the reason is logged.
+        """
+        if self._warnings is None:
+            logger.warning("%s: %s", self.name, reason)
+        else:
+            self._warnings.append(reason)
 
     def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
         folder, shard = os.path.split(prefix)
@@ -207,6 +213,7 @@ class FrameStage(Stage):
                     frames = {s: np.zeros((0, dim), dtype=STORE_DTYPE) for s, dim in self.streams.items()}
                 else:
                     problems += [Problem(utterance.id, utterance.line, self.name, w, WARNING) for w in self._warnings]
+                self._warnings = None
                 for stream, writer in writers.items():
                     writer.append(frames[stream], item=item)
                 advance(1)
@@ -395,7 +402,10 @@ def stage_record(plan: ShardPlan, stage: str) -> Optional[dict]:
         raise StageIncomplete(f"the {stage} stage did not finish for {plan.manifest}: run it again (it resumes), "
                               + leave_out)
     record = read_json(complete)
-    inputs = record.get("inputs") or {"fields": [], "media": [], "shards": []}  # older work dirs: stale
+    inputs = record.get("inputs")
+    if inputs is None:
+        raise StageIncomplete(f"the {stage} stage's outputs for {plan.manifest} were made by an older memobert that "
+                              "did not record its media files: run it again, " + leave_out)
     now = _all_shard_inputs(plan, tuple(inputs["fields"]), tuple(inputs["media"]))
     if now != inputs["shards"]:
         changed = [s for s in range(len(now)) if s >= len(inputs["shards"]) or now[s] != inputs["shards"][s]]
