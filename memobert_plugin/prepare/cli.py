@@ -85,11 +85,21 @@ def _extract_options(parser: argparse.ArgumentParser) -> None:
                              "package's network), energy (a threshold), auto: silero when installed (default)")
 
 
+def _label_set(text: str) -> Optional[List[str]]:
+    """``--labels``: the comma-separated label set, or None for ``none`` (no check)."""
+    if text.strip().lower() == "none":
+        return None
+    labels = [s.strip() for s in text.split(",") if s.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("empty: give the label set, or 'none' for no check")
+    return labels
+
+
 def _write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require", default="text",
                         help="comma-separated stages an utterance must pass to be kept (text, acoustic, visual; "
                              "default: text). A failure in another stage leaves that modality empty")
-    parser.add_argument("--labels", default=",".join(PAPER_LABELS),
+    parser.add_argument("--labels", type=_label_set, default=",".join(PAPER_LABELS),
                         help="comma-separated label set; an utterance with another (non-empty) label is dropped "
                              f"and reported. 'none': no check (default: {','.join(PAPER_LABELS)})")
 
@@ -188,12 +198,10 @@ def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
     from .output import write_output
 
     require = [s.strip() for s in args.require.split(",") if s.strip()]
-    labels = None if args.labels.strip().lower() == "none" else [s.strip() for s in args.labels.split(",") if s.strip()]
-    if labels is not None and not labels:
-        raise ValueError("--labels is empty: give the label set, or 'none' for no check")
-    entry = write_output(plan, args.out, args.split, require, labels)
-    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s; see %s",
-                args.split, entry["utterances"], args.out, entry["dropped"], entry["kept_without"] or "none",
+    entry = write_output(plan, args.out, args.split, require, args.labels)
+    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s, kept with a warning "
+                "(clipped or truncated media): %s; see %s", args.split, entry["utterances"], args.out, entry["dropped"],
+                entry["kept_without"] or "none", entry["warnings"] or "none",
                 os.path.join(args.out, "report.tsv"))
 
 
