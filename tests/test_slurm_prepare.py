@@ -2,7 +2,6 @@
 Slurm cluster), then the write step; the data dir must be the single-machine run's, byte for byte."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -12,13 +11,11 @@ pytest.importorskip("submitit", reason="the launchers need the 'slurm' extra")
 
 from memobert_plugin.cluster.config import ConfigError, PrepareConfig, config_path, load_config  # noqa: E402
 from memobert_plugin.cluster.prepare import prepare_commands, submit_prepare  # noqa: E402
-from conftest import run_cli  # noqa: E402
-from test_prepare_helpers import tiny_fer, tiny_wav2vec2, write_manifest  # noqa: E402,F401
+from test_prepare_helpers import prepare_here, tiny_fer, tiny_wav2vec2, write_manifest  # noqa: E402,F401
 from test_slurm_jobs import _accounted_state, slurm_cluster  # noqa: E402,F401
 
 UTTERANCES = 5
 SHARD_SIZE = 2  # 3 shards: the two tasks of each array take shards {0, 2} and {1}
-PREPARE = [sys.executable, "-m", "memobert_plugin.prepare.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +47,10 @@ def options(tiny_wav2vec2, tiny_fer, minilm_dir):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def single_machine(corpus, options, tmp_path_factory):
-    """``memobert-prepare all`` in one process with the tasks' thread count (prepare_demo: 1 CPU per
-    task; float sums, hence features, depend on how many threads share them): the reference data dir."""
+    """``memobert-prepare all`` in one process: the reference data dir."""
     out = tmp_path_factory.mktemp("single")
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
-    run_cli([*PREPARE, "all", "--manifest", corpus, "--out", str(out), *flags], env={"OMP_NUM_THREADS": "1"})
+    assert prepare_here("all", "--manifest", corpus, "--out", out, *flags) == ""
     return out
 
 
