@@ -37,7 +37,7 @@ PEAKS = {
     "H100": {"fp32": 67, "bf16": 989, "fp16": 989},
     "A100": {"fp32": 19.5, "bf16": 312, "fp16": 312},
 }
-FAIRSEQ_PRECISION = {"--fp16": "fp16", "--bf16": "bf16"}
+FAIRSEQ_PRECISION = {"--fp16": "fp16", "--bf16": "bf16", "": "fp32"}
 Row = Tuple[str, str, str, str]  # what, rate, unit, MFU or the reason it did not run
 
 
@@ -91,16 +91,19 @@ def _free_port() -> int:
 def fairseq_rows(shape: str, batch_size: int, device: str, updates: int, peak) -> List[Row]:
     rng = np.random.default_rng(0)
     flops = pretrain_step.encoder_flops(shape, pretrain_step.batches("fixed", batch_size, 1, rng)[0])
-    cpu = [] if device.startswith("cuda") else ["--cpu"]
-    backend = "nccl" if device.startswith("cuda") else "gloo"
+    cuda = device.startswith("cuda")
+    # fairseq 0.12 runs neither --fp16 nor --bf16 on CPU (those rows say why): the distributed row runs fp32 there
+    cpu, backend, distributed_precision = ([], "nccl", "--bf16") if cuda else (["--cpu"], "gloo", "")
     runs = [("--fp16", []), ("--bf16", []),
-            ("--bf16", ["--distributed-world-size", "1", "--distributed-rank", "0", "--distributed-backend", backend,
-                        "--distributed-init-method", f"tcp://127.0.0.1:{_free_port()}", "--ddp-backend", "pytorch_ddp"])]
+            (distributed_precision, ["--distributed-world-size", "1", "--distributed-rank", "0", "--distributed-backend",
+                                     backend, "--distributed-init-method", f"tcp://127.0.0.1:{_free_port()}",
+                                     "--ddp-backend", "pytorch_ddp"])]
     rows = []
     for flag, distributed in runs:
-        what = f"fairseq-train {flag}" + (f", 1-rank {backend} distributed" if distributed else "")
+        what = f"fairseq-train {flag or 'fp32'}" + (f", 1-rank {backend} distributed" if distributed else "")
         try:
-            seconds = pretrain_step.fairseq_train_update(shape, batch_size, updates, 1, rng, [*cpu, flag, *distributed])
+            seconds = pretrain_step.fairseq_train_update(shape, batch_size, updates, 1, rng,
+                                                         [*cpu, *filter(None, [flag]), *distributed])
         except RuntimeError as err:
             rows.append((what, "-", "", f"not run: {err}"))
             continue

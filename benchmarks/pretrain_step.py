@@ -308,6 +308,8 @@ def fairseq_train_update(shape: str, batch_size: int, updates: int, warmup: int,
         raise RuntimeError(f"fairseq-train {' '.join(options)} failed: {proc.stderr.strip().splitlines()[-1]}")
     out = proc.stdout
     starts = json.loads(out.rsplit("UPDATE_STARTS", 1)[1])
+    if len(starts) < warmup + 2:
+        raise RuntimeError(f"fairseq-train {' '.join(options)} made {len(starts)} updates, not {updates + warmup + 1}")
     return float(np.median(np.diff(starts)[warmup:]))
 
 
