@@ -19,7 +19,7 @@ import logging
 import os
 import pickle
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .manifest import PAPER_LABELS
 from .report import read_problems
@@ -50,6 +50,19 @@ def _workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per extractor process (default: 1). Features depend on this number, "
                              "not on --workers: use --workers to take more cores")
+
+
+def _shard_set(value: str) -> Tuple[int, int]:
+    task, _, tasks = value.partition("/")
+    if not (task.isdigit() and tasks.isdigit() and int(task) < int(tasks)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {value!r}")
+    return int(task), int(tasks)
+
+
+def _array_task(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=_shard_set, metavar="K/N",
+                        help="only shards K, K+N, K+2N, ...: task K (from 0) of an N-task cluster array; a later run "
+                             "without --shards records the stage (docs/cluster.md)")
 
 
 def _text_options(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(parser_)
     for name in ("acoustic", "visual", "all"):
         _workers(sub[name])
+    for name in ("acoustic", "visual"):
+        _array_task(sub[name])
     for name in ("sentencepiece", "text", "all"):
         _text_options(sub[name])
     _acoustic_options(sub["acoustic"])
@@ -215,10 +230,10 @@ def run(args: argparse.Namespace) -> None:
         _train_sentencepiece(args, plan)
     elif command == "text":
         run_stage(_text_stage(args, plan), plan)
-    elif command == "acoustic":
-        run_stage(_acoustic_stage(args), plan, args.workers, args.threads)
-    elif command == "visual":
-        run_stage(_visual_stage(args), plan, args.workers, args.threads)
+    elif command in ("acoustic", "visual"):
+        stage = _acoustic_stage(args) if command == "acoustic" else _visual_stage(args)
+        only = range(args.shards[0], plan.num_shards, args.shards[1]) if args.shards else None
+        run_stage(stage, plan, args.workers, args.threads, only)
     elif command == "write":
         _write(args, plan)
     else:  # all
