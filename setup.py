@@ -16,6 +16,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["memobert_plugin", "memobert_plugin.*"]),
+    package_data={"memobert_plugin.cluster": ["config/*.yaml"]},
     # ve-fairseq (a build of fairseq 0.12 that imports on Python 3.11+; the official 0.12.2 does not) ships
     # Linux x86_64 cp311/cp312 wheels only; tested on CPython 3.11
     python_requires=">=3.11,<3.13",
@@ -29,15 +30,17 @@ setup(
         "hydra-core",
         "sentencepiece",
         "soundfile",
-        "submitit",
         "safetensors",
         "matplotlib",
     ],
     extras_require={
         # reference implementations, used only to check ours in the tests
-        "test": ["pytest", "transformers", "scikit-learn", "scikit-image"],
-        # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades
-        "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers"],
+        "test": ["pytest", "transformers", "scikit-learn", "scikit-image", "submitit"],
+        # the cluster launchers (memobert-launch, memobert_plugin.cluster), imported only there
+        "slurm": ["submitit"],
+        # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades;
+        # silero-vad and opensmile ship their models (voice activity; eGeMAPS features without a wav2vec 2.0 checkpoint)
+        "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers", "silero-vad", "opensmile"],
         # fairseq-train --tensorboard-logdir (fairseq falls back to tensorboardX when the tensorboard package is absent)
         "tensorboard": ["tensorboardX"],
     },
@@ -49,6 +52,7 @@ setup(
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.inference:main",
             "memobert-export-hf = memobert_plugin.export_hf:main",
+            "memobert-launch = memobert_plugin.cluster.launch:main",
         ],
     },
 )

@@ -18,7 +18,6 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..class_metrics import confusion_from_counts, macro_f1, unweighted_average_recall, weighted_accuracy, weighted_f1
-from .non_finite import report_non_finite
 from .unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig"]
@@ -48,7 +47,6 @@ class MemobertEmotionCriterion(FairseqCriterion):
             "nsentences": sample["nsentences"],
             "sample_size": len(target),
         }
-        report_non_finite(logging_output["loss"], sample, self.task)
         # one device-to-host copy, not a sync per count
         for k, count in enumerate(confusion.tolist()):
             logging_output[f"confusion_{k // self.num_classes}_{k % self.num_classes}"] = count
