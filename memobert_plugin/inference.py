@@ -18,14 +18,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
-import torch
-from omegaconf import OmegaConf
 
-from .data.multimodal_dataset import FrameLimits, collate_utterances
-from .data.vocabulary import BertVocabulary
-from .models.memobert import MemobertConfig, MemobertModel
-from .safe_loading import load_checkpoint_weights_only
-from .tasks.emotion_readout import EmotionReadout
+# torch, fairseq and the model are imported where a predictor is built or run, not for --help
 
 __all__ = ["Utterance", "EmotionPredictor", "main"]
 
@@ -42,6 +36,14 @@ class EmotionPredictor:
     """Loads the checkpoint (weights-only) and scores utterances with its head."""
 
     def __init__(self, checkpoint: str, vocab_path: Optional[str] = None, device: str = "cpu"):
+        from omegaconf import OmegaConf
+
+        from .data.multimodal_dataset import FrameLimits
+        from .data.vocabulary import BertVocabulary
+        from .models.memobert import MemobertConfig, MemobertModel
+        from .safe_loading import load_checkpoint_weights_only
+        from .tasks.emotion_readout import EmotionReadout
+
         state = load_checkpoint_weights_only(checkpoint)
         cfg = state.get("cfg") or {}
         task_cfg = OmegaConf.create(cfg.get("task") or {})
@@ -68,6 +70,8 @@ class EmotionPredictor:
         return self.readout.class_names
 
     def _item(self, index: int, utt: Utterance) -> dict:
+        import torch
+
         item = {"id": index, "text": self.text_format.build(np.asarray(self.readout.encode(utt.text), dtype=np.int64))}
         for stream in ("visual", "acoustic"):
             frames = getattr(utt, stream)
@@ -81,15 +85,19 @@ class EmotionPredictor:
         item["visual_fer"] = torch.zeros(0, 1)
         return item
 
-    @torch.no_grad()
     def predict_proba(self, utterances: Sequence[Utterance], batch_size: int = 32) -> np.ndarray:
         """``[len(utterances), classes]`` probabilities, columns in ``class_names`` order."""
+        import torch
+
+        from .data.multimodal_dataset import collate_utterances
+
         out = []
         for start in range(0, len(utterances), batch_size):
             items = [self._item(start + i, u) for i, u in enumerate(utterances[start : start + batch_size])]
             net_input = collate_utterances(items, self.vocab.pad(), self.dims)["net_input"]
             net_input = {k: v.to(self.device) for k, v in net_input.items()}
-            out.append(torch.softmax(self.readout.class_logits(self.model, net_input).float(), -1).cpu().numpy())
+            with torch.no_grad():
+                out.append(torch.softmax(self.readout.class_logits(self.model, net_input).float(), -1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
 
 
