@@ -15,7 +15,7 @@ def _run(out, data, *extra):
 
 @pytest.mark.parametrize("extra, message", [
     (["--settings", "direct", "--folds", "99"], r"--folds: .* has 10 speakers, so folds are 1\.\.10, not 99"),
-    (["--settings", "direct", "--folds", "0-2"], r"so folds are 1\.\.10, not 0"),
+    (["--settings", "direct", "--folds", "0-2"], r"--folds 0-2: folds count from 1 \(a model on all speakers is --train-final\)"),
     (["--settings", "direct", "--folds", "x"], r"--folds 'x': expected 'all', '1,2' or '1-4'"),
     (["--settings", "direct", "--seeds", "1,a"], r"--seeds '1,a': expected comma-separated ints"),
     ([], r"setting bert_direct needs --bert-init DIR"),  # the default settings without the options they need

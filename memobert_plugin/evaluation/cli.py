@@ -52,14 +52,17 @@ class NoResultsError(ValueError):
     """A sweep directory without any result.json (memobert-cv prints it as its error message)."""
 
 
-def _meta_path(data: str) -> str:
-    return os.path.join(data, f"{LABELLED_SPLIT}.meta.tsv")
+def _fold_count(data: str) -> int:
+    meta_path = os.path.join(data, f"{LABELLED_SPLIT}.meta.tsv")
+    if not os.path.isfile(meta_path):
+        raise ValueError(f"--corpus {data}: no {LABELLED_SPLIT}.meta.tsv there (a memobert-prepare emotion data dir?)")
+    return num_folds(read_meta(meta_path))
 
 
 def parse_folds(spec: str, data: str) -> List[int]:
     """``all`` (every fold of the task's default corpus split), ``1,2,5`` or ``1-4``."""
     if spec == "all":
-        return list(range(1, num_folds(read_meta(_meta_path(data))) + 1))
+        return list(range(1, _fold_count(data) + 1))
     folds = []
     for part in spec.split(","):
         start, _, end = part.partition("-")
@@ -67,6 +70,8 @@ def parse_folds(spec: str, data: str) -> List[int]:
             folds += list(range(int(start), int(end or start) + 1))
         except ValueError:
             raise ValueError(f"--folds {spec!r}: expected 'all', '1,2' or '1-4'") from None
+    if min(folds, default=1) < 1:
+        raise ValueError(f"--folds {spec}: folds count from 1 (a model on all speakers is --train-final)")
     return folds
 
 
@@ -75,10 +80,7 @@ def check_inputs(jobs: List[FoldJob]) -> None:
     folds_of: Dict[str, int] = {}
     for job in jobs:
         if job.data not in folds_of:
-            if not os.path.isfile(_meta_path(job.data)):
-                raise ValueError(f"--corpus {job.data}: no {LABELLED_SPLIT}.meta.tsv there "
-                                 "(a memobert-prepare emotion data dir?)")
-            folds_of[job.data] = num_folds(read_meta(_meta_path(job.data)))
+            folds_of[job.data] = _fold_count(job.data)
         count = folds_of[job.data]
         if not job.final and not 1 <= job.fold <= count:
             raise ValueError(f"--folds: {job.data} has {count} speakers, so folds are 1..{count}, not {job.fold}")
