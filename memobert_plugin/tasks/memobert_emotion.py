@@ -153,5 +153,5 @@ class MemobertEmotionTask(MultimodalTask):
 
     def reduce_metrics(self, logging_outputs, criterion) -> None:
         super().reduce_metrics(logging_outputs, criterion)
-        if self.predictions is not None:  # the end of an evaluated subset
+        if self.predictions is not None:  # after an evaluated batch (fairseq-train) or subset (fairseq-validate)
             self.predictions.flush()

@@ -1,8 +1,9 @@
 """Per-utterance predictions of an evaluation (``--predictions-path``), for error analysis and significance tests.
 
 The criterion hands each evaluated batch's class scores to the task; the rows are kept
-in memory and written, atomically, when fairseq reduces the subset's metrics (the end
-of ``fairseq-validate``'s pass over a subset). Rank r > 0 of a distributed run writes
+in memory, by utterance, and the file is rewritten, atomically, whenever fairseq reduces
+metrics (once at the end of ``fairseq-validate``'s pass; after each batch of fairseq-train's
+validations): it holds the latest prediction of every utterance evaluated so far. Rank r > 0 of a distributed run writes
 ``PATH.rank<r>``, so ranks never share a file. fairseq's trainer pads a rank's share of
 validation batches with a stand-in batch (its first training batch): only utterances of the
 evaluated subsets are recorded, each once.
@@ -28,7 +29,8 @@ class PredictionRecorder:
     def __init__(self, path: str, class_names: Sequence[str], utterance_ids: Sequence[str], evaluated: AbstractSet[int]):
         """``utterance_ids``: per corpus row; ``evaluated``: the corpus rows of the subsets that are evaluated."""
         self.path, self.class_names, self.utterance_ids, self.evaluated = path, list(class_names), utterance_ids, evaluated
-        self.rows: Dict[int, list] = {}  # by corpus row: repeated batches are kept once
+        self.rows: Dict[int, list] = {}  # by corpus row: repeated batches are kept once, later passes replace
+        self.pending = False
 
     def record(self, rows: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor) -> None:
         """``rows``: corpus rows of the batch (the collated ``id``); ``logits``: ``[batch, classes]``."""
@@ -39,9 +41,10 @@ class PredictionRecorder:
                 continue
             self.rows[row] = [self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
                               *(f"{x:.6f}" for x in p)]
+            self.pending = True
 
     def flush(self) -> None:
-        """Write the recorded rows (if any) and start afresh."""
-        if self.rows:
+        """Write the recorded rows, if any were recorded since the last write."""
+        if self.pending:
             write_tsv(rank_path(self.path), prediction_columns(self.class_names), self.rows.values())
-            self.rows = {}
+            self.pending = False
