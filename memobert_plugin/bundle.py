@@ -23,7 +23,7 @@ import pickle
 import shutil
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -100,27 +100,52 @@ class ExtractorSettings:
 
         Raises :class:`ExtractorMismatch` when the stage's checkpoint or a setting differs from the record.
         """
-        from .prepare.acoustic import AcousticStage
-        from .prepare.visual import VisualStage
-
         recorded = self.extractors[name]
-        stage_class = {"acoustic": AcousticStage, "visual": VisualStage}[name]
-        parameters = inspect.signature(stage_class).parameters
-        options = {k: v for k, v in recorded.items() if k in parameters}
-        options["checkpoint"] = checkpoint or recorded["checkpoint"]
+        stage_class, options = _stage_options(recorded)
         option = {"acoustic": "--wav2vec2", "visual": "--fer-model"}[name]
-        if not os.path.exists(options["checkpoint"]):
-            raise FileNotFoundError(f"{options['checkpoint']}: the {name} extractor's checkpoint is not there; "
-                                    f"give the one the model's data was prepared with ({option})")
-        stage = stage_class(**options, device=device)
+        if "checkpoint" in options:
+            options["checkpoint"] = checkpoint or recorded["checkpoint"]
+            if not os.path.exists(options["checkpoint"]):
+                raise FileNotFoundError(f"{options['checkpoint']}: the {name} extractor's checkpoint is not there; "
+                                        f"give the one the model's data was prepared with ({option})")
+            options["device"] = device
+        elif checkpoint:
+            raise ValueError(f"{option}: the model's {name} features come from {recorded['extractor']}, which has "
+                             "no checkpoint")
+        stage = stage_class(**options)
         now = stage.config()
         differs = [k for k in now if k != "checkpoint" and k in recorded and now[k] != recorded[k]]
         if differs:
             detail = "; ".join(f"{k}: {now[k]!r} here, {recorded[k]!r} in training" for k in differs)
+            given = f"{option} {options['checkpoint']}" if "checkpoint" in options else recorded["extractor"]
             raise ExtractorMismatch(
-                f"{option} {options['checkpoint']}: not the {name} extractor the model was trained with ({detail}; "
-                f"recorded in {self.source}, trained with {recorded['checkpoint']}). Give that checkpoint")
+                f"{given}: not the {name} extractor the model was trained with ({detail}; recorded in "
+                f"{self.source}). Give the extractor the model's data was prepared with")
         return stage
+
+
+def _stage_options(recorded: dict) -> Tuple[type, dict]:
+    """The stage class and constructor options that reproduce a recorded stage config."""
+    from .prepare.acoustic import AcousticStage
+    from .prepare.visual import VisualStage
+
+    extractor = recorded.get("extractor")
+    options = dict(recorded)
+    if extractor == "opensmile":
+        from .prepare.opensmile_features import OPENSMILE_FEATURE_SETS, OpenSmileStage
+
+        stage_class = OpenSmileStage
+        options["feature_set"] = {v: k for k, v in OPENSMILE_FEATURE_SETS.items()}.get(recorded["feature_set"])
+    else:
+        stage_class = {"wav2vec2": AcousticStage, "densenet_fer": VisualStage}.get(extractor)
+        if stage_class is None:
+            raise ValueError(f"unknown extractor {extractor!r} in the model's settings")
+    if "voice_activity" in recorded:  # the visual stage's voice activity detector
+        options["vad"] = recorded["voice_activity"]
+    if "trim_silence" in recorded:  # the speech stages record the detector's name, or False for no trimming
+        options["trim_silence"], options["vad"] = bool(recorded["trim_silence"]), recorded["trim_silence"] or "auto"
+    parameters = inspect.signature(stage_class).parameters
+    return stage_class, {k: v for k, v in options.items() if k in parameters}
 
 
 def _comparable(extractors: Dict[str, dict]) -> Dict[str, dict]:

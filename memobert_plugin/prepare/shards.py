@@ -2,14 +2,20 @@
 
 The manifest is split once into shards of ``shard_size`` utterances (``work/{split}/entries``).
 A stage processes shard after shard; each shard's outputs are renamed into place and then a
-``.done`` marker records a fingerprint of the shard's entries and of the stage's settings.
+``.done`` marker records a fingerprint of the stage's settings and of the shard's inputs: the
+entry fields the stage reads (never speaker, session or label: ``write`` takes those from the
+entries) and the identity (size, modification time) of each media file it reads.
 A killed run, started again, skips every shard whose marker matches and redoes the rest;
-changing the manifest or a setting (e.g. another checkpoint) redoes what it affects.
-Workers are processes that each load the models once and take whole shards.
+changing the manifest's inputs, a media file or a setting (e.g. another checkpoint) redoes the
+shards it affects, and a metadata-only edit redoes none.
+Workers are processes that each load the models once and take whole shards. Every process
+runs the extractors with the same number of torch threads (``threads``), and each utterance is
+computed on its own, so the output is byte-identical for any number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,16 +25,16 @@ import queue
 import sys
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from typing import Callable, ClassVar, Dict, List, Optional
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ..data.feature_store import STORE_DTYPE, FeatureStoreWriter, NonFiniteFeatures
-from .files import atomic_open, read_json, sha256_file, write_json
-from .manifest import Utterance, manifest_columns, read_manifest
-from .report import ItemError, Problem, read_problems, write_problems
+from .files import atomic_open, file_identity, read_json, sha256_file, write_json
+from .manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
+from .report import WARNING, ItemError, Problem, read_problems, write_problems
 
 __all__ = [
     "DEFAULT_SHARD_SIZE", "ShardPlan", "make_plan", "disable_torchaudio", "Stage", "FrameStage", "run_stage", "stage_record", "StageIncomplete",
@@ -62,10 +68,6 @@ class ShardPlan:
     @property
     def num_entries(self) -> int:
         return sum(self.shard_sizes)
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.manifest_sha256}:{self.shard_size}"
 
     @property
     def problems_path(self) -> str:
@@ -137,6 +139,10 @@ class Stage(ABC):
     name: ClassVar[str]
     #: whether ``--workers`` applies (False where starting worker processes costs more than the work)
     parallel: ClassVar[bool] = True
+    #: the entry fields the outputs depend on (``id`` and ``line`` name the utterance in problem rows)
+    inputs: ClassVar[Tuple[str, ...]] = tuple(f.name for f in fields(Utterance) if f.name not in META_FIELDS)
+    #: the entry fields holding media paths whose files the outputs depend on
+    media: ClassVar[Tuple[str, ...]] = ()
 
     def config(self) -> dict:
         """Every setting the outputs depend on (fingerprinted for resuming; shown in dataset.json)."""
@@ -162,7 +168,12 @@ class Stage(ABC):
 
 
 class FrameStage(Stage):
-    """A stage whose outputs are frame streams in the feature-store format."""
+    """A stage whose outputs are frame streams in the feature-store format.
+
+    :meth:`extract` reports a degraded but kept result (media cut short or clipped) with :meth:`warn`.
+    """
+
+    _warnings: Optional[List[str]] = None
 
     @property
     @abstractmethod
@@ -173,6 +184,16 @@ class FrameStage(Stage):
     def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
         """Frames per stream for one utterance; raises :class:`ItemError` when it cannot."""
 
+    def warn(self, reason: str) -> None:
+        """A report row (severity ``warning``) for the utterance being extracted; its frames are kept.
+
+        Outside :meth:`run_shard` (extract called directly, e.g. for prediction) the reason is logged.
+        """
+        if self._warnings is None:
+            logger.warning("%s: %s", self.name, reason)
+        else:
+            self._warnings.append(reason)
+
     def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
         folder, shard = os.path.split(prefix)
         writers = {s: FeatureStoreWriter(folder, shard, s, dim) for s, dim in self.streams.items()}
@@ -180,6 +201,7 @@ class FrameStage(Stage):
         try:
             for utterance in entries:
                 item = f"{utterance.id} (manifest line {utterance.line})"
+                self._warnings = []
                 try:
                     frames = self.extract(utterance)
                     try:  # every stream is checked before any is appended: the stores stay row-aligned
@@ -189,6 +211,9 @@ class FrameStage(Stage):
                 except ItemError as err:
                     problems.append(Problem(utterance.id, utterance.line, self.name, str(err)))
                     frames = {s: np.zeros((0, dim), dtype=STORE_DTYPE) for s, dim in self.streams.items()}
+                else:
+                    problems += [Problem(utterance.id, utterance.line, self.name, w, WARNING) for w in self._warnings]
+                self._warnings = None
                 for stream, writer in writers.items():
                     writer.append(frames[stream], item=item)
                 advance(1)
@@ -206,8 +231,30 @@ def _settings(stage: Stage) -> str:
     return json.dumps(stage.config(), sort_keys=True)
 
 
-def _fingerprint(settings: str, plan: ShardPlan, shard: int) -> str:
-    return hashlib.sha256(f"{settings}\n{sha256_file(plan.entries_path(shard))}".encode()).hexdigest()
+def _shard_inputs(plan: ShardPlan, shard: int, inputs: Tuple[str, ...], media: Tuple[str, ...],
+                  identities: Dict[str, str]) -> str:
+    """Digest of the shard's ``inputs`` fields and of the identity of its ``media`` files.
+
+    ``identities`` caches each path's identity for the run (one recording may serve many utterances).
+    """
+    digest = hashlib.sha256()
+    for utterance in plan.read_entries(shard):
+        cells = [str(getattr(utterance, f)) for f in inputs]
+        for path in (getattr(utterance, m) for m in media):
+            if path and path not in identities:
+                identities[path] = file_identity(path)
+            cells.append(identities.get(path, ""))
+        digest.update(("\t".join(cells) + "\n").encode())
+    return digest.hexdigest()
+
+
+def _all_shard_inputs(plan: ShardPlan, inputs: Tuple[str, ...], media: Tuple[str, ...]) -> List[str]:
+    identities: Dict[str, str] = {}
+    return [_shard_inputs(plan, s, inputs, media, identities) for s in range(plan.num_shards)]
+
+
+def _fingerprint(settings: str, shard_inputs: str) -> str:
+    return hashlib.sha256(f"{settings}\n{shard_inputs}".encode()).hexdigest()
 
 
 def _done_path(plan: ShardPlan, stage: str, shard: int) -> str:
@@ -242,13 +289,35 @@ def disable_torchaudio() -> None:
     sys.modules.setdefault("torchaudio", None)
 
 
-def _init_worker(stage: Stage, progress: multiprocessing.Queue, threads: int) -> None:
+def _set_threads(threads: int) -> int:
+    """Give torch and OpenCV (when a stage loaded it) ``threads`` threads in this process; return torch's old count.
+
+    Float results depend on the thread count (reductions are split differently), so every process
+    that extracts uses the same count, whatever the number of workers.
+    """
     import torch
 
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+    return previous
+
+
+@contextlib.contextmanager
+def _extractor_threads(threads: int) -> Iterator[None]:
+    previous = _set_threads(threads)
+    try:
+        yield
+    finally:
+        _set_threads(previous)
+
+
+def _init_worker(stage: Stage, progress: multiprocessing.Queue, threads: int) -> None:
     global _worker_stage, _worker_progress
     disable_torchaudio()
-    torch.set_num_threads(threads)  # workers share the cores instead of each taking all of them
     stage.setup()
+    _set_threads(threads)
     _worker_stage, _worker_progress = stage, progress
 
 
@@ -256,11 +325,11 @@ def _worker_run(plan: ShardPlan, shard: int, fingerprint: str) -> int:
     return _run_one(_worker_stage, plan, shard, fingerprint, _worker_progress.put)
 
 
-def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: int, bar: tqdm) -> None:
-    """Run the shards of ``todo`` (shard -> fingerprint) in ``workers`` processes."""
+def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: int, threads: int,
+                  bar: tqdm) -> None:
+    """Run the shards of ``todo`` (shard -> fingerprint) in ``workers`` processes of ``threads`` threads."""
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools in a bad state
     progress = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(stage, progress, threads)) as pool:
         pending = {pool.submit(_worker_run, plan, shard, fingerprint) for shard, fingerprint in todo.items()}
@@ -279,8 +348,13 @@ def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: 
             raise
 
 
-def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
-    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`)."""
+def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1) -> dict:
+    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`).
+
+    ``workers`` processes (or this one) each run the extractors with ``threads`` torch threads.
+    """
+    if workers < 1 or threads < 1:
+        raise ValueError(f"workers and threads must be >= 1, got {workers} and {threads}")
     stage.check_plan(plan)
     folder = plan.stage_dir(stage.name)
     os.makedirs(folder, exist_ok=True)
@@ -292,7 +366,10 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
     # the settings and each shard's fingerprint are computed once here, never in the workers: config() may
     # hash a large checkpoint, and workers receive the stage without its cached checksum (see __getstate__)
     settings = _settings(stage)
-    fingerprints = {s: _fingerprint(settings, plan, s) for s in range(plan.num_shards)}
+    if stage.parallel:  # the extractors' float results depend on the thread count (not on the workers)
+        settings += f"\nthreads={threads}"
+    shard_inputs = _all_shard_inputs(plan, stage.inputs, stage.media)
+    fingerprints = {s: _fingerprint(settings, digest) for s, digest in enumerate(shard_inputs)}
     todo = {s: f for s, f in fingerprints.items() if not _is_done(stage, plan, s, f)}
     skipped = plan.num_shards - len(todo)
     if skipped:
@@ -300,12 +377,16 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
     total = sum(plan.shard_sizes[s] for s in todo)
     with tqdm(total=total, desc=f"{stage.name}", unit="utt", dynamic_ncols=True) as bar:
         if stage.parallel and workers > 1 and len(todo) > 1:
-            _run_parallel(stage, plan, todo, min(workers, len(todo)), bar)
-        else:
-            for shard, fingerprint in todo.items():
-                _run_one(stage, plan, shard, fingerprint, bar.update)
+            _run_parallel(stage, plan, todo, min(workers, len(todo)), threads, bar)
+        elif todo:
+            with _extractor_threads(threads) if stage.parallel else contextlib.nullcontext():
+                for shard, fingerprint in todo.items():
+                    _run_one(stage, plan, shard, fingerprint, bar.update)
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
-    record = {"plan": plan.fingerprint, "config": stage.summary(), "streams": streams, "problems": problems}
+    inputs = {"fields": list(stage.inputs), "media": list(stage.media), "shards": shard_inputs}
+    record = {"inputs": inputs, "config": stage.summary(), "streams": streams, "problems": problems}
+    if stage.parallel:
+        record["threads"] = threads
     write_json(complete, record)
     return record
 
@@ -321,7 +402,17 @@ def stage_record(plan: ShardPlan, stage: str) -> Optional[dict]:
         raise StageIncomplete(f"the {stage} stage did not finish for {plan.manifest}: run it again (it resumes), "
                               + leave_out)
     record = read_json(complete)
-    if record["plan"] != plan.fingerprint:
-        raise StageIncomplete(f"the {stage} stage ran on another version of {plan.manifest} (or another shard "
-                              f"size): run it again, " + leave_out)
+    inputs = record.get("inputs")
+    if inputs is None:
+        raise StageIncomplete(f"the {stage} stage's outputs for {plan.manifest} were made by an older memobert that "
+                              "did not record its media files: run it again, " + leave_out)
+    now = _all_shard_inputs(plan, tuple(inputs["fields"]), tuple(inputs["media"]))
+    if now != inputs["shards"]:
+        changed = [s for s in range(len(now)) if s >= len(inputs["shards"]) or now[s] != inputs["shards"][s]]
+        what = ("the shard size changed" if len(now) != len(inputs["shards"]) else
+                f"{len(changed)} of {len(now)} shards changed (first: {changed[0]:05d})")
+        raise StageIncomplete(
+            f"the {stage} stage's inputs changed since it ran on {plan.manifest} ({what}: manifest fields "
+            f"{', '.join(inputs['fields'])} or the {' and '.join(inputs['media']) or 'media'} files): run it "
+            f"again (only the changed shards are redone), " + leave_out)
     return record

@@ -97,6 +97,7 @@ class TextStage(Stage):
 
     name = "text"
     parallel = False  # tokenising a shard takes milliseconds; a worker takes seconds to start
+    inputs = ("id", "line", "text")
 
     def __init__(self, kind: str, path: str):
         self.kind, self.path = kind, os.path.abspath(path)
