@@ -17,6 +17,7 @@ checkpoint's limits are truncated, as in training.
 """
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import os
@@ -134,20 +135,25 @@ class EmotionPredictor:
         from .prepare.report import ItemError
 
         stages = self._media_stages()
+        entries = list(entries)
         out = []
-        for entry in tqdm(entries, desc="extract", unit="utt", disable=not progress, file=sys.stderr):
-            utt = Utterance(text=entry.text, id=entry.id,
-                            tokens=[self.vocab.index(p) for p in self._tokenizer.tokenize(entry.text)])
-            for name, stage in stages.items():
-                if not getattr(entry, "audio" if name == "acoustic" else "video"):
-                    continue
-                try:
-                    frames = stage.extract(entry)
-                except ItemError as err:
-                    utt.problems.append(f"{name}: {err}")
-                    continue
-                setattr(utt, name, frames[name].astype(STORE_DTYPE))  # what training read: the stored precision
-            out.append(utt)
+        with contextlib.ExitStack() as batches:
+            for stage in stages.values():  # stages that batch (wav2vec 2.0) read ahead through the entries
+                if hasattr(stage, "batching"):
+                    batches.enter_context(stage.batching([e for e in entries if e.audio]))
+            for entry in tqdm(entries, desc="extract", unit="utt", disable=not progress, file=sys.stderr):
+                utt = Utterance(text=entry.text, id=entry.id,
+                                tokens=[self.vocab.index(p) for p in self._tokenizer.tokenize(entry.text)])
+                for name, stage in stages.items():
+                    if not getattr(entry, "audio" if name == "acoustic" else "video"):
+                        continue
+                    try:
+                        frames = stage.extract(entry)
+                    except ItemError as err:
+                        utt.problems.append(f"{name}: {err}")
+                        continue
+                    setattr(utt, name, frames[name].astype(STORE_DTYPE))  # what training read: the stored precision
+                out.append(utt)
         return out
 
     def _item(self, index: int, utt: Utterance) -> dict:

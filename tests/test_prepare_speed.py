@@ -73,3 +73,33 @@ def test_faces_are_searched_only_where_they_may_have_moved():
         assert len(ref) == len(got) == 1
         assert all(abs(a - b) <= 3 for a, b in zip(ref[0].box, got[0].box)), (ref[0].box, got[0].box)
     assert [d.frame for f in reused for d in f] == list(range(19))
+
+
+def test_acoustic_stage_batches_a_shard_and_keeps_each_utterances_report(pocketsphinx, tiny_wav2vec2, tmp_path):  # noqa: F811
+    import soundfile
+
+    from memobert_plugin.prepare.acoustic import AcousticStage
+    from memobert_plugin.prepare.manifest import Utterance
+    from memobert_plugin.prepare.report import read_problems
+
+    wavs = [u["wav"] for u in speech_utterances(pocketsphinx)][:3]
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(200, np.float32), 16000)
+    entries = [Utterance(line=2 + i, id=f"u{i}", text="t", audio=path)
+               for i, path in enumerate([wavs[0], str(tmp_path / "missing.wav"), wavs[1], str(short), wavs[2]])]
+    stage = AcousticStage(tiny_wav2vec2["fairseq"], max_seconds=2.0)
+    stage.setup()
+    problems = stage.run_shard(entries, str(tmp_path / "00000"), lambda n: None)
+    by_id = {}
+    for p in problems:
+        by_id.setdefault(p.id, []).append(p.reason)
+    assert sorted(by_id) == ["u0", "u1", "u2", "u3", "u4"]  # clipped, missing, clipped, too short, clipped
+    assert "missing file" in by_id["u1"][0] and "too short" in by_id["u3"][0]
+    assert all(r[0].startswith("clipped at --max-seconds 2 s") for u, r in by_id.items() if u in ("u0", "u2", "u4"))
+    from memobert_plugin.data.feature_store import FeatureStore
+
+    store = FeatureStore(str(tmp_path), "00000", "acoustic")
+    for index in (0, 2, 4):  # the batched features are each utterance's own, to float16 precision
+        alone = stage.extract(entries[index])["acoustic"]  # outside run_shard: one utterance at a time
+        assert np.allclose(store[index].astype(np.float32), alone, rtol=2 ** -9, atol=2e-3)
+    assert len(store[1]) == len(store[3]) == 0

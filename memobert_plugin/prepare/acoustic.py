@@ -14,13 +14,14 @@ output, which for the post-LN base model is the last block's output.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import warnings
 from abc import ABC, abstractmethod
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,10 @@ from .report import ItemError
 from .speech_stage import SpeechStage
 
 __all__ = ["Wav2Vec2Features", "load_wav2vec2", "average_pool", "AcousticStage"]
+
+#: audio per transformer batch in the acoustic stage: enough to fill the matrix products, few enough
+#: that the padded batch's activations stay small
+_BATCH_SECONDS = 60.0
 
 
 def average_pool(frames: np.ndarray, size: int) -> np.ndarray:
@@ -71,9 +76,12 @@ class Wav2Vec2Features(ABC):
     def _num_frames(self, samples: int) -> int:
         """How many frames the convolutional front end makes of ``samples`` samples."""
 
-    def _source(self, wave: np.ndarray) -> torch.Tensor:
+    def check_length(self, wave: np.ndarray) -> None:
         if self._num_frames(len(wave)) < 1:
             raise ItemError(f"audio too short for wav2vec 2.0 ({len(wave) / SAMPLE_RATE * 1000:.0f} ms)")
+
+    def _source(self, wave: np.ndarray) -> torch.Tensor:
+        self.check_length(wave)
         source = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).to(self.device)[None]
         if self.normalize:  # models trained on normalised waves (e.g. the large LV-60 ones)
             source = torch.nn.functional.layer_norm(source, source.shape)
@@ -241,7 +249,12 @@ def _model_checksum(path: str) -> str:
 
 
 class AcousticStage(SpeechStage):
-    """Writes the ``acoustic`` stream: pooled wav2vec 2.0 features of each utterance's audio."""
+    """Writes the ``acoustic`` stream: pooled wav2vec 2.0 features of each utterance's audio.
+
+    Within a shard, consecutive utterances (up to :data:`_BATCH_SECONDS` of audio) go through the
+    transformer together (:meth:`Wav2Vec2Features.batch`); each utterance's report rows stay its own.
+    A shard's batches depend only on its entries, so the output is the same for any ``--workers``.
+    """
 
     def __init__(self, checkpoint: str, layer: Optional[int] = None, pool: int = 3, max_seconds: float = 10.0,
                  device: str = "cpu", trim_silence: bool = False, vad: str = "auto"):
@@ -252,6 +265,7 @@ class AcousticStage(SpeechStage):
         self.device = device
         self._model: Optional[Wav2Vec2Features] = None
         self._checksum: Optional[str] = None
+        self._ahead: Optional[dict] = None  # during run_shard: the shard's entries and the features computed ahead
 
     def setup(self) -> None:
         super().setup()
@@ -273,6 +287,49 @@ class AcousticStage(SpeechStage):
         self.setup()
         return {**self.config(), **self._model.describe()}
 
+    @contextlib.contextmanager
+    def batching(self, entries: Sequence[Utterance]) -> Iterator[None]:
+        """Within the block, :meth:`extract` of these entries runs them in batches (in this order)."""
+        self._ahead = {"entries": list(entries), "ready": {}}
+        try:
+            yield
+        finally:
+            self._ahead = None
+
+    def run_shard(self, entries: List[Utterance], prefix: str, advance) -> list:
+        with self.batching(entries):
+            return super().run_shard(entries, prefix, advance)
+
     def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
-        wave = self.read_speech(utterance)
-        return {"acoustic": average_pool(self._model(wave), self.pool)}
+        self.setup()
+        if self._ahead is None:  # called on its own (prediction): this utterance alone
+            return {"acoustic": average_pool(self._model(self.read_speech(utterance)), self.pool)}
+        if utterance.id not in self._ahead["ready"]:
+            self._extract_batch(utterance)
+        result, warnings = self._ahead["ready"].pop(utterance.id)
+        for reason in warnings:
+            self.warn(reason)
+        if isinstance(result, ItemError):
+            raise result
+        return {"acoustic": result}
+
+    def _extract_batch(self, first: Utterance) -> None:
+        """Read the utterances from ``first`` on (up to :data:`_BATCH_SECONDS` of audio) and run them as one batch."""
+        entries, ready = self._ahead["entries"], self._ahead["ready"]
+        current, waves, samples = self._warnings, {}, 0
+        for utterance in entries[entries.index(first):]:
+            if samples >= _BATCH_SECONDS * SAMPLE_RATE:
+                break
+            self._warnings = []  # each utterance's report rows are collected on their own
+            try:
+                wave = self.read_speech(utterance)
+                self._model.check_length(wave)
+            except ItemError as err:
+                ready[utterance.id] = (err, self._warnings)
+                continue
+            waves[utterance.id] = wave, self._warnings
+            samples += len(wave)
+        self._warnings = current
+        features = self._model.batch([wave for wave, _ in waves.values()])
+        for (uid, (_, warnings)), frames in zip(waves.items(), features):
+            ready[uid] = average_pool(frames, self.pool), warnings
