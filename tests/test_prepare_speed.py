@@ -13,7 +13,6 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 from memobert_plugin.prepare.acoustic import load_wav2vec2  # noqa: E402
 from memobert_plugin.prepare.audio import read_audio  # noqa: E402
 from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces  # noqa: E402
-from memobert_plugin.prepare.fer_model import DenseNetFER  # noqa: E402
 from test_prepare_helpers import astronaut_gray, pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: E402,F401
 
 # features are stored as float16: agreeing to float16's precision is agreeing
@@ -35,20 +34,6 @@ def test_batched_wav2vec2_gives_each_wave_its_own_features(pocketsphinx, tiny_wa
     assert len({len(f) for f in batched}) == 3  # three lengths: the batch was padded
     for features, hf_features in zip(batched, huggingface.batch(waves)):
         assert np.allclose(features, hf_features, **_FLOAT16)
-
-
-def test_dense_block_inference_equals_the_training_forward():
-    torch.manual_seed(0)
-    network = DenseNetFER(depth=16).eval()
-    for module in network.modules():  # trained-like statistics, so the batch norms matter
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.1)
-            module.running_var.uniform_(0.5, 2.0)
-    faces = torch.rand(5, 1, 48, 48) * 2 - 1
-    with torch.inference_mode():
-        features, logits = network(faces)
-        fast_features, fast_logits = network.infer(faces)
-    assert torch.allclose(features, fast_features, atol=1e-5) and torch.allclose(logits, fast_logits, atol=1e-5)
 
 
 class _CountingDetector(HaarFaceDetector):
