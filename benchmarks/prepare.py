@@ -10,7 +10,8 @@ the same run's fp32 matrix-product throughput (a 1024^3 product):
   ``detect_every=1``) vs keyframes with reuse (after, ``--detect-every``), on the astronaut's face
   (scikit-image), still for the first half of the clip and moving in the second;
 * the expression network (DenseNet-BC-100, base shape, random): faces per second through the
-  training forward at the old 64 faces per call (before) vs :class:`FerModel` (after);
+  network one face per call (before, ``--fer-batch 1``) vs :class:`FerModel`, all of the clip's
+  faces per call up to 64 (after);
 * the visual stage per face: detection + expression network, before vs after.
 
 Model FLOPs are counted with ``torch.utils.flop_counter``; "share" is the achieved FLOP rate over
@@ -215,8 +216,8 @@ def _visual_rates(args, rounds: int) -> dict:
 
     def fer_before():
         with torch.inference_mode():
-            for start in range(0, len(crops), 64):  # the previous wrapper: 64 faces a call, training forward
-                network(face_tensor(crops[start: start + 64]))
+            for start in range(0, len(crops), args.fer_batch):
+                network(face_tensor(crops[start: start + args.fer_batch]))
 
     times = {k: float("inf") for k in ("detect_before", "detect_after", "fer_before", "fer_after")}
     for _ in range(rounds):
@@ -278,6 +279,7 @@ def main() -> None:
     parser.add_argument("--audio-batch", type=int, default=6, help="utterances (1.5-4 s) per wav2vec 2.0 batch")
     parser.add_argument("--frames", type=int, default=40, help="video frames for the face timings (640x480)")
     parser.add_argument("--detect-every", type=int, default=5, help="keyframe interval of the fast face search")
+    parser.add_argument("--fer-batch", type=int, default=1, help="faces per expression-network call 'before'")
     args = parser.parse_args()
     if args.what in ("all", "extractors") and args.child is None:
         _extractors(args)
