@@ -15,6 +15,8 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 pytest.importorskip("opensmile", reason="the egemaps extractor needs the 'extract' extra (opensmile)")
 
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
+from memobert_plugin.prepare.opensmile_features import OpenSmileStage  # noqa: E402
+from memobert_plugin.prepare.shards import make_plan, run_stage  # noqa: E402
 from test_prepare_helpers import pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
 from test_prepare_helpers import astronaut_gray, prepare_here, read_tsv, speech_utterances  # noqa: E402
 from test_prepare_helpers import write_manifest, write_video  # noqa: E402
@@ -114,6 +116,36 @@ def test_a_file_fixed_in_place_is_redone_and_nothing_else(corpus, minilm_dir, ti
     assert not [r for r in report if r["id"] == uid and r["stage"] == stage]  # the stale row is gone
     assert _frames(out, stream, uid) > frames_broken
     assert _redone_shards(before, _stamps(out)) == [(stage, BAD_SHARD[stage])]
+
+
+class _Recording(OpenSmileStage):
+    """Records which utterances it extracts."""
+
+    def __init__(self):
+        super().__init__("egemaps")
+        self.extracted = []
+
+    def extract(self, utterance):
+        self.extracted.append(utterance.id)
+        return super().extract(utterance)
+
+
+def test_within_a_redone_shard_only_the_changed_utterance_is_extracted(corpus, tmp_path):
+    plan = make_plan(corpus["manifest"], str(tmp_path / "work"), shard_size=3)
+    first = _Recording()
+    run_stage(first, plan)
+    assert first.extracted == [r["id"] for r in corpus["rows"]]
+    folder = plan.stage_dir("acoustic")
+    before = [FeatureStore(folder, "00000", "acoustic")[i].copy() for i in range(3)]
+    untouched = os.stat(os.path.join(folder, "00001.acoustic.npy")).st_mtime_ns
+
+    shutil.copyfile(corpus["root"] / "u0.wav", corpus["root"] / "u1.wav")  # u1 now holds u0's recording
+    again = _Recording()
+    run_stage(again, plan)
+    assert again.extracted == ["u1"]  # u0 and u2 are copied from the shard's previous outputs
+    after = FeatureStore(folder, "00000", "acoustic")
+    assert [after[i].tobytes() for i in (0, 1, 2)] == [before[0].tobytes(), before[0].tobytes(), before[2].tobytes()]
+    assert os.stat(os.path.join(folder, "00001.acoustic.npy")).st_mtime_ns == untouched
 
 
 def test_metadata_edits_rewrite_the_metadata_without_extracting(corpus, minilm_dir, tiny_fer, tmp_path):  # noqa: F811

@@ -19,7 +19,7 @@ import logging
 import os
 import pickle
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .manifest import PAPER_LABELS
 from .report import read_problems
@@ -50,6 +50,19 @@ def _workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per extractor process (default: 1). Features depend on this number, "
                              "not on --workers: use --workers to take more cores")
+
+
+def _shard_set(value: str) -> Tuple[int, int]:
+    task, _, tasks = value.partition("/")
+    if not (task.isdigit() and tasks.isdigit() and int(task) < int(tasks)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {value!r}")
+    return int(task), int(tasks)
+
+
+def _array_task(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=_shard_set, metavar="K/N",
+                        help="only shards K, K+N, K+2N, ...: task K (from 0) of an N-task cluster array; a later run "
+                             "without --shards records the stage (docs/cluster.md)")
 
 
 def _text_options(parser: argparse.ArgumentParser) -> None:
@@ -88,11 +101,21 @@ def _extract_options(parser: argparse.ArgumentParser) -> None:
                              "package's network), energy (a threshold), auto: silero when installed (default)")
 
 
+def _label_set(text: str) -> Optional[List[str]]:
+    """``--labels``: the comma-separated label set, or None for ``none`` (no check)."""
+    if text.strip().lower() == "none":
+        return None
+    labels = [s.strip() for s in text.split(",") if s.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("empty: give the label set, or 'none' for no check")
+    return labels
+
+
 def _write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require", default="text",
                         help="comma-separated stages an utterance must pass to be kept (text, acoustic, visual; "
                              "default: text). A failure in another stage leaves that modality empty")
-    parser.add_argument("--labels", default=",".join(PAPER_LABELS),
+    parser.add_argument("--labels", type=_label_set, default=",".join(PAPER_LABELS),
                         help="comma-separated label set; an utterance with another (non-empty) label is dropped "
                              f"and reported. 'none': no check (default: {','.join(PAPER_LABELS)})")
 
@@ -114,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(parser_)
     for name in ("acoustic", "visual", "all"):
         _workers(sub[name])
+    for name in ("acoustic", "visual"):
+        _array_task(sub[name])
     for name in ("sentencepiece", "text", "all"):
         _text_options(sub[name])
     _acoustic_options(sub["acoustic"])
@@ -191,12 +216,10 @@ def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
     from .output import write_output
 
     require = [s.strip() for s in args.require.split(",") if s.strip()]
-    labels = None if args.labels.strip().lower() == "none" else [s.strip() for s in args.labels.split(",") if s.strip()]
-    if labels is not None and not labels:
-        raise ValueError("--labels is empty: give the label set, or 'none' for no check")
-    entry = write_output(plan, args.out, args.split, require, labels)
-    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s; see %s",
-                args.split, entry["utterances"], args.out, entry["dropped"], entry["kept_without"] or "none",
+    entry = write_output(plan, args.out, args.split, require, args.labels)
+    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s, kept with a warning "
+                "(clipped or truncated media): %s; see %s", args.split, entry["utterances"], args.out, entry["dropped"],
+                entry["kept_without"] or "none", entry["warnings"] or "none",
                 os.path.join(args.out, "report.tsv"))
 
 
@@ -210,10 +233,10 @@ def run(args: argparse.Namespace) -> None:
         _train_sentencepiece(args, plan)
     elif command == "text":
         run_stage(_text_stage(args, plan), plan)
-    elif command == "acoustic":
-        run_stage(_acoustic_stage(args), plan, args.workers, args.threads)
-    elif command == "visual":
-        run_stage(_visual_stage(args), plan, args.workers, args.threads)
+    elif command in ("acoustic", "visual"):
+        stage = _acoustic_stage(args) if command == "acoustic" else _visual_stage(args)
+        only = range(args.shards[0], plan.num_shards, args.shards[1]) if args.shards else None
+        run_stage(stage, plan, args.workers, args.threads, only)
     elif command == "write":
         _write(args, plan)
     else:  # all

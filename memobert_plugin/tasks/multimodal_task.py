@@ -15,6 +15,7 @@ from omegaconf import open_dict
 from ..conf import MultimodalDataConfig
 from ..data.feature_store import FeatureStore
 from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
+from ..criterions.non_finite import report_non_finite
 from ..data.vocabulary import BertVocabulary
 from ..models.pretrained import (
     bert_shape,
@@ -93,6 +94,17 @@ class MultimodalTask(FairseqTask):
                 )
         limits = FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
         return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, limits, path)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        """fairseq's step, then name the batch if its loss is not finite.
+
+        Checked here, after the backward pass is queued, rather than in the criterion's forward:
+        the forward never waits for the device, and fairseq's gradient-norm check waits for it
+        right after this anyway.
+        """
+        loss, sample_size, logging_output = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        report_non_finite(loss, sample, self)
+        return loss, sample_size, logging_output
 
     def describe_utterances(self, indices: List[int]) -> str:
         """How logs name a batch's utterances: by data index (a task that reads utterance ids names those)."""
