@@ -46,6 +46,7 @@ setup(
             "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.inference:main",
+            "memobert-bundle = memobert_plugin.bundle:main",
             "memobert-launch = memobert_plugin.cluster.launch:main",
         ],
     },
