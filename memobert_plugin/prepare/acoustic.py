@@ -296,9 +296,11 @@ class AcousticStage(SpeechStage):
         finally:
             self._ahead = None
 
-    def run_shard(self, entries: List[Utterance], prefix: str, advance) -> list:
-        with self.batching(entries):
-            return super().run_shard(entries, prefix, advance)
+    def run_shard(self, entries: List[Utterance], prefix: str, advance,
+                  reuse: Optional[Dict[int, int]] = None) -> list:
+        reused = reuse or {}  # copied from the shard's previous outputs, not extracted
+        with self.batching([e for i, e in enumerate(entries) if i not in reused]):
+            return super().run_shard(entries, prefix, advance, reuse)
 
     def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
         self.setup()
