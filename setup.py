@@ -52,6 +52,7 @@ setup(
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.inference:main",
             "memobert-export-hf = memobert_plugin.export_hf:main",
+            "memobert-bundle = memobert_plugin.bundle:main",
             "memobert-launch = memobert_plugin.cluster.launch:main",
         ],
     },

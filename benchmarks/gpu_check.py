@@ -97,7 +97,7 @@ def fairseq_rows(shape: str, batch_size: int, device: str, updates: int, peak) -
     runs = [("--fp16", []), ("--bf16", []),
             (distributed_precision, ["--distributed-world-size", "1", "--distributed-rank", "0", "--distributed-backend",
                                      backend, "--distributed-init-method", f"tcp://127.0.0.1:{_free_port()}",
-                                     "--ddp-backend", "pytorch_ddp"])]
+                                     "--ddp-backend", "pytorch_ddp", "--distributed-no-spawn"])]
     rows = []
     for flag, distributed in runs:
         what = f"fairseq-train {flag or 'fp32'}" + (f", 1-rank {backend} distributed" if distributed else "")

@@ -88,6 +88,9 @@ def _acoustic_options(parser: argparse.ArgumentParser) -> None:
 def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--fer-model", required=required, help="checkpoint written by memobert-train-fer")
     parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second (default: 10)")
+    parser.add_argument("--detect-every", type=int, default=5,
+                        help="search whole frames for faces every N sampled frames; frames between two keyframes "
+                             "with the same, unmoved faces reuse their boxes (default: 5; 1: search every frame)")
 
 
 def _extract_options(parser: argparse.ArgumentParser) -> None:
@@ -206,7 +209,7 @@ def _acoustic_stage(args: argparse.Namespace):
 def _visual_stage(args: argparse.Namespace):
     from .visual import VisualStage
 
-    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad)
+    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad, args.detect_every)
 
 
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
