@@ -12,6 +12,7 @@ from fairseq.data import SortDataset, data_utils
 from fairseq.tasks import FairseqTask
 from omegaconf import open_dict
 
+from ..checkpoint_policy import require_memobert_model
 from ..conf import MultimodalDataConfig
 from ..data.feature_store import FeatureStore
 from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
@@ -117,6 +118,8 @@ class MultimodalTask(FairseqTask):
         When fairseq rebuilds a model to load a checkpoint into it (``from_checkpoint``),
         the recorded config is used as is and nothing pretrained is read again.
         """
+        # fairseq would build any registered model the config (a checkpoint's, when from_checkpoint) names
+        require_memobert_model(cfg.get("_name"), "the checkpoint's model config" if from_checkpoint else "--arch")
         with open_dict(cfg):
             if not from_checkpoint:
                 self._adopt_pretrained_shape(cfg)
