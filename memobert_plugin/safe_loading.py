@@ -21,6 +21,7 @@ import argparse
 import ast
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 from typing import Any, Dict, Iterator, List, Tuple
@@ -82,9 +83,10 @@ def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         asked = _ASKED_FOR.search(str(err))
-        if asked:
+        imported = asked.group(1).split()[-1] if asked else _first_import(path)
+        if imported:
             raise UnsafeCheckpointError(
-                f"{path}: refused: it asks to load {asked.group(1).split()[-1]}, which is not plain data "
+                f"{path}: refused: it asks to load {imported}, which is not plain data "
                 "(tensors, numbers, strings, containers); a checkpoint from another program, or one crafted to run code"
             ) from None
         raise ValueError(f"{path}: not a readable torch checkpoint (its bytes are not torch.save data)") from None
@@ -95,6 +97,24 @@ def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: holds a {type(state).__name__}, not a checkpoint dictionary")
     return state
+
+
+def _first_import(path: str) -> str:
+    """The first module.name a plain pickle file would import, read from its opcodes without running
+    them ('' for bytes that are not a pickle); torch's refusal of such a file does not say."""
+    strings: List[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                name = str(arg).replace(" ", ".") if opcode.name in ("GLOBAL", "INST") else (
+                    ".".join(strings[-2:]) if opcode.name == "STACK_GLOBAL" else "")
+                if name:  # a dotted identifier; noise that happens to start like a pickle is not one
+                    return name if re.fullmatch(r"[A-Za-z_][\w.]*", name) else ""
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001  (anything that is not a whole pickle: random bytes, a cut-off file)
+        return ""
+    return ""
 
 
 def _strings(value: Any, where: str) -> Iterator[Tuple[str, str]]:
