@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, RunsCode, run_cli, wait_until
+from conftest import BIN, RunsCode, json_logs, run_cli, wait_until
 from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter, feature_paths
 from memobert_plugin.inference import main as predict_main
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
@@ -131,6 +131,25 @@ def test_kill_9_during_pretraining_resumes_to_the_same_parameters(demo_corpus, p
     for param, state in expected["last_optimizer_state"]["state"].items():
         for key, value in state.items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(got["last_optimizer_state"]["state"][param][key]))
+
+
+def _checkpoint_bytes(save_dir) -> dict:
+    return {os.path.basename(p): open(p, "rb").read() for p in sorted(glob.glob(os.path.join(save_dir, "*.pt")))}
+
+
+@pytest.mark.parametrize("run", ["pretraining", "emotion fold"])
+def test_rerunning_a_finished_run_trains_nothing_and_changes_no_checkpoint(run, demo_corpus, plugin_dir, uninterrupted,
+                                                                           emotion_checkpoint):
+    if run == "pretraining":
+        save_dir, command = uninterrupted, _pretrain(demo_corpus.pretrain_data, plugin_dir, uninterrupted)
+    else:
+        save_dir = os.path.dirname(emotion_checkpoint)
+        command = _emotion(demo_corpus.emotion_data, plugin_dir, save_dir, "--log-format", "json", "--log-interval", "1")
+    before = _checkpoint_bytes(save_dir)
+    rerun = run_cli(command)
+    assert json_logs(rerun.stdout, "train_inner") == []  # not one update
+    assert _checkpoint_bytes(save_dir) == before
+    assert "the run is already finished" in rerun.stdout + rerun.stderr
 
 
 CHILD_COPYING = """
