@@ -8,11 +8,12 @@ holder exits, however it exits (kill -9 included), so a rerun after a crash is n
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-from typing import IO, Dict
+from typing import IO, Dict, Iterator
 
-__all__ = ["OutputBusyError", "lock_output_dir", "LOCK_NAME"]
+__all__ = ["OutputBusyError", "lock_output_dir", "output_lock", "LOCK_NAME"]
 
 LOCK_NAME = ".memobert.lock"
 
@@ -51,3 +52,16 @@ def lock_output_dir(directory: str, what: str) -> str:
     handle.flush()
     _HELD[key] = handle
     return path
+
+
+@contextlib.contextmanager
+def output_lock(directory: str, what: str) -> Iterator[str]:
+    """Hold ``directory``'s lock for the block (kept if this process held it already)."""
+    key = os.path.realpath(directory) if os.path.isdir(directory) else None
+    held_before = key in _HELD
+    path = lock_output_dir(directory, what)
+    try:
+        yield path
+    finally:
+        if not held_before:
+            _HELD.pop(os.path.realpath(directory)).close()  # closing the file releases the lock

@@ -21,6 +21,7 @@ import pickle
 import sys
 from typing import List, Optional
 
+from ..output_lock import OutputBusyError, output_lock
 from .report import read_problems
 from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
 from .text import TOKENIZERS, TextStage, train_sentencepiece
@@ -197,10 +198,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        with output_lock(args.out, "this memobert-prepare output"):  # one writer per data dir
+            run(args)
     except ModuleNotFoundError as err:
         sys.exit(f"memobert-prepare: error: {err}; the extractors need: pip install 'memobert[extract]'")
-    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError) as err:
+    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError, OutputBusyError) as err:
         sys.exit(f"memobert-prepare: error: {err}")
 
 
