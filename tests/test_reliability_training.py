@@ -224,7 +224,7 @@ def test_crafted_checkpoint_is_refused_by_the_entry_points(entry_point, demo_cor
     else:
         command = _emotion(demo_corpus.emotion_data, plugin_dir, str(tmp_path / "ckpt"), "--memobert-init", evil)
     out = _fails_with(command, f"{evil}: refused: it asks to load posix.system", cwd=tmp_path)
-    assert "weights_only" not in out  # torch's advice to switch it off is not passed on
+    assert "weights_only=False" not in out and "set to `False`" not in out  # torch's advice to switch it off
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -289,3 +289,19 @@ def test_predict_refuses_crafted_and_truncated_checkpoints(emotion_checkpoint, c
         status, _, err = _predict(capsys, str(tmp_path / name), ["u0\thello\t\t"], tmp_path)
         assert status == 1 and f"memobert-predict: error: {tmp_path / name}: {message}" in err, err
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_predict_names_a_data_only_or_mismatched_checkpoint(emotion_checkpoint, uninterrupted, capsys, tmp_path):
+    state = load_checkpoint_weights_only(emotion_checkpoint)
+    tensor = "encoder.layers.0.ffn_in.weight"
+    torch.save({**state, "model": {**state["model"], tensor: torch.zeros(3, 3)}}, tmp_path / "mismatched.pt")
+    torch.save({"model": state["model"]}, tmp_path / "weights_alone.pt")
+    cases = {
+        str(tmp_path / "mismatched.pt"): f"{tensor} has shape (3, 3) there but (",
+        str(tmp_path / "weights_alone.pt"): "no model configuration ('cfg' or 'args'); not a fairseq checkpoint",
+        os.path.join(uninterrupted, "checkpoint_last.pt"): "a memobert_pretrain checkpoint; this needs a memobert_emotion one",
+    }
+    for checkpoint, message in cases.items():
+        status, _, err = _predict(capsys, checkpoint, ["u0\thello\t\t"], tmp_path)
+        assert status == 1 and err == f"memobert-predict: error: {checkpoint}: {message}" + err.split(message, 1)[-1], err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
