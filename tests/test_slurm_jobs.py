@@ -18,9 +18,9 @@ import torch
 
 from conftest import PLUGIN_DIR, REPO_ROOT
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
-from slurm.config import CONFIG_DIR, CVConfig, PretrainConfig, load_config
-from slurm.cv import submit_cv
-from slurm.pretrain import submit_pretrain
+from memobert_plugin.cluster.config import CONFIG_DIR, CVConfig, PretrainConfig, load_config
+from memobert_plugin.cluster.cv import submit_cv
+from memobert_plugin.cluster.pretrain import submit_pretrain
 
 LOCAL_CLUSTER = os.path.join(REPO_ROOT, "slurm", "local_cluster.sh")
 MAX_UPDATE = 30

@@ -17,6 +17,7 @@ from ..conf import MultimodalDataConfig
 from ..data.consistency import check_split_files
 from ..data.feature_store import FeatureStore, npy_shape
 from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
+from ..criterions.non_finite import report_non_finite
 from ..data.vocabulary import BertVocabulary
 from ..models.pretrained import (
     bert_shape,
@@ -116,6 +117,17 @@ class MultimodalTask(FairseqTask):
                 f"{len(self.vocab)} entries: the text was binarized with another dictionary; put that dict.txt "
                 "beside it, or binarize the text again"
             )
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        """fairseq's step, then name the batch if its loss is not finite.
+
+        Checked here, after the backward pass is queued, rather than in the criterion's forward:
+        the forward never waits for the device, and fairseq's gradient-norm check waits for it
+        right after this anyway.
+        """
+        loss, sample_size, logging_output = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        report_non_finite(loss, sample, self)
+        return loss, sample_size, logging_output
 
     def describe_utterances(self, indices: List[int]) -> str:
         """How logs name a batch's utterances: by data index (a task that reads utterance ids names those)."""
