@@ -67,6 +67,35 @@ def test_memobert_prepare_refuses_a_busy_out_dir(held, tmp_path):
     assert not (directory / "work").exists()  # nothing written beside the other run
 
 
+HOLD_SHARD = """
+import sys, time
+from memobert_plugin.output_lock import lock_output_dir
+lock_output_dir(sys.argv[1], "x", shared=True)
+lock_output_dir(sys.argv[1], "x", name=".memobert-shards-0-of-2.lock")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_array_tasks_share_an_output_but_not_a_shard(tmp_path):
+    """memobert-prepare --shards K/N: the array's tasks write together; the same task twice, or a whole-output
+    command beside them, is refused."""
+    directory = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_SHARD, str(directory)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "locked\n"
+        with output_lock(str(directory), "x", shared=True), \
+                output_lock(str(directory), "x", name=".memobert-shards-1-of-2.lock"):
+            pass
+        with pytest.raises(OutputBusyError), output_lock(str(directory), "x", name=".memobert-shards-0-of-2.lock"):
+            pass
+        with pytest.raises(OutputBusyError), output_lock(str(directory), "x"):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def _emotion_train(data, plugin_dir, save_dir, updates):
     return [f"{BIN}/fairseq-train", data, "--user-dir", plugin_dir, "--task", "memobert_emotion", "--criterion",
             "memobert_emotion", "--arch", "memobert_tiny", "--fold", "1", "--optimizer", "adam", "--lr", "1e-3",
