@@ -2,10 +2,11 @@
 
 :func:`register` registers the plugin's tasks, criterions, model architectures and
 pretraining objectives with fairseq, the weights-only loading allowlist for fairseq
-checkpoints, and atomic copies of checkpoint files. Importing the package calls it when
-fairseq is already loaded, as under ``--user-dir``; the console scripts import only what
-they need, so ``--help`` and table-making never pay fairseq's import. A program that
-imports this package before fairseq and then uses fairseq's registries calls
+checkpoints and the check of every checkpoint fairseq loads, atomic checkpoint writes, and
+fairseq-train's guards (a finished run does no update; one run per save dir). Importing the
+package calls it when fairseq is already loaded, as under ``--user-dir``; the console scripts
+import only what they need, so ``--help`` and table-making never pay fairseq's import. A
+program that imports this package before fairseq and then uses fairseq's registries calls
 ``memobert_plugin.register()`` itself (importing a task, model or criterion module also
 registers that one).
 """
@@ -31,10 +32,14 @@ logging.getLogger("fairseq.tasks.text_to_speech").addFilter(_NoTensorboardNag())
 def register() -> None:
     """Register everything with fairseq (imports fairseq; idempotent)."""
     from .atomic_checkpoints import make_checkpoint_copies_atomic
+    from .checkpoint_policy import guard_fairseq_checkpoint_loading
+    from .run_guards import install_run_guards
     from .safe_loading import register_safe_globals
 
     register_safe_globals()
     make_checkpoint_copies_atomic()
+    guard_fairseq_checkpoint_loading()
+    install_run_guards()
     from . import criterions, models, objectives, tasks  # noqa: F401  (registration order: objectives before tasks)
 
 

@@ -47,9 +47,9 @@ def export_hf(checkpoint: str, out_dir: str, vocab_path: Optional[str] = None) -
     from .models.encoder import LAYER_NORM_EPS
     from .models.pretrained import EXPORT_FORMAT, bert_state_from_memobert
     from .prepare.files import atomic_open, write_json
-    from .safe_loading import load_checkpoint_weights_only
+    from .checkpoint_policy import load_memobert_checkpoint
 
-    state = load_checkpoint_weights_only(checkpoint)
+    state = load_memobert_checkpoint(checkpoint)  # weights-only, its config checked
     cfg = state.get("cfg") or {}
     model_cfg, task_cfg = dict(cfg.get("model") or {}), dict(cfg.get("task") or {})
     if not model_cfg or "model" not in state:

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import MissingMandatoryValue, OmegaConf
 from tqdm import tqdm
 
 from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
@@ -36,10 +36,12 @@ from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
 from .data.feature_store import STORE_DTYPE
 from .data.multimodal_dataset import FrameLimits, collate_utterances
 from .data.vocabulary import BertVocabulary
+from .checkpoint_policy import load_memobert_checkpoint
 from .models.memobert import MemobertConfig, MemobertModel
+from .models.pretrained import load_checkpoint_weights
 from .prepare.files import atomic_open
-from .safe_loading import load_checkpoint_weights_only
 from .tasks.emotion_readout import EmotionReadout
+from .tasks.memobert_emotion import MemobertEmotionConfig
 
 __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
 
@@ -62,6 +64,12 @@ def media_entry(id: str, text: str = "", audio: str = "", video: str = "", start
     return ManifestUtterance(id=id, text=text, audio=audio, video=video, start=start, end=end)
 
 
+def _typed(default, options: dict):
+    """``options`` over a config dataclass's defaults, type-checked; fields it does not have are left out."""
+    names = {f.name for f in dataclasses.fields(default)}
+    return OmegaConf.merge(OmegaConf.structured(default), {k: v for k, v in options.items() if k in names})
+
+
 class EmotionPredictor:
     """Loads the checkpoint (weights-only) or bundle and scores utterances with its head.
 
@@ -76,23 +84,25 @@ class EmotionPredictor:
             extractors = extractors or ExtractorSettings.from_bundle(checkpoint)
             vocab_path = vocab_path or os.path.join(checkpoint, DICT_FILE)
             checkpoint = os.path.join(checkpoint, MODEL_FILE)
-        state = load_checkpoint_weights_only(checkpoint)
-        cfg = state.get("cfg") or {}
-        task_cfg = OmegaConf.create(cfg.get("task") or {})
-        if task_cfg.get("_name") != "memobert_emotion":
-            raise ValueError(f"{checkpoint}: a {task_cfg.get('_name')!r} checkpoint; prediction needs a memobert_emotion one")
-        self._extractors, self._data_dir = extractors, task_cfg.data
+        state = load_memobert_checkpoint(checkpoint, task="memobert_emotion")
+        cfg = state["cfg"]
+        try:  # the config is only data: check its types before anything is built from it
+            task_cfg = _typed(MemobertEmotionConfig(seed=0), cfg["task"])
+            model_cfg = OmegaConf.to_object(_typed(MemobertConfig(), cfg["model"]))
+            data = task_cfg.data
+        except (ValueError, KeyError, TypeError, AttributeError, MissingMandatoryValue) as err:
+            raise ValueError(f"{checkpoint}: its config is not a memobert_emotion one ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0]})") from None
+        self._extractors, self._data_dir = extractors, data
         self._checkpoints, self._stages, self._tokenizer = dict(checkpoints or {}), None, None
-        vocab_path = vocab_path or os.path.join(task_cfg.data, "dict.txt")
+        vocab_path = vocab_path or os.path.join(data, "dict.txt")
         if not os.path.isfile(vocab_path):
             raise FileNotFoundError(f"{vocab_path}: the checkpoint's dictionary is not there; pass --vocab")
         self.vocab = BertVocabulary.load(vocab_path)
         self.readout = EmotionReadout(task_cfg, self.vocab)
-        names = {f.name for f in dataclasses.fields(MemobertConfig)}
-        model_cfg = MemobertConfig(**{k: v for k, v in cfg["model"].items() if k in names})
         self.model = MemobertModel(model_cfg, len(self.vocab), self.vocab.pad())
         self.readout.add_heads(self.model)
-        self.model.load_state_dict(state["model"])
+        load_checkpoint_weights(self.model, state["model"], checkpoint, strict=True)
         self.model.to(device).eval()
         self.device = device
         self.text_format = self.readout.text_format()

@@ -20,6 +20,7 @@ from typing import Dict, List
 
 from ..data.folds import LABELLED_SPLIT, num_folds
 from ..data.utterance_meta import read_meta
+from ..output_lock import OutputBusyError
 from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, run_fold_job
 from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
 
@@ -207,6 +208,8 @@ def main(argv=None) -> None:
         logger.info("%d fold jobs under %s; each writes its commands and output to its train.log", len(jobs), args.out)
         try:
             failures = run_sweep(jobs, args.keep_going)
+        except OutputBusyError as exc:  # another sweep is on this fold: say so, as for any CLI error here
+            raise SystemExit(str(exc)) from None
         except FoldFailedError as exc:
             raise SystemExit(f"memobert-cv: {exc}\n(--keep-going runs the other folds after a failure)") from None
     try:

@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import memobert_plugin
 
 from ..class_metrics import classification_report
+from ..output_lock import output_lock
 from ..predictions_file import read_predictions
 from ..prepare.files import atomic_open
 
@@ -237,7 +238,14 @@ def _write_json(path: str, record: Dict) -> None:
 def run_fold_job(job: FoldJob, on_validation: Optional[Callable[[Dict], None]] = None) -> Dict:
     """Train, select on validation, test; write and return the result (or the existing one).
 
-    ``on_validation`` sees each end-of-epoch validation summary of the training (``epoch``, ``uar``, ...)."""
+    ``on_validation`` sees each end-of-epoch validation summary of the training (``epoch``, ``uar``, ...).
+    The fold's directory is locked meanwhile: a second sweep on it stops instead of training beside this one.
+    """
+    with output_lock(job.out_dir, "this cross-validation fold"):
+        return _run_fold_job(job, on_validation)
+
+
+def _run_fold_job(job: FoldJob, on_validation: Optional[Callable[[Dict], None]]) -> Dict:
     spec_path = os.path.join(job.out_dir, "job.json")
     existing: Dict[str, Dict] = {}  # each file read once: the result is checked, then returned
     for path in (job.result_path, spec_path):

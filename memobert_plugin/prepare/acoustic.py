@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..safe_loading import load_checkpoint_weights_only
+from ..safe_loading import checkpoint_options, literal_conv_layers, load_checkpoint_weights_only, refuse_interpolation
 from .audio import SAMPLE_RATE
 from .files import sha256_file
 from .manifest import Utterance
@@ -184,8 +184,8 @@ def _legacy_model_options(options: dict, config_class: type) -> dict:
 def _fairseq_options(state: dict, path: str, config_class: type) -> tuple:
     """(model options, task options) of a fairseq checkpoint, new (cfg) or old (args) style."""
     if state.get("cfg") is not None:
-        cfg = state["cfg"]
-        return dict(cfg["model"]), dict(cfg.get("task") or {})
+        model, task = checkpoint_options(state, path)
+        return dict(model), dict(task)
     if state.get("args") is not None:
         options = vars(state["args"])
         return _legacy_model_options(options, config_class), options
@@ -198,12 +198,15 @@ def _load_fairseq(path: str, layer: Optional[int], device: str) -> Wav2Vec2Featu
     from omegaconf import OmegaConf
 
     state = load_checkpoint_weights_only(path)
+    refuse_interpolation(state, path)
     model_options, task_options = _fairseq_options(state, path, Wav2Vec2Config)
     if model_options.get("_name") != "wav2vec2":
         raise ValueError(
             f"{path}: a {model_options.get('_name')!r} checkpoint; give a pretrained fairseq 'wav2vec2' model "
             "(e.g. wav2vec_small.pt), not a fine-tuned one"
         )
+    if "conv_feature_layers" in model_options:  # the one config string fairseq's wav2vec2 model eval()s
+        literal_conv_layers(model_options["conv_feature_layers"], "conv_feature_layers", path)
     cfg = merge_with_parent(Wav2Vec2Config(), OmegaConf.create(model_options), remove_missing=True)
     with warnings.catch_warnings():  # fairseq 0.12 builds its positional convolution with a deprecated torch API
         warnings.simplefilter("ignore", FutureWarning)

@@ -15,12 +15,14 @@ Every stage resumes where a killed run stopped. See docs/prepare.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pickle
 import sys
 from typing import List, Optional, Tuple
 
+from ..output_lock import OutputBusyError, output_lock
 from .manifest import PAPER_LABELS
 from .report import read_problems
 from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
@@ -250,15 +252,29 @@ def run(args: argparse.Namespace) -> None:
         _write(args, plan)
 
 
+@contextlib.contextmanager
+def _output_locks(args: argparse.Namespace):
+    """One writer per data dir; the tasks of an array (--shards K/N) share it, one task per K."""
+    what, shards = "this memobert-prepare output", getattr(args, "shards", None)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(output_lock(args.out, what, shared=bool(shards)))
+        if shards:
+            task, tasks = shards
+            locks.enter_context(output_lock(args.out, f"{what}'s shards {task}/{tasks}",
+                                            name=f".memobert-shards-{task}-of-{tasks}.lock"))
+        yield
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     disable_torchaudio()
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        with _output_locks(args):
+            run(args)
     except ModuleNotFoundError as err:
         sys.exit(f"memobert-prepare: error: {err}; the extractors need: pip install 'memobert[extract]'")
-    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError) as err:
+    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError, OutputBusyError) as err:
         sys.exit(f"memobert-prepare: error: {err}")
 
 
