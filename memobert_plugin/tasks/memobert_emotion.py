@@ -151,6 +151,11 @@ class MemobertEmotionTask(MultimodalTask):
         if self.predictions is not None and not torch.is_grad_enabled():
             self.predictions.record(sample["id"], sample["target"], logits.detach())
 
+    def begin_valid_epoch(self, epoch, model) -> None:
+        super().begin_valid_epoch(epoch, model)
+        if self.predictions is not None:  # fairseq-train's next validation: its predictions replace the last one's
+            self.predictions.start_pass()
+
     def reduce_metrics(self, logging_outputs, criterion) -> None:
         super().reduce_metrics(logging_outputs, criterion)
         if self.predictions is not None:  # after an evaluated batch (fairseq-train) or subset (fairseq-validate)

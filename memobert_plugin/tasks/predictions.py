@@ -3,10 +3,11 @@
 The criterion hands each evaluated batch's class scores to the task; the rows are kept
 in memory, by utterance, and the file is rewritten, atomically, whenever fairseq reduces
 metrics (once at the end of ``fairseq-validate``'s pass; after each batch of fairseq-train's
-validations): it holds the latest prediction of every utterance evaluated so far. Rank r > 0 of a distributed run writes
-``PATH.rank<r>``, so ranks never share a file. fairseq's trainer pads a rank's share of
-validation batches with a stand-in batch (its first training batch): only utterances of the
-evaluated subsets are recorded, each once.
+validations, each of which starts afresh): it holds the last pass's predictions. Rank r > 0 of a distributed run writes
+``PATH.rank<r>``, so ranks never share a file. fairseq evens out the ranks' shares of
+batches with stand-in batches that its metrics ignore: only utterances of the evaluated
+subsets are recorded, each once per rank, but an utterance may then stand in two ranks'
+files (with the same prediction): join them by id.
 """
 
 from typing import AbstractSet, Dict, Sequence
@@ -42,6 +43,10 @@ class PredictionRecorder:
             self.rows[row] = [self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
                               *(f"{x:.6f}" for x in p)]
             self.pending = True
+
+    def start_pass(self) -> None:
+        """Forget the previous pass's rows (a rank may be given other batches this time)."""
+        self.rows, self.pending = {}, False
 
     def flush(self) -> None:
         """Write the recorded rows, if any were recorded since the last write."""
