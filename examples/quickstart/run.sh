@@ -7,7 +7,7 @@
 #      training speakers' labels, and Pretrain+Prompt with none (zero-shot), on 2 folds; print the
 #      Table-2-style table and draw the low-resource figure (Fig. 3)
 # Everything goes to $OUT (default ./quickstart-output); rerunning resumes where it stopped.
-# Knobs (environment): SEED, FOLDS, FRACTIONS, SETTINGS, PRETRAIN_UPDATES, LABELLED_SCALE,
+# Knobs (environment): SEED, FOLDS, FRACTIONS, SETTINGS, PRETRAIN_UPDATES, LABELLED_SCALE, PRETRAIN_UTTERANCES,
 #   WORLD (an existing demo world to reuse instead of writing one), WORLD_ARGS (e.g. --shuffle-links,
 #   the negative control), PRETRAIN_ARGS (extra pretraining options, e.g. Table 3's ablations).
 set -euo pipefail
@@ -16,6 +16,7 @@ OUT=${OUT:-$PWD/quickstart-output}
 SEED=${SEED:-1}
 PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-1500}
 LABELLED_SCALE=${LABELLED_SCALE:-0.25}
+PRETRAIN_UTTERANCES=${PRETRAIN_UTTERANCES:-20000}
 FOLDS=${FOLDS:-1,2}
 FRACTIONS=${FRACTIONS:-0,0.1,1}
 SETTINGS=${SETTINGS:-direct,pretrain_finetune,pretrain_prompt}
@@ -29,7 +30,8 @@ else
     WORLD=$OUT/demo
     echo "== 1/3 demo world (seed $SEED) -> $WORLD"
     # shellcheck disable=SC2086  # WORLD_ARGS is a list of options
-    memobert-demo-corpus "$WORLD" --seed "$SEED" --labelled-scale "$LABELLED_SCALE" $WORLD_ARGS
+    memobert-demo-corpus "$WORLD" --seed "$SEED" --labelled-scale "$LABELLED_SCALE" \
+        --pretrain-utterances "$PRETRAIN_UTTERANCES" $WORLD_ARGS
 fi
 
 echo "== 2/3 pretraining memobert_tiny for $PRETRAIN_UPDATES updates -> $OUT/pretrain"

@@ -4,7 +4,7 @@ One latent emotion per utterance (anger, happy, neutral, sad) drives all three m
 
 - **face**: 342-d frames ``speaker offset + emotion prototype + noise`` and 8 FER+ soft labels
   peaked on the emotion's FER class; **voice**: 768-d frames (60 ms each), built the same way.
-  Each emotion has 8 prototypes (expression styles) per modality, one drawn per utterance: a
+  Each emotion has 4 prototypes (expression styles) per modality, one drawn per utterance: a
   few labelled utterances cannot show a model every style, 20,000 unlabelled ones do.
   Each modality shows the emotion only for some utterances (otherwise its cue is absent), each
   has its own frame noise, and each speaker adds a fixed offset (orthogonal to the emotion
@@ -100,8 +100,8 @@ class _Modalities:
 _PRETRAIN_CUES = _Modalities(text=1.0, visual=0.85, acoustic=0.85)
 _LABELLED_CUES = _Modalities(text=0.35, visual=0.6, acoustic=0.6)
 #: expression styles per emotion and modality: a few labels cannot cover them all, many unlabelled utterances do
-_STYLES = 8
-_CUE_STRENGTH = {"visual": 0.3, "acoustic": 0.25}
+_STYLES = 4
+_CUE_STRENGTH = {"visual": 0.35, "acoustic": 0.3}
 _SPEAKER_OFFSET = {"visual": 0.6, "acoustic": 0.6}
 _FER_PEAK, _FER_NOISE = 2.5, 0.8
 _FRAMES = {"visual": (2, 9), "acoustic": (3, 11)}  # [low, high) frames per utterance
