@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MEmoBERT quickstart on the generative demo world, on CPU (~10 min on 2 cores):
 #   1. write the demo world: 20,000 unlabelled utterances for pretraining and a labelled split laid
-#      out like IEMOCAP (a quarter of its size), text + face + voice features driven by one emotion
+#      out like IEMOCAP (0.15 of its size), text + face + voice features driven by one emotion
 #   2. pretrain memobert_tiny with the four objectives (fairseq-train)
 #   3. cross-validate Direct, Pretrain+Finetune and Pretrain+Prompt with 10% and 100% of the
 #      training speakers' labels, and Pretrain+Prompt with none (zero-shot), on 2 folds; print the
@@ -14,8 +14,8 @@ set -euo pipefail
 
 OUT=${OUT:-$PWD/quickstart-output}
 SEED=${SEED:-1}
-PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-1500}
-LABELLED_SCALE=${LABELLED_SCALE:-0.25}
+PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-2000}
+LABELLED_SCALE=${LABELLED_SCALE:-0.15}
 PRETRAIN_UTTERANCES=${PRETRAIN_UTTERANCES:-20000}
 FOLDS=${FOLDS:-1,2}
 FRACTIONS=${FRACTIONS:-0,0.1,1}
@@ -40,7 +40,7 @@ fairseq-train "$WORLD/pretrain" --user-dir "$PLUGIN" \
     --task memobert_pretrain --arch memobert_tiny --criterion memobert_pretrain \
     --objectives wwmlm,span_mvfr,span_mvfc_kl,span_mafr --objective-ratios '[0.4,0.2,0.2,0.2]' \
     --optimizer memobert_adam --adam-betas '(0.9,0.98)' --weight-decay 0.01 --clip-norm 5 \
-    --lr 5e-4 --lr-scheduler polynomial_decay --warmup-updates 100 \
+    --lr 1e-3 --lr-scheduler polynomial_decay --warmup-updates 100 \
     --total-num-update "$PRETRAIN_UPDATES" --max-update "$PRETRAIN_UPDATES" \
     --batch-size 32 --num-workers 0 --seed "$SEED" \
     --save-dir "$OUT/pretrain" --no-epoch-checkpoints --log-format simple --log-interval 100 $PRETRAIN_ARGS
