@@ -33,8 +33,9 @@ setup(
     extras_require={
         # reference implementations, used only to check ours in the tests
         "test": ["pytest", "transformers", "scikit-learn", "scikit-image"],
-        # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades
-        "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers"],
+        # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades;
+        # silero-vad and opensmile ship their models (voice activity; eGeMAPS features without a wav2vec 2.0 checkpoint)
+        "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers", "silero-vad", "opensmile"],
     },
     entry_points={
         "console_scripts": [

@@ -119,3 +119,33 @@ def test_acoustic_stage_pools_and_reports(speech, tiny_wav2vec2, tmp_path):  # n
     soundfile.write(short, np.zeros(200, np.float32), 16000)
     with pytest.raises(ItemError, match="audio too short for wav2vec 2.0 \\(12 ms\\)"):
         stage.extract(Utterance(line=2, id="v", text="t", audio=str(short)))
+
+
+def test_truncated_and_clipped_audio_is_read_and_reported(speech, tmp_path):
+    original, _ = soundfile.read(speech[0]["wav"], dtype="float32")  # 7.1 s
+    warnings = []
+    assert len(read_audio(speech[0]["wav"], max_seconds=None, warn=warnings.append)) == len(original)
+    assert warnings == []  # a whole file within --max-seconds: nothing to report
+    read_audio(speech[0]["wav"], max_seconds=2.0, warn=warnings.append)
+    assert warnings == ["clipped at --max-seconds 2 s: the audio span is 7.10 s"]
+
+    cut_wav = tmp_path / "cut.wav"  # the data cut, the header still promising 7.1 s
+    data = open(speech[0]["wav"], "rb").read()
+    cut_wav.write_bytes(data[: len(data) // 2])
+    warnings = []
+    wave = read_audio(str(cut_wav), max_seconds=None, warn=warnings.append)
+    assert np.array_equal(wave, original[: len(wave)]) and abs(len(wave) - len(original) / 2) < 100
+    assert warnings == [f"truncated audio {cut_wav}: the header promises 7.10 s, the file holds 3.55 s; "
+                        "features from the 3.55 s of the span that are there"]
+    assert len(read_audio(str(cut_wav), end=1.0, warn=warnings.append)) == 16000 and len(warnings) == 1  # not hit
+    with pytest.raises(ItemError, match=r"truncated audio .*cut.wav.* the utterance starts at 5.00 s"):
+        read_audio(str(cut_wav), start=5.0)
+
+    flac = tmp_path / "speech.flac"  # a decoder error part-way: the blocks before it are kept
+    soundfile.write(str(flac), original, 16000)
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) // 2])
+    warnings = []
+    wave = read_audio(str(flac), max_seconds=None, warn=warnings.append)
+    assert 0 < len(wave) < len(original) and np.allclose(wave, original[: len(wave)], atol=1e-4)
+    assert len(warnings) == 1 and warnings[0].startswith(f"truncated audio {flac}")

@@ -161,7 +161,8 @@ def test_stale_stage_and_bad_input_are_clear_errors(prepared, corpus, tmp_path):
     changed.write_text(open(corpus["manifest"], encoding="utf-8").read() + "extra\tx\tS\t\tmore\t\t\t\t\n")
     work = shutil.copytree(prepared["out"] / "work" / "train", tmp_path / "work")  # keep the fixture's intact
     error = prepare_here("write", "--manifest", changed, "--out", tmp_path / "out", "--work-dir", work)
-    assert "the text stage ran on another version of" in error
+    assert "the text stage's inputs changed since it ran on" in error
+    assert "(1 of 5 shards changed (first: 00004)" in error
     bad = tmp_path / "bad.tsv"
     bad.write_text("id\ttext\twav\nu\thello\tu.wav\n")
     error = prepare_here("all", "--manifest", bad, "--out", tmp_path / "x", "--vocab", "v.txt")

@@ -11,7 +11,8 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 
 import cv2  # noqa: E402
 
-from memobert_plugin.prepare.active_speaker import choose_speaker, voice_activity  # noqa: E402
+from memobert_plugin.prepare.active_speaker import choose_speaker  # noqa: E402
+from memobert_plugin.prepare.voice_activity import load_voice_activity  # noqa: E402
 from memobert_plugin.prepare.faces import HaarFaceDetector, track_faces, video_frames  # noqa: E402
 from memobert_plugin.prepare.fer_model import FER_CLASSES, DenseNetFER, FerModel, load_fer_model  # noqa: E402
 from memobert_plugin.prepare.manifest import Utterance  # noqa: E402
@@ -69,16 +70,20 @@ def test_video_frames_are_sampled_at_the_requested_rate(tmp_path, pocketsphinx):
         list(video_frames(str(tmp_path / "broken.mp4"), None, None, FPS, None))
 
 
+@pytest.mark.parametrize("vad_method", ["energy", "silero"])
 @pytest.mark.parametrize("speaker_left", [True, False])
-def test_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, pocketsphinx, speaker_left):  # noqa: F811
+def test_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, pocketsphinx, speaker_left,  # noqa: F811
+                                                                    vad_method):
     from memobert_plugin.prepare.audio import read_audio
 
+    if vad_method == "silero":
+        pytest.importorskip("silero_vad", reason="silero-vad is not installed (pip install silero-vad)")
     video, wav, voiced = _video(tmp_path, pocketsphinx, speaker_left)
     detector = HaarFaceDetector()
     frames = list(video_frames(video, None, None, FPS, None))
     tracks = track_faces([detector.detect(gray, i) for i, (_, gray) in enumerate(frames)])
     assert sorted(len(t.detections) for t in tracks) == [len(voiced), len(voiced)]
-    vad = voice_activity(read_audio(wav), np.array([t for t, _ in frames]), FPS)
+    vad = load_voice_activity(vad_method).voiced(read_audio(wav), np.array([t for t, _ in frames]), 1 / FPS)
     assert (vad == voiced).mean() >= 0.9
     speaker = choose_speaker(tracks, vad)
     assert (speaker.detections[0].box[0] < 240) == speaker_left

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from ..safe_loading import load_checkpoint_weights_only
-from .audio import SAMPLE_RATE, read_audio
+from .audio import SAMPLE_RATE
 from .files import sha256_file
 from .manifest import Utterance
 from .report import ItemError
-from .shards import FrameStage, ShardPlan
+from .speech_stage import SpeechStage
 
 __all__ = ["Wav2Vec2Features", "load_wav2vec2", "average_pool", "AcousticStage"]
 
@@ -186,32 +186,29 @@ def _model_checksum(path: str) -> str:
     return hashlib.sha256("".join(f"{f}:{sha256_file(os.path.join(path, f))}\n" for f in files).encode()).hexdigest()
 
 
-class AcousticStage(FrameStage):
+class AcousticStage(SpeechStage):
     """Writes the ``acoustic`` stream: pooled wav2vec 2.0 features of each utterance's audio."""
 
-    name = "acoustic"
-
     def __init__(self, checkpoint: str, layer: Optional[int] = None, pool: int = 3, max_seconds: float = 10.0,
-                 device: str = "cpu"):
-        if pool < 1 or max_seconds <= 0:
-            raise ValueError(f"pool must be >= 1 and max_seconds > 0, got {pool} and {max_seconds}")
+                 device: str = "cpu", trim_silence: bool = False, vad: str = "auto"):
+        super().__init__(max_seconds, trim_silence, vad)
+        if pool < 1:
+            raise ValueError(f"pool must be >= 1, got {pool}")
         self.checkpoint, self.layer, self.pool = os.path.abspath(checkpoint), layer, pool
-        self.max_seconds, self.device = max_seconds, device
+        self.device = device
         self._model: Optional[Wav2Vec2Features] = None
         self._checksum: Optional[str] = None
 
     def setup(self) -> None:
+        super().setup()
         if self._model is None:
             self._model = load_wav2vec2(self.checkpoint, self.layer, self.device)
-
-    def check_plan(self, plan: ShardPlan) -> None:
-        plan.require_column("audio", self.name)
 
     def config(self) -> dict:
         if self._checksum is None:
             self._checksum = _model_checksum(self.checkpoint)
         return {"extractor": "wav2vec2", "checkpoint": self.checkpoint, "sha256": self._checksum,
-                "layer": self.layer, "pool": self.pool, "max_seconds": self.max_seconds}
+                "layer": self.layer, "pool": self.pool, **self.speech_config()}
 
     @property
     def streams(self) -> Dict[str, int]:
@@ -223,6 +220,5 @@ class AcousticStage(FrameStage):
         return {**self.config(), **self._model.describe()}
 
     def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
-        self.setup()
-        wave = read_audio(utterance.audio, utterance.start, utterance.end, self.max_seconds)
+        wave = self.read_speech(utterance)
         return {"acoustic": average_pool(self._model(wave), self.pool)}

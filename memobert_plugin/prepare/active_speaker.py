@@ -1,11 +1,10 @@
 """Which face is speaking: the one whose mouth moves with the voice (paper, section 3.3.1).
 
 For each face track, mouth motion is the mean absolute change of its mouth patch between
-consecutive sampled frames. Voice activity comes from the utterance's audio: a sampled
-frame is voiced when its window's energy lies above the midpoint (in dB) between the
-quietest and loudest windows. A track's score is its mean mouth motion while voiced minus
-its mean motion while silent, so the speaker, who moves the mouth when there is voice and
-rests it in pauses, scores highest. Tracks seen in under a quarter of the frames of the
+consecutive sampled frames. Voice activity comes from the utterance's audio
+(:mod:`.voice_activity`: silero-vad, or an energy threshold). A track's score is its mean
+mouth motion while voiced minus its mean motion while silent, so the speaker, who moves the
+mouth when there is voice and rests it in pauses, scores highest. Tracks seen in under a quarter of the frames of the
 longest track (mostly false detections) do not compete.
 """
 
@@ -16,21 +15,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from .audio import window_energy_db
 from .faces import FaceTrack
 
-__all__ = ["voice_activity", "mouth_motion", "speaking_score", "choose_speaker"]
+__all__ = ["mouth_motion", "speaking_score", "choose_speaker"]
 
 _MIN_TRACK_SHARE = 0.25
-_MIN_CONTRAST_DB = 6.0  # quieter-to-louder range below which the audio says nothing about pauses
-
-
-def voice_activity(wave: np.ndarray, times: np.ndarray, fps: float) -> np.ndarray:
-    """Per time (seconds): True where there is voice, from a frame-long energy window."""
-    energy = window_energy_db(wave, times, window=1.0 / fps)
-    if len(energy) == 0 or energy.max() - energy.min() < _MIN_CONTRAST_DB:
-        return np.ones(len(times), dtype=bool)  # no pauses to tell apart: all voiced
-    return energy > (energy.min() + energy.max()) / 2
 
 
 def mouth_motion(track: FaceTrack) -> tuple:

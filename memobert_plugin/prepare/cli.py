@@ -5,7 +5,7 @@ Stages (each a subcommand; ``all`` runs them in order):
   manifest       validate the manifest and split it into shards
   sentencepiece  train a sentencepiece model on the split's texts (instead of a BERT vocab.txt)
   text           tokenise the transcripts
-  acoustic       wav2vec 2.0 features of the audio        (needs the "extract" extra)
+  acoustic       wav2vec 2.0 (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
   visual         speaker's faces -> DenseNet FER features   (needs the "extract" extra)
   write          assemble dict.txt, binarized text, feature stores, meta.tsv, report.tsv, dataset.json
 
@@ -21,15 +21,18 @@ import pickle
 import sys
 from typing import List, Optional
 
+from .manifest import PAPER_LABELS
 from .report import read_problems
 from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
 from .text import TOKENIZERS, TextStage, train_sentencepiece
+from .voice_activity import VAD_METHODS
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
 
 SENTENCEPIECE_MODEL = "sentencepiece.model"
+ACOUSTIC_FEATURES = ("wav2vec2", "egemaps")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +47,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="extractor processes, each loading the models once and taking whole shards (default: 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per extractor process (default: 1). Features depend on this number, "
+                             "not on --workers: use --workers to take more cores")
 
 
 def _text_options(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +61,13 @@ def _text_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spm-model-type", choices=("unigram", "bpe"), default="unigram")
 
 
-def _acoustic_options(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--wav2vec2", required=required,
-                        help="fairseq wav2vec2 checkpoint (.pt) or Hugging Face Wav2Vec2Model directory")
+def _acoustic_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--acoustic-features", choices=ACOUSTIC_FEATURES, default="wav2vec2",
+                        help="wav2vec2 (needs --wav2vec2) or egemaps: openSMILE's eGeMAPS descriptors, pooled to "
+                             "60 ms, for users without a wav2vec 2.0 checkpoint (default: wav2vec2)")
+    parser.add_argument("--wav2vec2", help="fairseq wav2vec2 checkpoint (.pt) or Hugging Face Wav2Vec2Model directory")
+    parser.add_argument("--trim-silence", action="store_true",
+                        help="cut the silence before the first and after the last voiced sample (see --vad)")
     parser.add_argument("--layer", type=int, help="transformer layer, counted from 1 (default: the last)")
     parser.add_argument("--pool", type=int, default=3, help="average every N frames (default: 3, 20 -> 60 ms)")
 
@@ -70,12 +80,28 @@ def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
 def _extract_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=10.0, help="clip audio and video (default: 10 s)")
     parser.add_argument("--device", default="cpu", help="torch device for the extractors (cpu, cuda, cuda:1)")
+    parser.add_argument("--vad", choices=VAD_METHODS, default="auto",
+                        help="voice activity for the active speaker and --trim-silence: silero (the silero-vad "
+                             "package's network), energy (a threshold), auto: silero when installed (default)")
+
+
+def _label_set(text: str) -> Optional[List[str]]:
+    """``--labels``: the comma-separated label set, or None for ``none`` (no check)."""
+    if text.strip().lower() == "none":
+        return None
+    labels = [s.strip() for s in text.split(",") if s.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("empty: give the label set, or 'none' for no check")
+    return labels
 
 
 def _write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require", default="text",
                         help="comma-separated stages an utterance must pass to be kept (text, acoustic, visual; "
                              "default: text). A failure in another stage leaves that modality empty")
+    parser.add_argument("--labels", type=_label_set, default=",".join(PAPER_LABELS),
+                        help="comma-separated label set; an utterance with another (non-empty) label is dropped "
+                             f"and reported. 'none': no check (default: {','.join(PAPER_LABELS)})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         _workers(sub[name])
     for name in ("sentencepiece", "text", "all"):
         _text_options(sub[name])
-    _acoustic_options(sub["acoustic"], required=True)
-    _acoustic_options(sub["all"], required=False)
+    _acoustic_options(sub["acoustic"])
+    _acoustic_options(sub["all"])
     _visual_options(sub["visual"], required=True)
     _visual_options(sub["all"], required=False)
     for name in ("acoustic", "visual", "all"):
@@ -144,25 +170,38 @@ def _train_sentencepiece(args: argparse.Namespace, plan: ShardPlan) -> None:
     logger.info("sentencepiece vocabulary: %d pieces", len(tokenizer.symbols))
 
 
+def _wants_acoustic(args: argparse.Namespace) -> bool:
+    return args.acoustic_features != "wav2vec2" or bool(args.wav2vec2)
+
+
 def _acoustic_stage(args: argparse.Namespace):
+    if args.acoustic_features != "wav2vec2":
+        from .opensmile_features import OpenSmileStage
+
+        return OpenSmileStage(args.acoustic_features, args.max_seconds, args.trim_silence, args.vad)
+    if not args.wav2vec2:
+        raise ValueError("--acoustic-features wav2vec2 needs --wav2vec2 (a checkpoint); without one, "
+                         "--acoustic-features egemaps gives openSMILE's speech features")
     from .acoustic import AcousticStage
 
-    return AcousticStage(args.wav2vec2, args.layer, args.pool, args.max_seconds, args.device)
+    return AcousticStage(args.wav2vec2, args.layer, args.pool, args.max_seconds, args.device, args.trim_silence,
+                         args.vad)
 
 
 def _visual_stage(args: argparse.Namespace):
     from .visual import VisualStage
 
-    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device)
+    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad)
 
 
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
     from .output import write_output
 
     require = [s.strip() for s in args.require.split(",") if s.strip()]
-    entry = write_output(plan, args.out, args.split, require)
-    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s; see %s",
-                args.split, entry["utterances"], args.out, entry["dropped"], entry["kept_without"] or "none",
+    entry = write_output(plan, args.out, args.split, require, args.labels)
+    logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s, kept with a warning "
+                "(clipped or truncated media): %s; see %s", args.split, entry["utterances"], args.out, entry["dropped"],
+                entry["kept_without"] or "none", entry["warnings"] or "none",
                 os.path.join(args.out, "report.tsv"))
 
 
@@ -177,18 +216,19 @@ def run(args: argparse.Namespace) -> None:
     elif command == "text":
         run_stage(_text_stage(args, plan), plan)
     elif command == "acoustic":
-        run_stage(_acoustic_stage(args), plan, args.workers)
+        run_stage(_acoustic_stage(args), plan, args.workers, args.threads)
     elif command == "visual":
-        run_stage(_visual_stage(args), plan, args.workers)
+        run_stage(_visual_stage(args), plan, args.workers, args.threads)
     elif command == "write":
         _write(args, plan)
     else:  # all
         run_stage(_text_stage(args, plan), plan)
-        for option, make in (("wav2vec2", _acoustic_stage), ("fer_model", _visual_stage)):
-            if getattr(args, option):
-                run_stage(make(args), plan, args.workers)
+        for wanted, option, make in ((_wants_acoustic(args), "wav2vec2", _acoustic_stage),
+                                     (bool(args.fer_model), "fer-model", _visual_stage)):
+            if wanted:
+                run_stage(make(args), plan, args.workers, args.threads)
             else:
-                logger.info("no --%s: skipping that modality", option.replace("_", "-"))
+                logger.info("no --%s: skipping that modality", option)
         _write(args, plan)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -105,8 +105,12 @@ class HaarFaceDetector:
 
 
 def video_frames(path: str, start: Optional[float], end: Optional[float], fps: float,
-                 max_seconds: Optional[float]) -> Iterator[Tuple[float, np.ndarray]]:
-    """``(seconds from start, grey frame)`` at about ``fps`` frames a second, from start to end."""
+                 max_seconds: Optional[float],
+                 warn: Optional[Callable[[str], None]] = None) -> Iterator[Tuple[float, np.ndarray]]:
+    """``(seconds from start, grey frame)`` at about ``fps`` frames a second, from start to end.
+
+    ``warn`` is told when the span is clipped at ``max_seconds``.
+    """
     import av
 
     if not os.path.isfile(path):
@@ -128,6 +132,9 @@ def video_frames(path: str, start: Optional[float], end: Optional[float], fps: f
                 if frame.time is None or frame.time < begin:
                     continue
                 if frame.time >= stop:
+                    if warn and (end is None or frame.time < end) and stop < (end or float("inf")):
+                        warn(f"clipped at --max-seconds {max_seconds:g} s: the video goes on past "
+                             f"{stop - begin:.2f} s of the span")
                     break
                 # one frame per 1/fps slot (the epsilon absorbs float error in the timestamps)
                 slot = int(math.floor((frame.time - begin) * fps + 1e-6))

@@ -8,7 +8,7 @@ import json
 import os
 from typing import IO, Iterator, Optional
 
-__all__ = ["atomic_open", "write_json", "read_json", "sha256_file"]
+__all__ = ["atomic_open", "write_json", "read_json", "sha256_file", "file_identity"]
 
 _HASH_CHUNK = 1 << 20
 
@@ -48,3 +48,21 @@ def sha256_file(path: str) -> str:
         for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_identity(path: str) -> str:
+    """What tells a changed media file from the one a stage read: its size and modification time (ns).
+
+    Cheap for any size, and a file fixed in place (rewritten, copied over, touched) gets a new
+    identity. A folder (of face crops) is identified by its files' names and identities; a
+    missing path is ``missing``. Content hashes would also catch an edit that restores the old
+    mtime, but reading every recording on each run costs as much as decoding it.
+    """
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    if not os.path.isdir(path):
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    listing = "".join(f"{name}={file_identity(os.path.join(path, name))}\n" for name in sorted(os.listdir(path)))
+    return "dir:" + hashlib.sha256(listing.encode()).hexdigest()

@@ -15,11 +15,16 @@ from typing import Iterator, List, Optional, Union
 from .report import Problem
 
 __all__ = [
-    "MANIFEST_COLUMNS", "REQUIRED_COLUMNS", "ManifestError", "ManifestEntry", "Utterance", "manifest_columns",
+    "MANIFEST_COLUMNS", "META_FIELDS", "PAPER_LABELS", "REQUIRED_COLUMNS",
+    "ManifestError", "ManifestEntry", "Utterance", "manifest_columns",
     "read_manifest",
 ]
 
 MANIFEST_COLUMNS = ("id", "speaker", "session", "label", "text", "audio", "video", "start", "end")
+#: the emotion classes of the paper's IEMOCAP and MSP-IMPROV setups (the emotion task's default --emotion-labels)
+PAPER_LABELS = ("anger", "happy", "neutral", "sad")
+#: columns only the written metadata holds: editing them re-runs no extractor
+META_FIELDS = ("speaker", "session", "label")
 REQUIRED_COLUMNS = ("id", "text")
 _STAGE = "manifest"
 

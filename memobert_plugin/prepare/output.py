@@ -4,17 +4,20 @@ Writes ``dict.txt``, ``{split}.bin/.idx``, ``{split}.{stream}.npy/.len`` for eac
 whose stage ran, ``{split}.meta.tsv`` (id, speaker, session, label), and updates
 ``report.tsv`` (every problem of every stage and what was done about it) and
 ``dataset.json`` (counts, dims, extractors, checksums). An utterance is dropped when it
-failed a required stage (by default only ``text``: empty transcripts); otherwise it is kept
-and a failed modality is left empty for it (0 frames), which the tasks accept.
-Files are built in the work dir and moved into the data dir together at the end.
+failed a required stage (by default only ``text``: empty transcripts) or has a label outside
+the label set; otherwise it is kept and a failed modality is left empty for it (0 frames),
+which the tasks accept. A warning (clipped or truncated media) keeps what was extracted.
+Metadata come from the current manifest entries, so editing a label, speaker or session only
+needs this step. Files are built in the work dir and moved into the data dir together at the end.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-from collections import defaultdict
-from typing import Dict, Iterable, Iterator, List, Sequence
+from collections import Counter, defaultdict
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -24,14 +27,18 @@ from ..data.utterance_meta import META_COLUMNS
 from ..data.vocabulary import BertVocabulary
 from .binarize import TextBinarizer, save_dictionary
 from .files import atomic_open, read_json, sha256_file, write_json
-from .report import Problem, clean_field, read_problems
+from .manifest import PAPER_LABELS
+from .report import ERROR, Problem, clean_field, read_problems
 from .shards import ShardPlan, StageIncomplete, stage_record
 from .text import Tokenizer, read_tokens
 
-__all__ = ["MODALITY_STAGES", "REPORT_COLUMNS", "META_COLUMNS", "write_output"]
+__all__ = ["MODALITY_STAGES", "REPORT_COLUMNS", "META_COLUMNS", "LABEL_STAGE", "write_output"]
+
+logger = logging.getLogger(__name__)
 
 #: stages whose failure an utterance may survive, and the streams they write
 MODALITY_STAGES = ("text", "acoustic", "visual")
+LABEL_STAGE = "label"
 REPORT_COLUMNS = ("split", "id", "line", "stage", "reason", "action")
 DATASET_FORMAT = "memobert-data/1"
 
@@ -85,10 +92,21 @@ def _records(plan: ShardPlan, require: Sequence[str]) -> Dict[str, dict]:
     return records
 
 
-def _action(stage: str, dropped: bool) -> str:
+def _action(problem: Problem, dropped: bool) -> str:
     if dropped:
         return "dropped"
-    return "kept with empty text" if stage == "text" else f"kept without {stage}"
+    if not problem.is_error:
+        return "kept"
+    return "kept with empty text" if problem.stage == "text" else f"kept without {problem.stage}"
+
+
+def _label_problem(utterance, labels: Optional[Sequence[str]]) -> Optional[Problem]:
+    """A problem for a label outside ``labels`` (None: any label goes; an empty label always does)."""
+    if labels is None or not utterance.label or utterance.label in labels:
+        return None
+    return Problem(utterance.id, utterance.line, LABEL_STAGE,
+                   f"label {utterance.label!r} is not one of {','.join(labels)} (--labels); map it to one of them "
+                   "in the manifest, or pass --labels with your label set (or none)", ERROR)
 
 
 def _utterances(plan: ShardPlan, records: Dict[str, dict]) -> Iterator[tuple]:
@@ -150,8 +168,12 @@ class _SplitFiles:
         return self.unknown + self.binarizer.unknown
 
 
-def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[str] = ("text",)) -> dict:
-    """Assemble the split's data files from finished stages; return its entry in dataset.json."""
+def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[str] = ("text",),
+                 labels: Optional[Sequence[str]] = PAPER_LABELS) -> dict:
+    """Assemble the split's data files from finished stages; return its entry in dataset.json.
+
+    Utterances labelled outside ``labels`` (None: no check) are dropped, each with a report row.
+    """
     require = tuple(require)
     invalid = [s for s in require if s not in MODALITY_STAGES]
     if invalid:
@@ -169,7 +191,7 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
     files = _SplitFiles(os.path.join(plan.work_dir, "output"), split, vocab, streams)
     report_path = os.path.join(files.staging, "report.rows")
     rejected = read_problems(plan.problems_path)
-    dropped, kept_without = len(rejected), defaultdict(int)
+    dropped, kept_without, bad_labels, warned = len(rejected), defaultdict(int), Counter(), Counter()
     with open(report_path, "w", encoding="utf-8") as report:
 
         def report_row(problem: Problem, action: str) -> None:
@@ -180,14 +202,23 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
             report_row(problem, "dropped")
         for utterance, pieces, frames, failed in tqdm(_utterances(plan, records), total=plan.num_entries,
                                                       desc="write", unit="utt", dynamic_ncols=True):
-            drop = any(p.stage in require for p in failed)
+            label_problem = _label_problem(utterance, labels)
+            if label_problem:
+                failed = [*failed, label_problem]
+                bad_labels[utterance.label] += 1
+            drop = label_problem is not None or any(p.stage in require and p.is_error for p in failed)
             for problem in failed:
-                report_row(problem, _action(problem.stage, drop))
-                kept_without[problem.stage] += not drop
+                report_row(problem, _action(problem, drop))
+                kept_without[problem.stage] += not drop and problem.is_error
+                warned[problem.stage] += not drop and not problem.is_error
             if drop:
                 dropped += 1
             else:
                 files.add(utterance, pieces, frames)
+    if bad_labels:
+        logger.warning("%s: %d utterances dropped for labels outside %s (--labels): %s; see report.tsv", split,
+                       sum(bad_labels.values()), ",".join(labels),
+                       ", ".join(f"{label!r} x{n}" for label, n in bad_labels.most_common()))
     names = files.move_to(out_dir)
     _merge_report(out_dir, split, report_path)
     os.remove(report_path)
@@ -198,7 +229,10 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
         "utterances": files.count,
         "dropped": dropped,
         "kept_without": {stage: n for stage, n in kept_without.items() if n},
+        "warnings": {stage: n for stage, n in warned.items() if n},
         "required": list(require),
+        "labels": None if labels is None else list(labels),
+        "bad_labels": dict(bad_labels),
         "unknown_tokens": files.unknown_pieces,
         "frames": {s: int(FeatureStore(out_dir, split, s).lengths.sum()) for s in streams},
         "extractors": {stage: r["config"] for stage, r in records.items()},

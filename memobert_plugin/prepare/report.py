@@ -3,6 +3,9 @@
 Every stage writes the problems of each shard next to its outputs; the output stage
 gathers them into ``report.tsv`` together with what was done about each one (the
 utterance dropped, or kept without that modality). Nothing is dropped silently.
+A problem is an ``error`` (the stage has no output for the utterance) or a ``warning``
+(the output is degraded but kept: audio cut short by a truncated file, media clipped at
+``--max-seconds``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from typing import Iterable, List, Sequence
 
 from .files import atomic_open
 
-__all__ = ["ItemError", "Problem", "PROBLEM_COLUMNS", "write_tsv", "write_problems", "read_problems", "clean_field"]
+__all__ = [
+    "ItemError", "Problem", "PROBLEM_COLUMNS", "ERROR", "WARNING", "write_tsv", "write_problems", "read_problems",
+    "clean_field",
+]
 
-PROBLEM_COLUMNS = ("id", "line", "stage", "reason")
+PROBLEM_COLUMNS = ("id", "line", "stage", "reason", "severity")
+ERROR, WARNING = "error", "warning"
 
 
 class ItemError(Exception):
@@ -30,6 +37,11 @@ class Problem:
     line: int
     stage: str
     reason: str
+    severity: str = ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
 
 
 def clean_field(text: str) -> str:
@@ -54,4 +66,4 @@ def read_problems(path: str) -> List[Problem]:
         rows = [line.rstrip("\n").split("\t") for line in handle]
     if not rows or tuple(rows[0]) != PROBLEM_COLUMNS:
         raise ValueError(f"{path}: not a problem list (header {PROBLEM_COLUMNS})")
-    return [Problem(r[0], int(r[1]), r[2], r[3]) for r in rows[1:]]
+    return [Problem(r[0], int(r[1]), r[2], r[3], r[4]) for r in rows[1:]]

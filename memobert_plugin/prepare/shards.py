@@ -2,14 +2,22 @@
 
 The manifest is split once into shards of ``shard_size`` utterances (``work/{split}/entries``).
 A stage processes shard after shard; each shard's outputs are renamed into place and then a
-``.done`` marker records a fingerprint of the shard's entries and of the stage's settings.
+``.done`` marker records a fingerprint of the stage's settings and of the shard's inputs: the
+entry fields the stage reads (never speaker, session or label: ``write`` takes those from the
+entries) and the identity (size, modification time) of each media file it reads.
 A killed run, started again, skips every shard whose marker matches and redoes the rest;
-changing the manifest or a setting (e.g. another checkpoint) redoes what it affects.
-Workers are processes that each load the models once and take whole shards.
+changing the manifest's inputs, a media file or a setting (e.g. another checkpoint) redoes the
+shards it affects, and a metadata-only edit redoes none. Within a redone shard, a frame stage
+copies the outputs of the utterances whose inputs did not change (the marker keeps each
+utterance's input digest), so fixing one file re-extracts one utterance.
+Workers are processes that each load the models once and take whole shards. Every process
+runs the extractors with the same number of torch threads (``threads``), and each utterance is
+computed on its own, so the output is byte-identical for any number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,17 +26,18 @@ import os
 import queue
 import sys
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from typing import Callable, ClassVar, Dict, List, Optional
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from ..data.feature_store import STORE_DTYPE, FeatureStoreWriter, NonFiniteFeatures
-from .files import atomic_open, read_json, sha256_file, write_json
-from .manifest import Utterance, manifest_columns, read_manifest
-from .report import ItemError, Problem, read_problems, write_problems
+from ..data.feature_store import STORE_DTYPE, FeatureStore, FeatureStoreWriter, NonFiniteFeatures
+from .files import atomic_open, file_identity, read_json, sha256_file, write_json
+from .manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
+from .report import WARNING, ItemError, Problem, read_problems, write_problems
 
 __all__ = [
     "DEFAULT_SHARD_SIZE", "ShardPlan", "make_plan", "disable_torchaudio", "Stage", "FrameStage", "run_stage", "stage_record", "StageIncomplete",
@@ -62,10 +71,6 @@ class ShardPlan:
     @property
     def num_entries(self) -> int:
         return sum(self.shard_sizes)
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.manifest_sha256}:{self.shard_size}"
 
     @property
     def problems_path(self) -> str:
@@ -137,6 +142,10 @@ class Stage(ABC):
     name: ClassVar[str]
     #: whether ``--workers`` applies (False where starting worker processes costs more than the work)
     parallel: ClassVar[bool] = True
+    #: the entry fields the outputs depend on (``id`` and ``line`` name the utterance in problem rows)
+    inputs: ClassVar[Tuple[str, ...]] = tuple(f.name for f in fields(Utterance) if f.name not in META_FIELDS)
+    #: the entry fields holding media paths whose files the outputs depend on
+    media: ClassVar[Tuple[str, ...]] = ()
 
     def config(self) -> dict:
         """Every setting the outputs depend on (fingerprinted for resuming; shown in dataset.json)."""
@@ -153,8 +162,13 @@ class Stage(ABC):
         """Raise before any work if the manifest lacks what the stage needs."""
 
     @abstractmethod
-    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
-        """Write the outputs of one shard under ``prefix`` (atomically); return its problems."""
+    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress,
+                  reuse: Optional[Dict[int, int]] = None) -> List[Problem]:
+        """Write the outputs of one shard under ``prefix`` (atomically); return its problems.
+
+        ``reuse`` maps an entry's index to its index in the outputs now under ``prefix``, made with the
+        same settings from the same inputs: a stage may copy those instead of recomputing them.
+        """
 
     def __getstate__(self) -> dict:
         # loaded models (underscored attributes) are not shipped to workers: each loads its own
@@ -162,7 +176,12 @@ class Stage(ABC):
 
 
 class FrameStage(Stage):
-    """A stage whose outputs are frame streams in the feature-store format."""
+    """A stage whose outputs are frame streams in the feature-store format.
+
+    :meth:`extract` reports a degraded but kept result (media cut short or clipped) with :meth:`warn`.
+    """
+
+    _warnings: Optional[List[str]] = None
 
     @property
     @abstractmethod
@@ -173,13 +192,37 @@ class FrameStage(Stage):
     def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
         """Frames per stream for one utterance; raises :class:`ItemError` when it cannot."""
 
-    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
+    def warn(self, reason: str) -> None:
+        """A report row (severity ``warning``) for the utterance being extracted; its frames are kept.
+
+        Outside :meth:`run_shard` (extract called directly, e.g. for prediction) the reason is logged.
+        """
+        if self._warnings is None:
+            logger.warning("%s: %s", self.name, reason)
+        else:
+            self._warnings.append(reason)
+
+    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress,
+                  reuse: Optional[Dict[int, int]] = None) -> List[Problem]:
         folder, shard = os.path.split(prefix)
+        reuse = reuse or {}
+        previous = {s: FeatureStore(folder, shard, s) for s in self.streams} if reuse else {}
+        previous_problems: Dict[str, List[Problem]] = defaultdict(list)
+        for problem in read_problems(prefix + ".problems.tsv") if reuse else []:
+            previous_problems[problem.id].append(problem)
+        # the new files are written under temporary names: the previous ones stay readable until close()
         writers = {s: FeatureStoreWriter(folder, shard, s, dim) for s, dim in self.streams.items()}
         problems = []
         try:
-            for utterance in entries:
+            for index, utterance in enumerate(entries):
                 item = f"{utterance.id} (manifest line {utterance.line})"
+                if index in reuse:
+                    for stream, writer in writers.items():
+                        writer.append(previous[stream][reuse[index]], item=item)
+                    problems += previous_problems[utterance.id]
+                    advance(1)
+                    continue
+                self._warnings = []
                 try:
                     frames = self.extract(utterance)
                     try:  # every stream is checked before any is appended: the stores stay row-aligned
@@ -189,6 +232,9 @@ class FrameStage(Stage):
                 except ItemError as err:
                     problems.append(Problem(utterance.id, utterance.line, self.name, str(err)))
                     frames = {s: np.zeros((0, dim), dtype=STORE_DTYPE) for s, dim in self.streams.items()}
+                else:
+                    problems += [Problem(utterance.id, utterance.line, self.name, w, WARNING) for w in self._warnings]
+                self._warnings = None
                 for stream, writer in writers.items():
                     writer.append(frames[stream], item=item)
                 advance(1)
@@ -206,26 +252,74 @@ def _settings(stage: Stage) -> str:
     return json.dumps(stage.config(), sort_keys=True)
 
 
-def _fingerprint(settings: str, plan: ShardPlan, shard: int) -> str:
-    return hashlib.sha256(f"{settings}\n{sha256_file(plan.entries_path(shard))}".encode()).hexdigest()
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _utterance_inputs(plan: ShardPlan, shard: int, inputs: Tuple[str, ...], media: Tuple[str, ...],
+                      identities: Dict[str, str]) -> List[str]:
+    """Per entry of the shard: a digest of its ``inputs`` fields and of the identity of its ``media`` files.
+
+    ``identities`` caches each path's identity for the run (one recording may serve many utterances).
+    """
+    digests = []
+    for utterance in plan.read_entries(shard):
+        cells = [str(getattr(utterance, f)) for f in inputs]
+        for path in (getattr(utterance, m) for m in media):
+            if path and path not in identities:
+                identities[path] = file_identity(path)
+            cells.append(identities.get(path, ""))
+        digests.append(_sha256("\t".join(cells)))
+    return digests
+
+
+def _all_utterance_inputs(plan: ShardPlan, inputs: Tuple[str, ...], media: Tuple[str, ...]) -> List[List[str]]:
+    identities: Dict[str, str] = {}
+    return [_utterance_inputs(plan, s, inputs, media, identities) for s in range(plan.num_shards)]
+
+
+def _shard_inputs(utterance_inputs: List[str]) -> str:
+    return _sha256("\n".join(utterance_inputs))
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    """One shard to (re)do: the fingerprint its marker will hold, and what lets it reuse unchanged utterances."""
+
+    shard: int
+    fingerprint: str
+    settings: str  # digest of the stage's settings
+    utterances: List[str]  # each entry's input digest
 
 
 def _done_path(plan: ShardPlan, stage: str, shard: int) -> str:
     return os.path.join(plan.stage_dir(stage), f"{shard:05d}.done")
 
 
-def _is_done(stage: Stage, plan: ShardPlan, shard: int, fingerprint: str) -> bool:
+def _marker(plan: ShardPlan, stage: Stage, shard: int) -> dict:
     path = _done_path(plan, stage.name, shard)
-    return os.path.isfile(path) and read_json(path).get("fingerprint") == fingerprint
+    return read_json(path) if os.path.isfile(path) else {}
 
 
-def _run_one(stage: Stage, plan: ShardPlan, shard: int, fingerprint: str, advance: Progress) -> int:
-    """Run one shard and mark it done with ``fingerprint`` (taken before the run, as :func:`run_stage` checked it)."""
-    prefix = os.path.join(plan.stage_dir(stage.name), f"{shard:05d}")
-    problems = stage.run_shard(plan.read_entries(shard), prefix, advance)
+def _run_one(stage: Stage, plan: ShardPlan, job: _ShardJob, advance: Progress) -> int:
+    """Run one shard and mark it done (with the fingerprint taken before the run, as :func:`run_stage` checked it).
+
+    The utterances whose inputs the previous marker lists, under the same settings, are passed on for reuse.
+    The marker goes first: a run killed part-way leaves outputs that no marker describes, and none are reused.
+    """
+    path = _done_path(plan, stage.name, job.shard)
+    previous = _marker(plan, stage, job.shard)
+    if previous:
+        os.remove(path)
+    reuse = {}
+    if previous.get("settings") == job.settings:
+        where = {digest: index for index, digest in enumerate(previous.get("utterances", []))}
+        reuse = {index: where[digest] for index, digest in enumerate(job.utterances) if digest in where}
+    prefix = os.path.join(plan.stage_dir(stage.name), f"{job.shard:05d}")
+    problems = stage.run_shard(plan.read_entries(job.shard), prefix, advance, reuse)
     write_problems(prefix + ".problems.tsv", problems)
-    write_json(_done_path(plan, stage.name, shard), {"fingerprint": fingerprint})
-    return shard
+    write_json(path, {"fingerprint": job.fingerprint, "settings": job.settings, "utterances": job.utterances})
+    return job.shard
 
 
 # --- worker processes -------------------------------------------------------------------
@@ -242,28 +336,50 @@ def disable_torchaudio() -> None:
     sys.modules.setdefault("torchaudio", None)
 
 
-def _init_worker(stage: Stage, progress: multiprocessing.Queue, threads: int) -> None:
+def _set_threads(threads: int) -> int:
+    """Give torch and OpenCV (when a stage loaded it) ``threads`` threads in this process; return torch's old count.
+
+    Float results depend on the thread count (reductions are split differently), so every process
+    that extracts uses the same count, whatever the number of workers.
+    """
     import torch
 
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+    return previous
+
+
+@contextlib.contextmanager
+def _extractor_threads(threads: int) -> Iterator[None]:
+    previous = _set_threads(threads)
+    try:
+        yield
+    finally:
+        _set_threads(previous)
+
+
+def _init_worker(stage: Stage, progress: multiprocessing.Queue, threads: int) -> None:
     global _worker_stage, _worker_progress
     disable_torchaudio()
-    torch.set_num_threads(threads)  # workers share the cores instead of each taking all of them
     stage.setup()
+    _set_threads(threads)
     _worker_stage, _worker_progress = stage, progress
 
 
-def _worker_run(plan: ShardPlan, shard: int, fingerprint: str) -> int:
-    return _run_one(_worker_stage, plan, shard, fingerprint, _worker_progress.put)
+def _worker_run(plan: ShardPlan, job: _ShardJob) -> int:
+    return _run_one(_worker_stage, plan, job, _worker_progress.put)
 
 
-def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: int, bar: tqdm) -> None:
-    """Run the shards of ``todo`` (shard -> fingerprint) in ``workers`` processes."""
+def _run_parallel(stage: Stage, plan: ShardPlan, todo: List[_ShardJob], workers: int, threads: int,
+                  bar: tqdm) -> None:
+    """Run the shards of ``todo`` in ``workers`` processes of ``threads`` threads."""
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools in a bad state
     progress = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(stage, progress, threads)) as pool:
-        pending = {pool.submit(_worker_run, plan, shard, fingerprint) for shard, fingerprint in todo.items()}
+        pending = {pool.submit(_worker_run, plan, job) for job in todo}
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -279,8 +395,13 @@ def _run_parallel(stage: Stage, plan: ShardPlan, todo: Dict[int, str], workers: 
             raise
 
 
-def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
-    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`)."""
+def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1) -> dict:
+    """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`).
+
+    ``workers`` processes (or this one) each run the extractors with ``threads`` torch threads.
+    """
+    if workers < 1 or threads < 1:
+        raise ValueError(f"workers and threads must be >= 1, got {workers} and {threads}")
     stage.check_plan(plan)
     folder = plan.stage_dir(stage.name)
     os.makedirs(folder, exist_ok=True)
@@ -291,21 +412,29 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1) -> dict:
     streams = dict(getattr(stage, "streams", {}))
     # the settings and each shard's fingerprint are computed once here, never in the workers: config() may
     # hash a large checkpoint, and workers receive the stage without its cached checksum (see __getstate__)
-    settings = _settings(stage)
-    fingerprints = {s: _fingerprint(settings, plan, s) for s in range(plan.num_shards)}
-    todo = {s: f for s, f in fingerprints.items() if not _is_done(stage, plan, s, f)}
+    # the extractors' float results depend on the thread count (not on the workers)
+    settings = _sha256(_settings(stage) + (f"\nthreads={threads}" if stage.parallel else ""))
+    utterance_inputs = _all_utterance_inputs(plan, stage.inputs, stage.media)
+    shard_inputs = [_shard_inputs(digests) for digests in utterance_inputs]
+    jobs = [_ShardJob(s, _sha256(f"{settings}\n{shard_inputs[s]}"), settings, utterance_inputs[s])
+            for s in range(plan.num_shards)]
+    todo = [job for job in jobs if _marker(plan, stage, job.shard).get("fingerprint") != job.fingerprint]
     skipped = plan.num_shards - len(todo)
     if skipped:
         logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, plan.num_shards)
-    total = sum(plan.shard_sizes[s] for s in todo)
+    total = sum(plan.shard_sizes[job.shard] for job in todo)
     with tqdm(total=total, desc=f"{stage.name}", unit="utt", dynamic_ncols=True) as bar:
         if stage.parallel and workers > 1 and len(todo) > 1:
-            _run_parallel(stage, plan, todo, min(workers, len(todo)), bar)
-        else:
-            for shard, fingerprint in todo.items():
-                _run_one(stage, plan, shard, fingerprint, bar.update)
+            _run_parallel(stage, plan, todo, min(workers, len(todo)), threads, bar)
+        elif todo:
+            with _extractor_threads(threads) if stage.parallel else contextlib.nullcontext():
+                for job in todo:
+                    _run_one(stage, plan, job, bar.update)
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
-    record = {"plan": plan.fingerprint, "config": stage.summary(), "streams": streams, "problems": problems}
+    inputs = {"fields": list(stage.inputs), "media": list(stage.media), "shards": shard_inputs}
+    record = {"inputs": inputs, "config": stage.summary(), "streams": streams, "problems": problems}
+    if stage.parallel:
+        record["threads"] = threads
     write_json(complete, record)
     return record
 
@@ -321,7 +450,17 @@ def stage_record(plan: ShardPlan, stage: str) -> Optional[dict]:
         raise StageIncomplete(f"the {stage} stage did not finish for {plan.manifest}: run it again (it resumes), "
                               + leave_out)
     record = read_json(complete)
-    if record["plan"] != plan.fingerprint:
-        raise StageIncomplete(f"the {stage} stage ran on another version of {plan.manifest} (or another shard "
-                              f"size): run it again, " + leave_out)
+    inputs = record.get("inputs")
+    if inputs is None:
+        raise StageIncomplete(f"the {stage} stage's outputs for {plan.manifest} were made by an older memobert that "
+                              "did not record its media files: run it again, " + leave_out)
+    now = [_shard_inputs(d) for d in _all_utterance_inputs(plan, tuple(inputs["fields"]), tuple(inputs["media"]))]
+    if now != inputs["shards"]:
+        changed = [s for s in range(len(now)) if s >= len(inputs["shards"]) or now[s] != inputs["shards"][s]]
+        what = ("the shard size changed" if len(now) != len(inputs["shards"]) else
+                f"{len(changed)} of {len(now)} shards changed (first: {changed[0]:05d})")
+        raise StageIncomplete(
+            f"the {stage} stage's inputs changed since it ran on {plan.manifest} ({what}: manifest fields "
+            f"{', '.join(inputs['fields'])} or the {' and '.join(inputs['media']) or 'media'} files): run it "
+            f"again (only the changed shards are redone), " + leave_out)
     return record

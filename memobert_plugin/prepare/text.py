@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from ..data.vocabulary import SPECIAL_TOKENS, BertVocabulary
 from .files import atomic_open, sha256_file
@@ -97,6 +97,7 @@ class TextStage(Stage):
 
     name = "text"
     parallel = False  # tokenising a shard takes milliseconds; a worker takes seconds to start
+    inputs = ("id", "line", "text")
 
     def __init__(self, kind: str, path: str):
         self.kind, self.path = kind, os.path.abspath(path)
@@ -117,8 +118,9 @@ class TextStage(Stage):
         self.setup()
         return self._tokenizer
 
-    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress) -> List[Problem]:
-        problems = []
+    def run_shard(self, entries: List[Utterance], prefix: str, advance: Progress,
+                  reuse: Optional[Dict[int, int]] = None) -> List[Problem]:
+        problems = []  # tokenising is cheap: nothing is reused
         with atomic_open(prefix + ".tokens") as handle:
             for utterance in entries:
                 pieces = self.tokenizer.tokenize(utterance.text)

@@ -13,24 +13,25 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .active_speaker import choose_speaker, voice_activity
-from .audio import read_audio
+from .active_speaker import choose_speaker
+from .audio import Warn, read_audio
 from .faces import HaarFaceDetector, read_face_folder, track_faces, video_frames
 from .fer_model import FerModel, load_fer_model
 from .files import sha256_file
 from .manifest import Utterance
 from .report import ItemError
 from .shards import FrameStage, ShardPlan
+from .voice_activity import VoiceActivity, load_voice_activity, resolve_vad
 
 __all__ = ["speaker_faces", "VisualStage"]
 
 
 def speaker_faces(utterance: Utterance, detector: HaarFaceDetector, fps: float,
-                  max_seconds: Optional[float]) -> np.ndarray:
+                  max_seconds: Optional[float], vad: VoiceActivity, warn: Optional[Warn] = None) -> np.ndarray:
     """``[N, 48, 48]`` grey crops of the active speaker's face in the utterance's video span."""
     per_frame, times = [], []
     for index, (time, gray) in enumerate(video_frames(utterance.video, utterance.start, utterance.end, fps,
-                                                      max_seconds)):
+                                                      max_seconds, warn)):
         per_frame.append(detector.detect(gray, index))
         times.append(time)
     if not per_frame:
@@ -41,7 +42,7 @@ def speaker_faces(utterance: Utterance, detector: HaarFaceDetector, fps: float,
     if utterance.audio:
         try:
             wave = read_audio(utterance.audio, utterance.start, utterance.end, max_seconds)
-            voiced = voice_activity(wave, np.asarray(times), fps)
+            voiced = vad.voiced(wave, np.asarray(times), window=1.0 / fps)
         except ItemError:
             pass  # the acoustic stage reports the audio; the largest face is taken instead
     speaker = choose_speaker(track_faces(per_frame), voiced)
@@ -54,12 +55,16 @@ class VisualStage(FrameStage):
     """Writes the ``visual`` (DenseNet features) and ``visual_fer`` (class probabilities) streams."""
 
     name = "visual"
+    inputs = ("id", "line", "video", "audio", "start", "end")
+    media = ("video", "audio")  # the audio decides the active speaker
 
-    def __init__(self, fer_checkpoint: str, fps: float = 10.0, max_seconds: float = 10.0, device: str = "cpu"):
+    def __init__(self, fer_checkpoint: str, fps: float = 10.0, max_seconds: float = 10.0, device: str = "cpu",
+                 vad: str = "auto"):
         if fps <= 0 or max_seconds <= 0:
             raise ValueError(f"fps and max_seconds must be > 0, got {fps} and {max_seconds}")
         self.fer_checkpoint, self.fps = os.path.abspath(fer_checkpoint), fps
-        self.max_seconds, self.device = max_seconds, device
+        self.max_seconds, self.device, self.vad = max_seconds, device, resolve_vad(vad)
+        self._vad: Optional[VoiceActivity] = None
         self._model: Optional[FerModel] = None
         self._detector: Optional[HaarFaceDetector] = None
         self._checksum: Optional[str] = None
@@ -68,6 +73,7 @@ class VisualStage(FrameStage):
         if self._model is None:
             self._model = load_fer_model(self.fer_checkpoint, self.device)
             self._detector = HaarFaceDetector()
+            self._vad = load_voice_activity(self.vad)
 
     def check_plan(self, plan: ShardPlan) -> None:
         plan.require_column("video", self.name)
@@ -76,7 +82,8 @@ class VisualStage(FrameStage):
         if self._checksum is None:
             self._checksum = sha256_file(self.fer_checkpoint)
         return {"extractor": "densenet_fer", "face_detector": "opencv_haar_frontalface_default",
-                "active_speaker": "mouth_motion_vs_voice_activity", "checkpoint": self.fer_checkpoint,
+                "active_speaker": "mouth_motion_vs_voice_activity", "voice_activity": self.vad,
+                "checkpoint": self.fer_checkpoint,
                 "sha256": self._checksum, "fps": self.fps, "max_seconds": self.max_seconds}
 
     def summary(self) -> dict:
@@ -95,6 +102,6 @@ class VisualStage(FrameStage):
         if os.path.isdir(utterance.video):
             faces = read_face_folder(utterance.video)
         else:
-            faces = speaker_faces(utterance, self._detector, self.fps, self.max_seconds)
+            faces = speaker_faces(utterance, self._detector, self.fps, self.max_seconds, self._vad, self.warn)
         features, probs = self._model(faces)
         return {"visual": features, "visual_fer": probs}
