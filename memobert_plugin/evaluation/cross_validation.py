@@ -80,11 +80,16 @@ class FoldJob:
             return self.lr
         return 5e-5 if self.train_fraction >= 1.0 else 3e-5
 
+    @property
+    def subset_seed(self) -> int:
+        """Seed of the low-resource training subset: the run's own, or 1 for every seed."""
+        return 1 if self.same_subset_for_all_seeds else self.seed
+
     def task_args(self) -> List[str]:
         init, head = SETTINGS[self.setting]
         args = [self.data, "--user-dir", PLUGIN_DIR, "--task", "memobert_emotion", "--fold", str(self.fold),
                 "--emotion-head", head, "--train-fraction", str(self.train_fraction),
-                "--train-fraction-seed", str(1 if self.same_subset_for_all_seeds else self.seed)]
+                "--train-fraction-seed", str(self.subset_seed)]
         if init != "none":
             if not self.init_path:
                 raise ValueError(f"setting {self.setting} needs a {'BERT directory' if init == 'bert' else 'pretrained checkpoint'}")
@@ -96,8 +101,7 @@ class FoldJob:
         meta = read_meta(os.path.join(self.data, f"{MemobertEmotionConfig.corpus_split}.meta.tsv"))
         train = fold_split(meta, self.fold).train
         if self.train_fraction < 1:
-            seed = 1 if self.same_subset_for_all_seeds else self.seed
-            train = stratified_subset(train, [row.label for row in meta], self.train_fraction, seed)
+            train = stratified_subset(train, [row.label for row in meta], self.train_fraction, self.subset_seed)
         return -(-len(train) // self.batch_size) * self.max_epoch
 
     def schedule_args(self) -> List[str]:
