@@ -40,20 +40,28 @@ ABLATIONS: Dict[str, str] = {
 }
 
 
-def run_quickstart(out: str, seed: int, **knobs: str) -> Dict:
-    """Run the quickstart into ``out`` with environment ``knobs``; its UAR per (setting, fraction) and its cost."""
-    env = dict(os.environ, OUT=out, SEED=str(seed), **knobs)
-    os.makedirs(out, exist_ok=True)
-    start, before = time.monotonic(), os.times()
-    with open(os.path.join(out, "run.log"), "w", encoding="utf-8") as log:
-        proc = subprocess.run(["bash", QUICKSTART], env=env, stdout=log, stderr=subprocess.STDOUT)
-    after = os.times()
-    if proc.returncode != 0:
-        raise SystemExit(f"{QUICKSTART} failed (exit {proc.returncode}); see {os.path.join(out, 'run.log')}")
+def run_quickstart(out: str, seed: int, collect_only: bool = False, **knobs: str) -> Dict:
+    """Run the quickstart into ``out`` with environment ``knobs`` (or only read its results); its UAR per
+    (setting, fraction) and its cost."""
+    cost = {"wall_s": None, "cpu_s": None}
+    if not collect_only:
+        env = dict(os.environ, OUT=out, SEED=str(seed), **knobs)
+        os.makedirs(out, exist_ok=True)
+        start, before = time.monotonic(), os.times()
+        with open(os.path.join(out, "run.log"), "w", encoding="utf-8") as log:
+            proc = subprocess.run(["bash", QUICKSTART], env=env, stdout=log, stderr=subprocess.STDOUT)
+        after = os.times()
+        if proc.returncode != 0:
+            raise SystemExit(f"{QUICKSTART} failed (exit {proc.returncode}); see {os.path.join(out, 'run.log')}")
+        cost = {"wall_s": time.monotonic() - start,
+                "cpu_s": (after.children_user - before.children_user) + (after.children_system - before.children_system)}
     with open(os.path.join(out, "cv", "results.csv"), newline="", encoding="utf-8") as handle:
         uar = {f"{row['setting']}@{float(row['train_fraction']):g}": float(row["uar_mean"]) for row in csv.DictReader(handle)}
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return {"uar": uar, "wall_s": time.monotonic() - start, "cpu_s": cpu}
+    return {"uar": uar, **cost}
+
+
+def _seconds(value) -> str:
+    return f"{value:.0f}" if value is not None else "-"
 
 
 def _pct(value) -> str:
@@ -75,8 +83,8 @@ def summarise(runs: Dict[str, Dict[int, Dict]], seeds: List[int]) -> Dict:
         "ablations": {name: {"zero_shot": avg(f"ablation {name}", "pretrain_prompt@0"),
                              "full": avg(f"ablation {name}", "pretrain_prompt@1")}
                       for name in ABLATIONS if f"ablation {name}" in runs},
-        "wall_s": sum(r["wall_s"] for kind in runs.values() for r in kind.values()),
-        "cpu_s": sum(r["cpu_s"] for kind in runs.values() for r in kind.values()),
+        "wall_s": sum(r["wall_s"] or 0 for kind in runs.values() for r in kind.values()),
+        "cpu_s": sum(r["cpu_s"] or 0 for kind in runs.values() for r in kind.values()),
     }
     return summary
 
@@ -96,7 +104,7 @@ def report(summary: Dict, runs: Dict[str, Dict[int, Dict]]) -> str:
         lines += [f"| {name} | {_pct(row['zero_shot'])} | {_pct(row['full'])} |" for name, row in summary["ablations"].items()]
     lines += ["", "| run | seed | wall s | CPU s (user+sys) |", "|---|---|---|---|"]
     for kind, by_seed in runs.items():
-        lines += [f"| {kind} | {seed} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} |" for seed, r in by_seed.items()]
+        lines += [f"| {kind} | {seed} | {_seconds(r['wall_s'])} | {_seconds(r['cpu_s'])} |" for seed, r in by_seed.items()]
     lines.append(f"| all | | {summary['wall_s']:.0f} | {summary['cpu_s']:.0f} |")
     return "\n".join(lines)
 
@@ -106,14 +114,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="working directory (a rerun reuses its finished folds)")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--ablations", action="store_true", help="also Table 3's ablations, on the first seed")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="run nothing: summarise the runs already in --out (e.g. seeds run as separate processes)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     runs: Dict[str, Dict[int, Dict]] = {"main": {}, "control": {}}
     for seed in seeds:
         base = os.path.join(args.out, f"seed{seed}")
-        runs["main"][seed] = run_quickstart(os.path.join(base, "main"), seed, FRACTIONS=f"0,{SMALL:g},{FULL:g}")
-        runs["control"][seed] = run_quickstart(os.path.join(base, "control"), seed, WORLD_ARGS="--shuffle-links",
-                                               SETTINGS="pretrain_prompt", FRACTIONS="0")
+        runs["main"][seed] = run_quickstart(os.path.join(base, "main"), seed, args.collect_only,
+                                            FRACTIONS=f"0,{SMALL:g},{FULL:g}")
+        runs["control"][seed] = run_quickstart(os.path.join(base, "control"), seed, args.collect_only,
+                                               WORLD_ARGS="--shuffle-links", SETTINGS="pretrain_prompt", FRACTIONS="0")
         print(f"seed {seed}: {runs['main'][seed]['uar']}, control {runs['control'][seed]['uar']}", flush=True)
     if args.ablations:
         seed = seeds[0]
@@ -123,7 +134,7 @@ def main(argv=None) -> None:
             if not options:  # the full model: its prompt folds are the main run's
                 runs[f"ablation {name}"] = {seed: runs["main"][seed]}
                 continue
-            runs[f"ablation {name}"] = {seed: run_quickstart(out, seed, WORLD=world, PRETRAIN_ARGS=options,
+            runs[f"ablation {name}"] = {seed: run_quickstart(out, seed, args.collect_only, WORLD=world, PRETRAIN_ARGS=options,
                                                              SETTINGS="pretrain_prompt", FRACTIONS=f"0,{FULL:g}")}
             print(f"ablation {name}: {runs[f'ablation {name}'][seed]['uar']}", flush=True)
     summary = summarise(runs, seeds)

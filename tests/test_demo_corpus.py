@@ -77,6 +77,7 @@ def test_pretraining_texts_say_the_label_words_in_prompt_like_contexts(worlds):
         assert sum(s.endswith(f"i am {label} .") for s in sentences) > 10, label
     # synonyms split into word pieces, for whole-word masking to keep whole
     assert any("cheer ##ful" in s for s in sentences) and any("heart ##broken" in s for s in sentences)
+    assert not any("[UNK]" in s for s in sentences)  # every word of the world is in its vocabulary
 
 
 def test_emotion_words_go_with_the_face_and_not_in_the_control(worlds):

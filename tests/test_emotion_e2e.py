@@ -49,7 +49,7 @@ def sweep(demo_corpus, pretrained, tmp_path_factory):
     run_cli([sys.executable, "-m", "memobert_plugin.evaluation.cli", "run", "--out", out,
              "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", ",".join(SETTINGS),
              "--pretrained", pretrained, "--folds", "2", "--seeds", "1", "--arch", "memobert_tiny", "--lr", "1e-3",
-             "--max-epoch", "2", "--batch-size", "16", "--keep-checkpoints", "--fractions", "0,1"])
+             "--max-epoch", "2", "--batch-size", "16", "--keep-checkpoints", "--fractions", "0,1"], timeout=1800)
     return out
 
 

@@ -79,7 +79,7 @@ _VERBS = ["saw", "talked about", "remember", "went to", "thought about", "finish
 _NOUNS = ["the meeting", "the dinner", "the weather", "the train", "the letter", "the movie", "the party", "the exam"]
 _TIMES = ["today", "yesterday", "last night", "this morning", "again", "at last"]
 # word pieces: stems and suffixes, so several emotion words are two pieces (exercises whole-word masking)
-_PIECES = ["##ed", "##ful", "##ly", "##y", "##able", "##broken", "##less", "##happy",
+_PIECES = ["##d", "##ed", "##ful", "##ly", "##y", "##able", "##broken", "##less", "##happy",
            "annoy", "outrage", "hate", "cheer", "delight", "wonder", "excite", "gloom", "miser", "lone",
            "heart", "hope", "un"]
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"[unused{i}]" for i in range(5)]
