@@ -16,6 +16,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["memobert_plugin", "memobert_plugin.*"]),
+    package_data={"memobert_plugin.cluster": ["config/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
@@ -26,13 +27,14 @@ setup(
         "omegaconf",
         "sentencepiece",
         "soundfile",
-        "submitit",
         "safetensors",
         "matplotlib",
     ],
     extras_require={
         # reference implementations, used only to check ours in the tests
-        "test": ["pytest", "transformers", "scikit-learn", "scikit-image"],
+        "test": ["pytest", "transformers", "scikit-learn", "scikit-image", "submitit"],
+        # the cluster launchers (memobert-launch, memobert_plugin.cluster), imported only there
+        "slurm": ["submitit"],
         # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades;
         # silero-vad and opensmile ship their models (voice activity; eGeMAPS features without a wav2vec 2.0 checkpoint)
         "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers", "silero-vad", "opensmile"],
@@ -44,6 +46,8 @@ setup(
             "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.inference:main",
+            "memobert-bundle = memobert_plugin.bundle:main",
+            "memobert-launch = memobert_plugin.cluster.launch:main",
         ],
     },
 )

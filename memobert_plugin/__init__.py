@@ -2,14 +2,19 @@
 
 Importing the package registers its tasks, criterions, optimizer, model architectures and
 pretraining objectives with fairseq, the weights-only loading allowlist for
-fairseq checkpoints, and atomic copies of checkpoint files.
+fairseq checkpoints and the check of every checkpoint fairseq loads, atomic checkpoint
+writes, and fairseq-train's guards (a finished run does no update; one run per save dir).
 """
 
 from .atomic_checkpoints import make_checkpoint_copies_atomic
+from .checkpoint_policy import guard_fairseq_checkpoint_loading
+from .run_guards import install_run_guards
 from .safe_loading import register_safe_globals
 
 register_safe_globals()
 make_checkpoint_copies_atomic()
+guard_fairseq_checkpoint_loading()
+install_run_guards()
 
 from . import criterions, models, objectives, optim, tasks  # noqa: E402  (registration order: objectives before tasks)
 

@@ -1,7 +1,15 @@
-"""Emotion prediction from a ``memobert_emotion`` checkpoint: a Python API and ``memobert-predict``.
+"""Emotion prediction from a ``memobert_emotion`` checkpoint or bundle: a Python API and ``memobert-predict``.
 
-    from memobert_plugin.inference import EmotionPredictor, Utterance
-    predictor = EmotionPredictor("cv/.../checkpoint_best.pt")
+From media, with the extractors and settings the model's training data was prepared with
+(``memobert-prepare``'s own stages, checked against the bundle's checksums)::
+
+    from memobert_plugin.inference import EmotionPredictor, media_entry
+    predictor = EmotionPredictor("model.bundle")            # see memobert_plugin.bundle
+    entries = [media_entry("u1", text="i am so glad", audio="u1.wav", video="u1.mp4")]
+    probs = predictor.predict_proba(predictor.extract(entries))
+
+From features extracted elsewhere::
+
     probs = predictor.predict_proba([Utterance(text="i am so glad", acoustic=np.load("u1.npy"))])
 
 Any modality may be missing (no text, no faces, no voice). Frames longer than the
@@ -9,25 +17,33 @@ checkpoint's limits are truncated, as in training.
 """
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import os
 import pickle
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import MissingMandatoryValue, OmegaConf
+from tqdm import tqdm
 
+from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
+
+from .data.feature_store import STORE_DTYPE
 from .data.multimodal_dataset import FrameLimits, collate_utterances
 from .data.vocabulary import BertVocabulary
+from .checkpoint_policy import load_memobert_checkpoint
 from .models.memobert import MemobertConfig, MemobertModel
-from .safe_loading import load_checkpoint_weights_only
+from .models.pretrained import load_checkpoint_weights
+from .prepare.files import atomic_open
 from .tasks.emotion_readout import EmotionReadout
+from .tasks.memobert_emotion import MemobertEmotionConfig
 
-__all__ = ["Utterance", "EmotionPredictor", "main"]
+__all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
 
 
 @dataclass
@@ -36,27 +52,57 @@ class Utterance:
     visual: Optional[np.ndarray] = None  # [frames, face feature dim]
     acoustic: Optional[np.ndarray] = None  # [frames, speech feature dim]
     id: str = ""
+    tokens: Optional[List[int]] = None  # the text's vocabulary ids when already tokenised (used instead of text)
+    problems: List[str] = dataclasses.field(default_factory=list)  # why a modality is missing
+
+
+def media_entry(id: str, text: str = "", audio: str = "", video: str = "", start: Optional[float] = None,
+                end: Optional[float] = None):
+    """One utterance's media, as a row of a preparation manifest (paths as given)."""
+    from .prepare.manifest import Utterance as ManifestUtterance
+
+    return ManifestUtterance(id=id, text=text, audio=audio, video=video, start=start, end=end)
+
+
+def _typed(default, options: dict):
+    """``options`` over a config dataclass's defaults, type-checked; fields it does not have are left out."""
+    names = {f.name for f in dataclasses.fields(default)}
+    return OmegaConf.merge(OmegaConf.structured(default), {k: v for k, v in options.items() if k in names})
 
 
 class EmotionPredictor:
-    """Loads the checkpoint (weights-only) and scores utterances with its head."""
+    """Loads the checkpoint (weights-only) or bundle and scores utterances with its head.
 
-    def __init__(self, checkpoint: str, vocab_path: Optional[str] = None, device: str = "cpu"):
-        state = load_checkpoint_weights_only(checkpoint)
-        cfg = state.get("cfg") or {}
-        task_cfg = OmegaConf.create(cfg.get("task") or {})
-        if task_cfg.get("_name") != "memobert_emotion":
-            raise ValueError(f"{checkpoint}: a {task_cfg.get('_name')!r} checkpoint; prediction needs a memobert_emotion one")
-        vocab_path = vocab_path or os.path.join(task_cfg.data, "dict.txt")
+    ``extractors``: the training data's extractor settings (default: the bundle's, or the
+    ``dataset.json`` of the checkpoint's data dir); ``checkpoints`` replaces the recorded path of a
+    stage's extractor model (``{"acoustic": wav2vec2, "visual": fer}``), which must have the recorded checksum.
+    """
+
+    def __init__(self, checkpoint: str, vocab_path: Optional[str] = None, device: str = "cpu",
+                 extractors: Optional[ExtractorSettings] = None, checkpoints: Optional[Dict[str, str]] = None):
+        if is_bundle(checkpoint):
+            extractors = extractors or ExtractorSettings.from_bundle(checkpoint)
+            vocab_path = vocab_path or os.path.join(checkpoint, DICT_FILE)
+            checkpoint = os.path.join(checkpoint, MODEL_FILE)
+        state = load_memobert_checkpoint(checkpoint, task="memobert_emotion")
+        cfg = state["cfg"]
+        try:  # the config is only data: check its types before anything is built from it
+            task_cfg = _typed(MemobertEmotionConfig(seed=0), cfg["task"])
+            model_cfg = OmegaConf.to_object(_typed(MemobertConfig(), cfg["model"]))
+            data = task_cfg.data
+        except (ValueError, KeyError, TypeError, AttributeError, MissingMandatoryValue) as err:
+            raise ValueError(f"{checkpoint}: its config is not a memobert_emotion one ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0]})") from None
+        self._extractors, self._data_dir = extractors, data
+        self._checkpoints, self._stages, self._tokenizer = dict(checkpoints or {}), None, None
+        vocab_path = vocab_path or os.path.join(data, "dict.txt")
         if not os.path.isfile(vocab_path):
             raise FileNotFoundError(f"{vocab_path}: the checkpoint's dictionary is not there; pass --vocab")
         self.vocab = BertVocabulary.load(vocab_path)
         self.readout = EmotionReadout(task_cfg, self.vocab)
-        names = {f.name for f in dataclasses.fields(MemobertConfig)}
-        model_cfg = MemobertConfig(**{k: v for k, v in cfg["model"].items() if k in names})
         self.model = MemobertModel(model_cfg, len(self.vocab), self.vocab.pad())
         self.readout.add_heads(self.model)
-        self.model.load_state_dict(state["model"])
+        load_checkpoint_weights(self.model, state["model"], checkpoint, strict=True)
         self.model.to(device).eval()
         self.device = device
         self.text_format = self.readout.text_format()
@@ -67,8 +113,62 @@ class EmotionPredictor:
     def class_names(self) -> List[str]:
         return self.readout.class_names
 
+    @property
+    def extractors(self) -> ExtractorSettings:
+        if self._extractors is None:
+            if not self._data_dir:
+                raise ValueError("the checkpoint names no data dir: give a bundle, or the data dir (--data)")
+            self._extractors = ExtractorSettings.from_data_dir(self._data_dir)
+        return self._extractors
+
+    def _media_stages(self) -> dict:
+        """The training data's extractor stages, checked against the record and loaded once."""
+        if self._stages is None:
+            unknown = sorted(set(self._checkpoints) - set(self.extractors.media_stages))
+            if unknown:
+                raise ValueError(f"the model's data has no {' or '.join(unknown)} features, so no extractor "
+                                 f"for them is needed")
+            stages = {name: self.extractors.stage(name, self._checkpoints.get(name), self.device)
+                      for name in self.extractors.media_stages}
+            for stage in stages.values():
+                stage.setup()
+            self._tokenizer = self.extractors.tokenizer()
+            self._stages = stages
+        return self._stages
+
+    def extract(self, entries: Sequence, progress: bool = False) -> List[Utterance]:
+        """Features of preparation-manifest entries (:func:`media_entry`), from ``memobert-prepare``'s stages.
+
+        A modality that cannot be extracted (no face found, unreadable audio) is left empty and
+        named in the utterance's ``problems``, as ``memobert-prepare`` leaves it out of the data.
+        """
+        from .prepare.report import ItemError
+
+        stages = self._media_stages()
+        entries = list(entries)
+        out = []
+        with contextlib.ExitStack() as batches:
+            for stage in stages.values():  # stages that batch (wav2vec 2.0) read ahead through the entries
+                if hasattr(stage, "batching"):
+                    batches.enter_context(stage.batching([e for e in entries if e.audio]))
+            for entry in tqdm(entries, desc="extract", unit="utt", disable=not progress, file=sys.stderr):
+                utt = Utterance(text=entry.text, id=entry.id,
+                                tokens=[self.vocab.index(p) for p in self._tokenizer.tokenize(entry.text)])
+                for name, stage in stages.items():
+                    if not getattr(entry, "audio" if name == "acoustic" else "video"):
+                        continue
+                    try:
+                        frames = stage.extract(entry)
+                    except ItemError as err:
+                        utt.problems.append(f"{name}: {err}")
+                        continue
+                    setattr(utt, name, frames[name].astype(STORE_DTYPE))  # what training read: the stored precision
+                out.append(utt)
+        return out
+
     def _item(self, index: int, utt: Utterance) -> dict:
-        item = {"id": index, "text": self.text_format.build(np.asarray(self.readout.encode(utt.text), dtype=np.int64))}
+        tokens = self.readout.encode(utt.text) if utt.tokens is None else utt.tokens
+        item = {"id": index, "text": self.text_format.build(np.asarray(tokens, dtype=np.int64))}
         for stream in ("visual", "acoustic"):
             frames = getattr(utt, stream)
             frames = np.zeros((0, self.dims[stream]), np.float32) if frames is None else np.asarray(frames, np.float32)
@@ -115,28 +215,75 @@ def _read_inputs(path: str) -> List[Utterance]:
     return utterances
 
 
+def _read_media(args: argparse.Namespace) -> list:
+    """The utterances to extract: the --manifest's rows, or the one utterance of --audio/--video/--text."""
+    from .prepare.manifest import read_manifest
+    from .prepare.report import Problem
+
+    if not args.manifest:
+        return [media_entry(args.id, args.text or "", os.path.abspath(args.audio) if args.audio else "",
+                            os.path.abspath(args.video) if args.video else "", args.start, args.end)]
+    entries = list(read_manifest(args.manifest))
+    bad = [e for e in entries if isinstance(e, Problem)]
+    if bad:
+        raise ValueError("; ".join(f"{args.manifest}:{p.line}: {p.id}: {p.reason}" for p in bad[:5])
+                         + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "") + ": fix these rows")
+    return entries
+
+
 def main(argv=None) -> None:
-    """``memobert-predict``: class probabilities for the utterances of a TSV (id, text, visual, acoustic)."""
+    """``memobert-predict``: class probabilities for utterances given as media (a preparation manifest, or
+    --audio/--video/--text) or as feature files (--input)."""
     parser = argparse.ArgumentParser(prog="memobert-predict", description=main.__doc__)
-    parser.add_argument("--checkpoint", required=True, help="a memobert_emotion checkpoint")
-    parser.add_argument("--input", required=True, help="TSV with columns id, text, visual, acoustic (.npy paths; may be empty)")
-    parser.add_argument("--vocab", default=None, help="dict.txt/vocab.txt (default: the checkpoint's data dir)")
+    parser.add_argument("--checkpoint", "--model", dest="checkpoint", required=True,
+                        help="a memobert_emotion checkpoint, or a bundle folder written by memobert-bundle")
+    inputs = parser.add_mutually_exclusive_group()
+    inputs.add_argument("--manifest", help="a memobert-prepare manifest (id, text, and any of audio, video, start, "
+                                           "end); features are extracted as for the model's training data")
+    inputs.add_argument("--input", help="TSV with columns id, text, visual, acoustic (.npy paths; may be empty)")
+    parser.add_argument("--audio", help="one utterance's audio file (with --video, --text, --start, --end)")
+    parser.add_argument("--video", help="one utterance's video file or face-crop folder (with --audio, --text)")
+    parser.add_argument("--text", help="the utterance's transcript (with --audio/--video, or alone)")
+    parser.add_argument("--start", type=float, help="seconds into --audio/--video where the utterance starts")
+    parser.add_argument("--end", type=float, help="seconds into --audio/--video where the utterance ends")
+    parser.add_argument("--id", default="input", help="the single utterance's id in the output (default: input)")
+    parser.add_argument("--wav2vec2", help="the wav2vec 2.0 checkpoint (default: the path recorded at preparation); "
+                                           "refused unless it is the one the model's data was prepared with")
+    parser.add_argument("--fer-model", help="the FER checkpoint (default: as recorded; the same check)")
+    parser.add_argument("--data", help="the training data dir whose extractor settings apply (default: the "
+                                       "bundle's, or the checkpoint's task.data)")
+    parser.add_argument("--vocab", default=None, help="dict.txt/vocab.txt (default: the bundle's or the checkpoint's data dir)")
     parser.add_argument("--output", default="-", help="TSV to write (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="torch device for the model and extractors (cpu, cuda, cuda:1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
+    single = args.audio or args.video or args.text is not None
+    if (args.manifest or args.input) and single or not (args.manifest or args.input or single):
+        parser.error("give --manifest, --input, or one utterance's --audio/--video/--text")
+    media = args.input is None
     try:
-        predictor = EmotionPredictor(args.checkpoint, args.vocab)
-        utterances = _read_inputs(args.input)
+        extractors = ExtractorSettings.from_data_dir(args.data) if args.data else None
+        checkpoints = {k: v for k, v in (("acoustic", args.wav2vec2), ("visual", args.fer_model)) if v}
+        predictor = EmotionPredictor(args.checkpoint, args.vocab, args.device, extractors, checkpoints)
+        if media:
+            utterances = predictor.extract(_read_media(args), progress=not args.no_progress)
+        else:
+            utterances = _read_inputs(args.input)
         probs = predictor.predict_proba(utterances, args.batch_size)
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # bad inputs: the message names the item
         parser.exit(1, f"memobert-predict: error: {err}\n")
-    handle = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    handle.write("\t".join(["id", "prediction", *(f"p_{c}" for c in predictor.class_names)]) + "\n")
+    for utt in utterances:
+        for problem in utt.problems:
+            print(f"memobert-predict: warning: {utt.id}: {problem}; predicted without it", file=sys.stderr)
+    lines = ["\t".join(["id", "prediction", *(f"p_{c}" for c in predictor.class_names)])]
     for utt, row in zip(utterances, probs):
-        cells = [utt.id, predictor.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row)]
-        handle.write("\t".join(cells) + "\n")
-    if handle is not sys.stdout:
-        handle.close()
+        lines.append("\t".join([utt.id, predictor.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row)]))
+    if args.output == "-":
+        sys.stdout.write("\n".join(lines) + "\n")
+    else:
+        with atomic_open(args.output) as handle:
+            handle.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,43 @@
-"""Weights-only checkpoint loading for fairseq checkpoints, through an explicit allowlist.
+"""What the plugin lets a checkpoint file do: hold data, never run code.
 
-Since torch 2.6 ``torch.load`` unpickles only tensors and plain containers unless told
-otherwise, and fairseq 0.12 calls it without ``weights_only``. Its checkpoints hold a
-few more types (numpy scalars in the logged metrics, fairseq's meters' state). Rather
-than switch weights-only loading off, the plugin names exactly those types here, at
-import, so ``fairseq-train --restore-file`` and ``fairseq-validate --path`` work and a
-checkpoint that asks for anything else (e.g. a crafted one that would run code on
-unpickling) is still refused.
+Two layers, both needed. Weights-only unpickling (``torch.load(weights_only=True)``,
+through an explicit allowlist) keeps a pickle from calling anything. But a checkpoint of
+only dicts and strings can still reach code through its *config*: fairseq ``eval``s some
+config strings (wav2vec 2.0's ``conv_feature_layers``, fconv's layer lists, ...), builds
+whatever registered model the config names, and OmegaConf resolves ``${...}``
+interpolations (``${oc.env:HOME}`` reads the environment) wherever a value is read. So
+every config read from a checkpoint is checked here before anything is built from it:
+no interpolation anywhere, and the fields fairseq evaluates parsed as literals.
+
+Since torch 2.6 ``torch.load`` is weights-only by default and fairseq 0.12 calls it
+without ``weights_only``; the few non-tensor types fairseq checkpoints hold are named in
+:data:`ALLOWED_GLOBALS`, at import. Refusals name the file and never suggest turning
+weights-only loading off (torch's own message does; it is not passed on).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import os
 import pickle
+import pickletools
+import re
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["ALLOWED_GLOBALS", "register_safe_globals", "load_checkpoint_weights_only", "UnsafeCheckpointError"]
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "register_safe_globals",
+    "load_checkpoint_weights_only",
+    "UnsafeCheckpointError",
+    "refuse_interpolation",
+    "checkpoint_options",
+    "literal_conv_layers",
+]
 
 
 def _numpy_scalar_reconstructor():
@@ -36,9 +54,13 @@ ALLOWED_GLOBALS = [
     argparse.Namespace,  # the options of pre-hydra checkpoints, e.g. the released wav2vec 2.0 wav2vec_small.pt
 ]
 
+#: the part of torch's refusal worth showing: what the pickle asked for (torch's advice around it is dropped)
+_ASKED_FOR = re.compile(r"(unsupported GLOBAL \S+|Unsupported global: GLOBAL \S+)")
+
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint needs a type outside the allowlist to be unpickled."""
+    """A checkpoint asks for something beyond plain data: a type outside the allowlist, or a config
+    that would make fairseq or OmegaConf run code or read the environment."""
 
 
 def register_safe_globals() -> None:
@@ -53,15 +75,138 @@ def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
     the model weights without the optimizer state, reads only what is used.
     """
     register_safe_globals()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: an empty (0-byte) file, not a checkpoint; a save was cut short or the copy failed")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(
-            f"{path}: refused by weights-only loading; it needs types outside memobert's allowlist "
-            f"(a checkpoint from another program, or one crafted to run code): {err}"
-        ) from None
-    except (EOFError, KeyError, RuntimeError) as err:  # what torch.load raises on empty, foreign or cut-off files
+        asked = _ASKED_FOR.search(str(err))
+        imported = asked.group(1).split()[-1] if asked else _first_import(path)
+        if imported:
+            raise UnsafeCheckpointError(
+                f"{path}: refused: it asks to load {imported}, which is not plain data "
+                "(tensors, numbers, strings, containers); a checkpoint from another program, or one crafted to run code"
+            ) from None
+        raise ValueError(f"{path}: not a readable torch checkpoint (its bytes are not torch.save data)") from None
+    except (EOFError, KeyError, RuntimeError, OSError) as err:  # what torch.load raises on foreign or cut-off files
         raise ValueError(
-            f"{path}: not a readable checkpoint (empty, truncated, or not written by torch.save): "
-            f"{type(err).__name__}: {err}"
+            f"{path}: not a readable checkpoint (truncated, or not written by torch.save): {type(err).__name__}"
         ) from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds a {type(state).__name__}, not a checkpoint dictionary")
+    return state
+
+
+def _first_import(path: str) -> str:
+    """The first module.name a plain pickle file would import, read from its opcodes without running
+    them ('' for bytes that are not a pickle); torch's refusal of such a file does not say."""
+    strings: List[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                name = str(arg).replace(" ", ".") if opcode.name in ("GLOBAL", "INST") else (
+                    ".".join(strings[-2:]) if opcode.name == "STACK_GLOBAL" else "")
+                if name:  # a dotted identifier; noise that happens to start like a pickle is not one
+                    return name if re.fullmatch(r"[A-Za-z_][\w.]*", name) else ""
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001  (anything that is not a whole pickle: random bytes, a cut-off file)
+        return ""
+    return ""
+
+
+def _strings(value: Any, where: str) -> Iterator[Tuple[str, str]]:
+    """Every string inside a config (nested dicts, lists, Namespaces; keys too), with where it is."""
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key, where)
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}[{i}]")
+    elif isinstance(value, str):
+        yield where, value
+
+
+def refuse_interpolation(state: Dict[str, Any], path: str) -> None:
+    """Refuse OmegaConf interpolations (``${...}``) in a checkpoint's ``cfg`` or ``args``.
+
+    fairseq saves configs resolved, so a ``${`` was put there by hand; resolving it could
+    read environment variables (``oc.env``) or other config values. The value is not shown.
+    """
+    for slot in ("cfg", "args"):
+        for where, text in _strings(state.get(slot), slot):
+            if "${" in text:
+                raise UnsafeCheckpointError(
+                    f"{path}: refused: {where} holds an OmegaConf interpolation ('${{...}}'), which fairseq "
+                    "checkpoints never contain; it could read environment variables"
+                )
+
+
+def checkpoint_options(state: Dict[str, Any], path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(model options, task options) of a fairseq checkpoint, hydra (``cfg``) or pre-hydra (``args``) style.
+
+    For an ``args`` checkpoint both are the flat option dict (``arch`` and ``task`` name them).
+    """
+    cfg = state.get("cfg")
+    if cfg is not None:
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+            raise ValueError(f"{path}: its 'cfg' has no model configuration; not a fairseq checkpoint")
+        task = cfg.get("task") or {}
+        return cfg["model"], task if isinstance(task, dict) else {}
+    args = state.get("args")
+    if isinstance(args, argparse.Namespace):
+        options = vars(args)
+        return {"_name": options.get("arch"), **options}, {"_name": options.get("task"), **options}
+    raise ValueError(f"{path}: no model configuration ('cfg' or 'args'); not a fairseq checkpoint")
+
+
+#: bounds for wav2vec 2.0's conv feature extractor spec, far beyond any released model
+_CONV_LIMITS = {"layers": 32, "channels": 8192, "kernel": 1024, "stride": 1024, "chars": 2000}
+
+
+def literal_conv_layers(value: Any, field: str, path: str) -> List[Tuple[int, int, int]]:
+    """A ``conv_feature_layers``-style string (``"[(512, 10, 5)] + [(512, 3, 2)] * 4"``) as data.
+
+    fairseq ``eval``s it; it is accepted only if it is a list of (channels, kernel, stride)
+    integer triples written with literals, ``+`` and ``*`` (the form fairseq's own defaults use).
+    """
+    def refuse(why: str):
+        return UnsafeCheckpointError(f"{path}: refused: {field} {why}; expected e.g. '[(512, 10, 5)] + [(512, 3, 2)] * 4'")
+
+    if not isinstance(value, str) or len(value) > _CONV_LIMITS["chars"]:
+        raise refuse("is not a short string")
+    try:
+        tree = ast.parse(value, mode="eval").body
+    except SyntaxError:
+        raise refuse("is not an expression") from None
+
+    def evaluate(node) -> Any:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            left, right = evaluate(node.left), evaluate(node.right)
+            if isinstance(node.op, ast.Mult):
+                count, items = (right, left) if isinstance(left, list) else (left, right)
+                if not (isinstance(count, int) and isinstance(items, list)
+                        and 0 <= count and len(items) * count <= _CONV_LIMITS["layers"]):
+                    raise refuse(f"repeats something other than a list, or past {_CONV_LIMITS['layers']} layers")
+                return items * count
+            if not (isinstance(left, list) and isinstance(right, list)):
+                raise refuse("adds something other than lists")
+            return left + right
+        try:
+            return ast.literal_eval(node)
+        except ValueError:
+            raise refuse("is not made of literals") from None
+
+    layers = evaluate(tree)
+    if not isinstance(layers, list) or not 0 < len(layers) <= _CONV_LIMITS["layers"]:
+        raise refuse(f"is not a list of 1 to {_CONV_LIMITS['layers']} layers")
+    for layer in layers:
+        if not (isinstance(layer, tuple) and len(layer) == 3 and all(type(x) is int and x > 0 for x in layer)
+                and layer[0] <= _CONV_LIMITS["channels"] and max(layer[1:]) <= _CONV_LIMITS["kernel"]):
+            raise refuse(f"has a layer {layer!r} that is not a (channels, kernel, stride) triple of small positive ints")
+    return layers

@@ -1,6 +1,4 @@
-"""Cluster launchers for memobert: pretraining, cross-validation job arrays and result collection.
+"""Alias of the installed launchers (memobert_plugin.cluster): ``python -m slurm.launch`` = ``memobert-launch``.
 
-The entry point and its usage: slurm/launch.py (``python -m slurm.launch --help``).
-Jobs go through submitit, so ``--cluster local`` runs the same command on this machine.
-See docs/cluster.md.
+local_cluster.sh (a one-node Slurm cluster for tests and trials) lives here. See docs/cluster.md.
 """

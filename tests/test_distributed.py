@@ -1,7 +1,7 @@
 """Two gloo ranks on CPU train what one process with --update-freq 2 trains (issue 6, item 3).
 
 Each rank is its own ``fairseq-train --user-dir memobert_plugin`` process with the distributed
-flags the launcher gives every rank (slurm.pretrain.distributed_args). With dropout off, the
+flags the launcher gives every rank (memobert_plugin.cluster.pretrain.distributed_args). With dropout off, the
 parameters after N updates agree to float tolerance, and the validation WA/UAR, counted over
 both ranks' shares of the validation set, equal the single process's exactly. Pretraining is
 checked too: there each batch trains one objective, so a rank's batch leaves other heads (and
@@ -17,7 +17,7 @@ import torch
 
 from conftest import BIN, PLUGIN_DIR, json_logs, run_cli
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
-from slurm.pretrain import distributed_args
+from memobert_plugin.cluster.pretrain import distributed_args
 
 FAIRSEQ_TRAIN = os.path.join(BIN, "fairseq-train")
 # one thread per process: two ranks share this machine's cores

@@ -120,3 +120,22 @@ def test_bert_init_checks_vocab_and_shape(minilm_dir):
     small = MemobertModel(MemobertConfig(encoder_layers=2, visual_feature_dim=8, acoustic_feature_dim=8), len(vocab), 0)
     with pytest.raises(ValueError, match="num_hidden_layers=6 but the model has encoder_layers=2"):
         load_bert_weights(small, minilm_dir)
+
+
+def test_attention_takes_a_mask_only_when_the_batch_is_padded(monkeypatch):
+    """Without padding no mask is built, so attention kernels that take none (flash) apply."""
+    masks = []
+    attention = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(*args, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return attention(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    rng = np.random.default_rng(0)
+    model = _model()
+    with torch.no_grad():
+        model(**_batch([_sample(rng, 4, 3, 5), _sample(rng, 6, 2, 4)]))  # 12 positions each
+        assert len(masks) == 2 and all(mask is None for mask in masks)
+        model(**_batch([_sample(rng, 4, 3, 5), _sample(rng, 6, 2, 3)]))  # 12 and 11
+    assert len(masks) == 4 and all(mask is not None and mask.shape == (2, 1, 1, 12) for mask in masks[2:])

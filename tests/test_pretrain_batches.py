@@ -233,3 +233,34 @@ def test_objective_metrics_are_exact_and_nan_when_not_drawn():
     (two_workers,) = log_windows([[[summed], [batches[1]]]])
     for key in ("wwmlm_loss", "wwmlm_acc", "wwmlm_nbatches", "span_mafr_loss"):
         assert two_workers[key] == pytest.approx(one_worker[key])
+
+
+def test_training_step_never_waits_for_the_device(task, monkeypatch):
+    """The criterion keeps every count and sum a tensor until reduce_metrics: no ``.item()`` in the
+    step, and the figures reduce_metrics derives from those tensors are the exact ratios."""
+    from fairseq import metrics
+
+    from memobert_plugin.criterions.memobert_pretrain import MemobertPretrainCriterion
+    from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
+
+    sum_task = _task(task.cfg.data, objective_mode="sum")
+    sum_task.load_dataset("train")
+    batch = _collate(sum_task, range(16))
+    cfg = MemobertConfig(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
+                         visual_feature_dim=sum_task.stream_dims["visual"],
+                         acoustic_feature_dim=sum_task.stream_dims["acoustic"])
+    model = MemobertModel(cfg, len(sum_task.vocab), sum_task.vocab.pad())
+    sum_task.add_heads(model)
+    criterion = MemobertPretrainCriterion(None, sum_task)
+    calls = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(self.shape) or item(self))
+    loss, _, log = criterion(model, batch)
+    loss.backward()
+    assert calls == []
+    assert torch.is_tensor(log["loss"]) and torch.is_tensor(log["wwmlm_correct"]) and torch.is_tensor(log["span_mvfc_kl_agree"])
+    with metrics.aggregate(new_root=True) as agg:
+        MemobertPretrainCriterion.reduce_metrics([log])
+        values = agg.get_smoothed_values()
+    assert values["wwmlm_acc"] == pytest.approx(round(log["wwmlm_correct"].tolist() / log["wwmlm_count"], 4))
+    assert values["span_mafr_loss"] == pytest.approx(round(log["span_mafr_loss_sum"].tolist() / log["span_mafr_count"], 4))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, RunsCode, run_cli, wait_until
+from conftest import BIN, RunsCode, json_logs, run_cli, wait_until
 from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter, feature_paths
 from memobert_plugin.inference import main as predict_main
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
@@ -133,6 +133,25 @@ def test_kill_9_during_pretraining_resumes_to_the_same_parameters(demo_corpus, p
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(got["last_optimizer_state"]["state"][param][key]))
 
 
+def _checkpoint_bytes(save_dir) -> dict:
+    return {os.path.basename(p): open(p, "rb").read() for p in sorted(glob.glob(os.path.join(save_dir, "*.pt")))}
+
+
+@pytest.mark.parametrize("run", ["pretraining", "emotion fold"])
+def test_rerunning_a_finished_run_trains_nothing_and_changes_no_checkpoint(run, demo_corpus, plugin_dir, uninterrupted,
+                                                                           emotion_checkpoint):
+    if run == "pretraining":
+        save_dir, command = uninterrupted, _pretrain(demo_corpus.pretrain_data, plugin_dir, uninterrupted)
+    else:
+        save_dir = os.path.dirname(emotion_checkpoint)
+        command = _emotion(demo_corpus.emotion_data, plugin_dir, save_dir, "--log-format", "json", "--log-interval", "1")
+    before = _checkpoint_bytes(save_dir)
+    rerun = run_cli(command)
+    assert json_logs(rerun.stdout, "train_inner") == []  # not one update
+    assert _checkpoint_bytes(save_dir) == before
+    assert "the run is already finished" in rerun.stdout + rerun.stderr
+
+
 CHILD_COPYING = """
 import sys
 import memobert_plugin  # noqa: F401  (its import makes fairseq's checkpoint copies atomic)
@@ -201,11 +220,11 @@ def test_crafted_checkpoint_is_refused_by_the_entry_points(entry_point, demo_cor
     evil = str(tmp_path / "evil.pt")
     torch.save({"model": {}, "cfg": {"model": {}}, "payload": RunsCode()}, evil)
     if entry_point == "fairseq-validate --path":
-        command, refusal = _validate(demo_corpus.pretrain_data, plugin_dir, evil), "Weights only load failed"
+        command = _validate(demo_corpus.pretrain_data, plugin_dir, evil)
     else:
         command = _emotion(demo_corpus.emotion_data, plugin_dir, str(tmp_path / "ckpt"), "--memobert-init", evil)
-        refusal = f"{evil}: refused by weights-only loading"
-    _fails_with(command, refusal, cwd=tmp_path)
+    out = _fails_with(command, f"{evil}: refused: it asks to load posix.system", cwd=tmp_path)
+    assert "weights_only=False" not in out and "set to `False`" not in out  # torch's advice to switch it off
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -266,7 +285,23 @@ def test_predict_refuses_crafted_and_truncated_checkpoints(emotion_checkpoint, c
     monkeypatch.chdir(tmp_path)
     torch.save({"model": {}, "payload": RunsCode()}, tmp_path / "evil.pt")
     (tmp_path / "cut.pt").write_bytes(open(emotion_checkpoint, "rb").read()[:4096])
-    for name, message in {"evil.pt": "refused by weights-only loading", "cut.pt": "not a readable checkpoint"}.items():
+    for name, message in {"evil.pt": "refused: it asks to load posix.system", "cut.pt": "not a readable"}.items():
         status, _, err = _predict(capsys, str(tmp_path / name), ["u0\thello\t\t"], tmp_path)
         assert status == 1 and f"memobert-predict: error: {tmp_path / name}: {message}" in err, err
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_predict_names_a_data_only_or_mismatched_checkpoint(emotion_checkpoint, uninterrupted, capsys, tmp_path):
+    state = load_checkpoint_weights_only(emotion_checkpoint)
+    tensor = "encoder.layers.0.ffn_in.weight"
+    torch.save({**state, "model": {**state["model"], tensor: torch.zeros(3, 3)}}, tmp_path / "mismatched.pt")
+    torch.save({"model": state["model"]}, tmp_path / "weights_alone.pt")
+    cases = {
+        str(tmp_path / "mismatched.pt"): f"{tensor} has shape (3, 3) there but (",
+        str(tmp_path / "weights_alone.pt"): "no model configuration ('cfg' or 'args'); not a fairseq checkpoint",
+        os.path.join(uninterrupted, "checkpoint_last.pt"): "a memobert_pretrain checkpoint; this needs a memobert_emotion one",
+    }
+    for checkpoint, message in cases.items():
+        status, _, err = _predict(capsys, checkpoint, ["u0\thello\t\t"], tmp_path)
+        assert status == 1 and err == f"memobert-predict: error: {checkpoint}: {message}" + err.split(message, 1)[-1], err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -18,9 +18,9 @@ import torch
 
 from conftest import PLUGIN_DIR, REPO_ROOT
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
-from slurm.config import CONFIG_DIR, CVConfig, PretrainConfig, load_config
-from slurm.cv import submit_cv
-from slurm.pretrain import submit_pretrain
+from memobert_plugin.cluster.config import CONFIG_DIR, CVConfig, PretrainConfig, load_config
+from memobert_plugin.cluster.cv import submit_cv
+from memobert_plugin.cluster.pretrain import submit_pretrain
 
 LOCAL_CLUSTER = os.path.join(REPO_ROOT, "slurm", "local_cluster.sh")
 MAX_UPDATE = 30
@@ -93,14 +93,31 @@ def _assert_resumed(log: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def reference_model(demo_corpus, tmp_path_factory):
-    """The demo pretraining run once without interruption."""
+def reference_run(demo_corpus, tmp_path_factory):
+    """The demo pretraining run once without interruption: its save dir and final model."""
     save_dir = str(tmp_path_factory.mktemp("reference"))
     job = submit_pretrain(_pretrain_config(demo_corpus.pretrain_data, save_dir), PLUGIN_DIR)
     job.results()
     updates, model = _final_state(save_dir)
     assert updates == MAX_UPDATE
-    return model
+    return save_dir, model
+
+
+@pytest.fixture(scope="module")
+def reference_model(reference_run):
+    return reference_run[1]
+
+
+def test_a_finished_job_run_again_changes_no_checkpoint(demo_corpus, reference_run):
+    """What a requeue of a job that had already finished does: the same job, on its finished save dir."""
+    save_dir = reference_run[0]
+    checkpoints = sorted(f for f in os.listdir(save_dir) if f.endswith(".pt"))
+    before = {f: open(os.path.join(save_dir, f), "rb").read() for f in checkpoints}
+    job = submit_pretrain(_pretrain_config(demo_corpus.pretrain_data, save_dir), PLUGIN_DIR)
+    job.results()
+    assert {f: open(os.path.join(save_dir, f), "rb").read() for f in checkpoints} == before
+    assert sorted(f for f in os.listdir(save_dir) if f.endswith(".pt")) == checkpoints
+    assert "the run is already finished" in _log(job), _log(job)[-3000:]
 
 
 def test_preempted_pretraining_requeues_and_ends_with_the_uninterrupted_model(demo_corpus, tmp_path, reference_model):

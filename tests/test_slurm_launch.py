@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, run_cli
-from slurm.config import CONFIG_DIR, ConfigError, CVConfig, PretrainConfig, load_config
-from slurm.cv import collect_tables, plan
-from slurm.pretrain import (
-    PORT_BASE, PORT_SPAN, check_fairseq_args, distributed_args, fairseq_options, job_port, pretrain_argv,
+from conftest import BIN, REPO_ROOT, run_cli
+from memobert_plugin.cluster.config import CONFIG_DIR, ConfigError, CVConfig, config_path, option_flags, PretrainConfig, load_config
+from memobert_plugin.cluster.cv import collect_tables, plan
+from memobert_plugin.cluster.pretrain import (
+    PORT_BASE, PORT_SPAN, check_fairseq_args, distributed_args, job_port, pretrain_argv,
 )
 
 PRETRAIN_YAML = os.path.join(CONFIG_DIR, "pretrain.yaml")
@@ -48,18 +48,28 @@ def test_missing_config_file_is_named(tmp_path):
         load_config(PretrainConfig, str(tmp_path / "nope.yaml"), ["data=d", "save_dir=s"])
 
 
-def test_command_line_reports_config_errors_without_a_traceback():
-    proc = run_cli([sys.executable, "-m", "slurm.launch", "pretrain", "data=x"], cwd=REPO_ROOT, check=False)
+@pytest.mark.parametrize("command", [[os.path.join(BIN, "memobert-launch")], [sys.executable, "-m", "slurm.launch"]],
+                         ids=["console script", "slurm alias"])
+def test_command_line_reports_config_errors_without_a_traceback(command, tmp_path):
+    proc = run_cli(command + ["pretrain", "data=x"], cwd=REPO_ROOT if "slurm.launch" in command else str(tmp_path),
+                   check=False)
     assert proc.returncode != 0
     assert "error: missing required value(s): save_dir" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_fairseq_options_become_flags():
-    assert fairseq_options({"lr": 5e-5, "no_epoch_checkpoints": True, "bert_init": None, "fp16": False,
-                            "adam_betas": "(0.9,0.98)"}) == ["--lr", "5e-05", "--no-epoch-checkpoints",
-                                                             "--adam-betas", "(0.9,0.98)"]
+def test_packaged_configurations_by_name():
+    assert config_path("cv_demo") == os.path.join(CONFIG_DIR, "cv_demo.yaml")
+    assert config_path("mine.yaml") == "mine.yaml"  # a file name is left to load_config to check
+    with pytest.raises(ConfigError, match="--config cv_demoo: no such file, nor a packaged configuration .*cv_demo"):
+        config_path("cv_demoo")
+
+
+def test_options_become_flags():
+    assert option_flags({"lr": 5e-5, "no_epoch_checkpoints": True, "bert_init": None, "fp16": False,
+                         "adam_betas": "(0.9,0.98)"}, "fairseq") == ["--lr", "5e-05", "--no-epoch-checkpoints",
+                                                                     "--adam-betas", "(0.9,0.98)"]
     with pytest.raises(ConfigError, match="fairseq.update_freq"):
-        fairseq_options({"update_freq": [1, 2]})
+        option_flags({"update_freq": [1, 2]}, "fairseq")
 
 
 def test_shipped_pretraining_config_is_accepted_by_fairseq(plugin_dir):

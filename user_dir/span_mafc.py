@@ -48,5 +48,5 @@ class SpanMAFC(SpanMaskedFrames):
         clusters = torch.cdist(frames, self.centroids.to(frames.device)).argmin(-1)
         logits = model.heads[self.name](self.masked_states(output, targets)).float()
         loss = F.cross_entropy(logits, clusters, reduction="sum")
-        correct = (logits.argmax(-1) == clusters).sum().item()
+        correct = (logits.argmax(-1) == clusters).sum()
         return ObjectiveLoss(loss, int(clusters.numel()), {"correct": correct})

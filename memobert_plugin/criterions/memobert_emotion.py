@@ -15,7 +15,6 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .non_finite import report_non_finite
 from .unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig", "weighted_accuracy", "unweighted_average_recall"]
@@ -66,7 +65,6 @@ class MemobertEmotionCriterion(FairseqCriterion):
             "nsentences": sample["nsentences"],
             "sample_size": len(target),
         }
-        report_non_finite(logging_output["loss"], sample, self.task)
         # one device-to-host copy per tensor, not a sync per class and count
         total_counts, correct_counts = total.tolist(), correct.tolist()
         for k in range(self.num_classes):

@@ -2,12 +2,12 @@
 
 from dataclasses import dataclass
 
+import torch
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..objectives import OBJECTIVE_REGISTRY
-from .non_finite import report_non_finite
 from .unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
@@ -26,6 +26,7 @@ class MemobertPretrainCriterion(FairseqCriterion):
     averages batches across workers and ``--update-freq`` steps alike. Every logging
     output has each objective's sums (zero when it was not drawn), so workers always
     all-reduce the same keys, and ``reduce_metrics`` derives ratios from summed counts.
+    Sums stay tensors: the forward never waits for the device (no ``.item()``).
     """
 
     def __init__(self, cfg: MemobertPretrainCriterionConfig, task):
@@ -33,8 +34,12 @@ class MemobertPretrainCriterion(FairseqCriterion):
 
     def forward(self, model, sample, reduce: bool = True):
         logging_output = {"ntokens": sample["ntokens"], "nsentences": sample["nsentences"], "sample_size": 1}
+        # counts are host numbers, sums device tensors, on every worker whatever it drew: fairseq
+        # all-reduces host numbers and device tensors as two groups, which must match across workers
+        zero = torch.zeros((), device=sample["net_input"]["src_tokens"].device)
         for objective in self.task.objectives.values():
             logging_output.update(dict.fromkeys(objective.sum_keys(), 0))
+            logging_output.update(dict.fromkeys(objective.tensor_sum_keys(), zero))
         loss = None
         for name, masked in sample["objectives"].items():
             objective = self.task.objectives[name]
@@ -43,16 +48,15 @@ class MemobertPretrainCriterion(FairseqCriterion):
             if result.count > 0:
                 term = masked["weight"] * result.loss_sum / result.count
                 loss = term if loss is None else loss + term
-            logging_output[f"{name}_loss_sum"] = result.loss_sum.detach().item()
+            logging_output[f"{name}_loss_sum"] = result.loss_sum.detach()
             logging_output[f"{name}_count"] = result.count
             logging_output[f"{name}_nbatches"] = 1
             for key, value in result.sums.items():
-                logging_output[f"{name}_{key}"] = value
+                logging_output[f"{name}_{key}"] = torch.as_tensor(value, device=zero.device)
         if loss is None:  # nothing maskable in the batch: a zero step through the model
             loss = model(**sample["net_input"]).hidden.sum() * 0.0
         loss = anchor_unused_parameters(loss, model)
-        logging_output["loss"] = loss.detach().item()
-        report_non_finite(logging_output["loss"], sample, self.task)
+        logging_output["loss"] = loss.detach()
         return loss, 1, logging_output
 
     @staticmethod

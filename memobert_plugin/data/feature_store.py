@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["FeatureStore", "FeatureStoreWriter", "NonFiniteFeatures", "feature_paths", "STORE_DTYPE"]
+__all__ = ["FeatureStore", "FeatureStoreWriter", "NonFiniteFeatures", "feature_paths", "npy_shape", "STORE_DTYPE"]
 
 STORE_DTYPE = np.float16
 _COPY_CHUNK_BYTES = 1 << 22
@@ -40,6 +40,34 @@ def _read_lengths(path: str) -> np.ndarray:
     return np.asarray(lengths, dtype=np.int64)
 
 
+def npy_shape(path: str) -> tuple:
+    """The shape a feature ``.npy`` file's header declares, checked against the file (numpy's errors name no file)."""
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+        except (ValueError, EOFError, SyntaxError):
+            raise ValueError(f"{path}: not a .npy feature file (no valid numpy header); rerun memobert-prepare write") from None
+        header_end = handle.tell()
+    if dtype.hasobject or fortran:
+        raise ValueError(f"{path}: holds {'Python objects' if dtype.hasobject else 'a Fortran-order array'}, "
+                         "not frame features; rerun memobert-prepare write")
+    expected = header_end + int(np.prod(shape)) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size != expected:
+        raise ValueError(f"{path}: {size} bytes but its header promises {expected} ({shape} {dtype}): "
+                         "the file was cut short or altered; rerun memobert-prepare write")
+    return shape
+
+
+def _map_frames(path: str) -> np.ndarray:
+    shape = npy_shape(path)
+    if int(np.prod(shape)) == 0:  # nothing to map (an empty split, or no frames at all)
+        return np.load(path)
+    return np.load(path, mmap_mode="r")
+
+
 class FeatureStore:
     """Read access to one split's stream: ``store[i]`` is utterance i's ``[T, dim]`` frames."""
 
@@ -48,7 +76,7 @@ class FeatureStore:
         self.stream = stream
         self.lengths = _read_lengths(self.len_path)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.frames = np.load(self.npy_path, mmap_mode="r")
+        self.frames = _map_frames(self.npy_path)
         if self.frames.ndim != 2:
             raise ValueError(f"{self.npy_path}: expected a 2-d frame array, got shape {self.frames.shape}")
         if self.frames.shape[0] != self.offsets[-1]:

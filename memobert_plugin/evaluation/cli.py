@@ -14,6 +14,7 @@ from typing import Dict, List
 
 from ..data.folds import num_folds
 from ..data.utterance_meta import read_meta
+from ..output_lock import OutputBusyError
 from ..tasks.memobert_emotion import MemobertEmotionConfig
 from .cross_validation import SETTINGS, FoldJob, plan_jobs, run_fold_job
 from .results import collect_results, plot_low_resource, summarise, write_csv, write_markdown
@@ -126,7 +127,10 @@ def main(argv=None) -> None:
         logger.info("%d fold jobs under %s; each writes its commands and output to its train.log", len(jobs), args.out)
         start = time.monotonic()
         for done, job in enumerate(jobs, start=1):
-            result = run_fold_job(job)
+            try:
+                result = run_fold_job(job)
+            except OutputBusyError as exc:  # another sweep is on this fold: say so, as for any CLI error here
+                raise SystemExit(str(exc)) from None
             elapsed = time.monotonic() - start
             eta = elapsed / done * (len(jobs) - done)
             logger.info("[%d/%d] %s %s frac %g seed %d fold %d: test WA %.4f UAR %.4f (ETA %.0fs)",

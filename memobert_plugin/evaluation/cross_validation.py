@@ -22,6 +22,7 @@ import memobert_plugin
 
 from ..data.folds import fold_split, stratified_subset
 from ..data.utterance_meta import read_meta
+from ..output_lock import output_lock
 from ..prepare.files import atomic_open
 from ..tasks.memobert_emotion import MemobertEmotionConfig
 
@@ -224,7 +225,15 @@ def _write_json(path: str, record: Dict) -> None:
 
 
 def run_fold_job(job: FoldJob) -> Dict:
-    """Train, select on validation, test; write and return the result (or the existing one)."""
+    """Train, select on validation, test; write and return the result (or the existing one).
+
+    The fold's directory is locked meanwhile: a second sweep on it stops instead of training beside this one.
+    """
+    with output_lock(job.out_dir, "this cross-validation fold"):
+        return _run_fold_job(job)
+
+
+def _run_fold_job(job: FoldJob) -> Dict:
     spec_path = os.path.join(job.out_dir, "job.json")
     existing: Dict[str, Dict] = {}  # each file read once: the result is checked, then returned
     for path in (job.result_path, spec_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,7 +25,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -45,7 +47,7 @@ class TransformerEncoderLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
         return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
 
@@ -59,10 +61,10 @@ class TransformerEncoder(nn.Module):
             TransformerEncoderLayer(dim, ffn_dim, heads, dropout, attention_dropout) for _ in range(layers)
         )
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """``padding_mask`` is True at padded positions, shape ``[batch, length]``."""
+    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """``padding_mask`` is True at padded positions, shape ``[batch, length]``; None: no padding."""
         # bool mask: True = may attend; broadcast over heads and queries
-        attn_mask = (~padding_mask)[:, None, None, :]
+        attn_mask = None if padding_mask is None else (~padding_mask)[:, None, None, :]
         for layer in self.layers:
             x = layer(x, attn_mask)
         return x

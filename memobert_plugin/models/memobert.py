@@ -148,11 +148,12 @@ class MemobertModel(BaseFairseqModel):
             if frames is not None and frames.shape[1] > 0:
                 valid = torch.arange(frames.shape[1], device=frames.device)[None] < lengths[:, None]
                 parts.append((name, embedder(frames, mask), valid))
-        x, padding_mask, layout = self._pack(parts)
-        return EncoderOutput(self.encoder(x, padding_mask), padding_mask, layout)
+        x, padding_mask, layout, padded = self._pack(parts)
+        # a batch of equal lengths attends without a mask (the fused kernels that take none apply)
+        return EncoderOutput(self.encoder(x, padding_mask if padded else None), padding_mask, layout)
 
     @staticmethod
-    def _pack(parts) -> Tuple[torch.Tensor, torch.Tensor, SequenceLayout]:
+    def _pack(parts) -> Tuple[torch.Tensor, torch.Tensor, SequenceLayout, bool]:
         spans, start = {}, 0
         for name, emb, _ in parts:
             spans[name] = (start, emb.shape[1])
@@ -160,13 +161,14 @@ class MemobertModel(BaseFairseqModel):
         full = torch.cat([emb for _, emb, _ in parts], dim=1)
         valid = torch.cat([v for _, _, v in parts], dim=1)
         lengths = valid.sum(1)
-        packed_len = int(lengths.max())
+        shortest, packed_len = lengths.aminmax()  # one device-to-host copy for both
+        shortest, packed_len = int(shortest), int(packed_len)
         # a stable sort of "is padding" moves each sample's real slots to the front, in order
         order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, :packed_len]
         x = full.gather(1, order[..., None].expand(-1, -1, full.shape[-1]))
         padding_mask = torch.arange(packed_len, device=x.device)[None] >= lengths[:, None]
         packed_index = (valid.cumsum(1) - 1).clamp(min=0)
-        return x, padding_mask, SequenceLayout(packed_index, spans)
+        return x, padding_mask, SequenceLayout(packed_index, spans), shortest < packed_len
 
 
 def _default_shape(cfg, layers: int, dim: int, ffn: int, heads: int) -> None:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..checkpoint_policy import load_memobert_checkpoint
 from ..safe_loading import load_checkpoint_weights_only
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "load_bert_weights",
     "memobert_checkpoint_shape",
     "load_memobert_weights",
+    "load_checkpoint_weights",
     "SHAPE_FIELDS",
 ]
 
@@ -75,9 +77,11 @@ def _bert_state_dict(bert_dir: str) -> Dict[str, torch.Tensor]:
 
         state = load_file(safetensors_path)
     elif os.path.isfile(bin_path):
-        state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        state = load_checkpoint_weights_only(bin_path)
     else:
         raise FileNotFoundError(f"--bert-init {bert_dir}: neither model.safetensors nor pytorch_model.bin")
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        raise ValueError(f"--bert-init {bin_path}: not a BERT state dict (parameter names to tensors)")
     out = {}
     for key, value in state.items():
         key = key[len("bert.") :] if key.startswith("bert.") else key
@@ -190,37 +194,58 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, name: str) -> None:
     dst.copy_(src)
 
 
-def _checkpoint_model_cfg(path: str) -> dict:
-    state = load_checkpoint_weights_only(path)
-    cfg = state.get("cfg") or {}
-    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
-    if not model_cfg:
-        raise ValueError(f"--memobert-init {path}: no model configuration in the checkpoint")
-    return state, model_cfg
+def _checkpoint_model_cfg(path: str) -> tuple:
+    try:
+        state = load_memobert_checkpoint(path)
+    except ValueError as err:  # the message names the file; say which option gave it
+        raise type(err)(f"--memobert-init {err}") from None
+    return state, state["cfg"]["model"]
 
 
 def memobert_checkpoint_shape(path: str) -> Dict[str, int]:
     """Encoder shape and feature dims recorded in a memobert checkpoint."""
     _, model_cfg = _checkpoint_model_cfg(path)
     keys = SHAPE_FIELDS + ("visual_feature_dim", "acoustic_feature_dim", "max_text_positions", "max_frame_positions")
-    return {k: int(model_cfg[k]) for k in keys if k in model_cfg}
+    shape = {k: model_cfg[k] for k in keys if k in model_cfg}
+    bad = {k: v for k, v in shape.items() if type(v) is not int or v < 0}
+    if bad:
+        raise ValueError(f"--memobert-init {path}: model config fields {sorted(bad)} are not sizes (non-negative ints)")
+    return shape
+
+
+def load_checkpoint_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor], path: str, strict: bool) -> tuple:
+    """``model.load_state_dict(weights)``, with a mismatch named by tensor and checkpoint.
+
+    Returns (missing, unexpected) keys; with ``strict`` either is an error too.
+    """
+    ours = model.state_dict()
+    for key, value in weights.items():
+        if key in ours and (not isinstance(value, torch.Tensor) or ours[key].shape != value.shape):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"{path}: {key} has shape {shape} there but {tuple(ours[key].shape)} in the model its config "
+                "describes; were the features extracted with another model, or is the checkpoint from another run?"
+            )
+    missing = sorted(k for k in ours if k not in weights)
+    unexpected = sorted(k for k in weights if k not in ours)
+    if strict and (missing or unexpected):
+        raise ValueError(f"{path}: its weights do not fit the model its config describes "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.load_state_dict(weights, strict=False)
+    return missing, unexpected
 
 
 def load_memobert_weights(model: torch.nn.Module, path: str) -> InitReport:
     """Load a memobert checkpoint's weights; heads absent there stay fresh, its extra heads are dropped."""
     state, _ = _checkpoint_model_cfg(path)
     weights = state["model"]
-    ours = model.state_dict()
-    for key, value in weights.items():
-        if key in ours and ours[key].shape != value.shape:
-            raise ValueError(
-                f"--memobert-init {path}: {key} has shape {tuple(value.shape)} there but {tuple(ours[key].shape)} here; "
-                "were the features extracted with another model?"
-            )
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = load_checkpoint_weights(model, weights, path, strict=False)
+    except ValueError as err:
+        raise ValueError(f"--memobert-init {err}") from None
     return InitReport(
         source=path,
-        loaded=sorted(k for k in ours if k in weights),
-        fresh=sorted(missing),
-        unused=sorted(unexpected),
+        loaded=sorted(k for k in model.state_dict() if k in weights),
+        fresh=missing,
+        unused=unexpected,
     )

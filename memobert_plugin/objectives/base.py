@@ -44,8 +44,10 @@ class ObjectiveLoss:
     """A batch's summed loss and the number of units (tokens, frames) it sums over."""
 
     loss_sum: torch.Tensor
-    count: int
-    sums: Dict[str, float]  # extra metric numerators, e.g. ``correct``
+    count: int  # from shapes, known on the host
+    #: extra metric numerators, e.g. ``correct``: tensors, so the step never waits for the device
+    #: (fairseq sums logging outputs as tensors; reduce_metrics reads them after the update)
+    sums: Dict[str, torch.Tensor]
 
 
 class PretrainingObjective:
@@ -91,6 +93,11 @@ class PretrainingObjective:
     @classmethod
     def sum_keys(cls) -> List[str]:
         return [f"{cls.name}_{k}" for k in ("loss_sum", "count", "nbatches") + cls.extra_sums]
+
+    @classmethod
+    def tensor_sum_keys(cls) -> List[str]:
+        """The sums that stay device tensors until ``reduce_metrics`` (the loss and ``extra_sums``)."""
+        return [f"{cls.name}_{k}" for k in ("loss_sum",) + cls.extra_sums]
 
     @classmethod
     def reduce_metrics(cls, logging_outputs: Sequence[Dict[str, Any]]) -> None:

@@ -23,5 +23,5 @@ class SpanMVFCKL(SpanMaskedFrames):
         # stored in float16: renormalise so each target is a distribution
         target = target / target.sum(-1, keepdim=True).clamp(min=1e-6)
         kl = F.kl_div(F.log_softmax(logits, -1), target, reduction="sum")
-        agree = (logits.argmax(-1) == target.argmax(-1)).sum().item()
+        agree = (logits.argmax(-1) == target.argmax(-1)).sum()
         return ObjectiveLoss(kl, int(logits.shape[0]), {"agree": agree})

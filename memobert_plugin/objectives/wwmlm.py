@@ -75,4 +75,4 @@ class WholeWordMLM(PretrainingObjective):
         logits = model.lm_head(states)
         loss = F.cross_entropy(logits.float(), targets["tokens"], reduction="sum")
         correct = (logits.argmax(-1) == targets["tokens"]).sum()
-        return ObjectiveLoss(loss, int(targets["tokens"].numel()), {"correct": correct.item()})
+        return ObjectiveLoss(loss, int(targets["tokens"].numel()), {"correct": correct})

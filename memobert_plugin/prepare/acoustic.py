@@ -14,18 +14,19 @@ output, which for the post-LN base model is the last block's output.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import warnings
 from abc import ABC, abstractmethod
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..safe_loading import load_checkpoint_weights_only
+from ..safe_loading import checkpoint_options, literal_conv_layers, load_checkpoint_weights_only, refuse_interpolation
 from .audio import SAMPLE_RATE
 from .files import sha256_file
 from .manifest import Utterance
@@ -33,6 +34,10 @@ from .report import ItemError
 from .speech_stage import SpeechStage
 
 __all__ = ["Wav2Vec2Features", "load_wav2vec2", "average_pool", "AcousticStage"]
+
+#: audio per transformer batch in the acoustic stage: enough to fill the matrix products, few enough
+#: that the padded batch's activations stay small
+_BATCH_SECONDS = 60.0
 
 
 def average_pool(frames: np.ndarray, size: int) -> np.ndarray:
@@ -60,21 +65,46 @@ class Wav2Vec2Features(ABC):
         self.model = model.to(device).eval()
 
     @abstractmethod
-    def _hidden(self, wave: torch.Tensor) -> torch.Tensor:
-        """``[1, samples]`` -> ``[frames, dim]`` at :attr:`layer`."""
+    def _front_end(self, wave: torch.Tensor) -> torch.Tensor:
+        """``[1, samples]`` -> ``[1, frames, dim]``: the convolutional features, projected for the transformer."""
+
+    @abstractmethod
+    def _encode(self, features: torch.Tensor, padding: Optional[torch.Tensor]) -> torch.Tensor:
+        """``[batch, frames, dim]`` (``padding`` True at padded frames) -> the hidden states at :attr:`layer`."""
 
     @abstractmethod
     def _num_frames(self, samples: int) -> int:
         """How many frames the convolutional front end makes of ``samples`` samples."""
 
-    @torch.inference_mode()
-    def __call__(self, wave: np.ndarray) -> np.ndarray:
+    def check_length(self, wave: np.ndarray) -> None:
         if self._num_frames(len(wave)) < 1:
             raise ItemError(f"audio too short for wav2vec 2.0 ({len(wave) / SAMPLE_RATE * 1000:.0f} ms)")
+
+    def _source(self, wave: np.ndarray) -> torch.Tensor:
+        self.check_length(wave)
         source = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).to(self.device)[None]
         if self.normalize:  # models trained on normalised waves (e.g. the large LV-60 ones)
             source = torch.nn.functional.layer_norm(source, source.shape)
-        return self._hidden(source).float().cpu().numpy()
+        return source
+
+    @torch.inference_mode()
+    def batch(self, waves: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """``[frames, dim]`` features of each wave, the transformer running once on the whole batch.
+
+        The convolutional front end runs wave by wave: the base models' group norm spans a whole
+        wave, so padding would change it. The transformer sees the padded batch with a padding
+        mask, which is exact: padded frames get no attention weight and are zeroed before the
+        positional convolution, as that convolution's own zero padding is.
+        """
+        features = [self._front_end(self._source(wave))[0] for wave in waves]
+        lengths = [len(f) for f in features]
+        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
+        padding = torch.arange(padded.shape[1], device=padded.device)[None] >= torch.tensor(lengths, device=padded.device)[:, None]
+        hidden = self._encode(padded, padding if padding.any() else None).float().cpu().numpy()
+        return [hidden[i, :n] for i, n in enumerate(lengths)]
+
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        return self.batch([wave])[0]
 
     def describe(self) -> dict:
         return {"format": self.kind, "layer": self.layer or self.num_layers, "layers": self.num_layers,
@@ -82,25 +112,55 @@ class Wav2Vec2Features(ABC):
 
 
 class _FairseqWav2Vec2(Wav2Vec2Features):
+    """``Wav2Vec2Model.forward(features_only=True)`` in two halves (its masking and dropout are off in eval)."""
+
     kind = "fairseq"
 
-    def _hidden(self, wave: torch.Tensor) -> torch.Tensor:
+    def _front_end(self, wave: torch.Tensor) -> torch.Tensor:
+        features = self.model.layer_norm(self.model.feature_extractor(wave).transpose(1, 2))
+        return features if self.model.post_extract_proj is None else self.model.post_extract_proj(features)
+
+    def _encode(self, features: torch.Tensor, padding: Optional[torch.Tensor]) -> torch.Tensor:
         layer = None if self.layer is None else self.layer - 1  # fairseq counts blocks from 0
-        return self.model.extract_features(wave, padding_mask=None, mask=False, layer=layer)["x"][0]
+        return self.model.encoder(features, padding_mask=padding, layer=layer)[0]
 
     def _num_frames(self, samples: int) -> int:
         return int(self.model._get_feat_extract_output_lengths(torch.tensor([samples]))[0])
 
 
 class _HuggingFaceWav2Vec2(Wav2Vec2Features):
+    """``Wav2Vec2Model.forward`` in two halves (its time masking is off in eval)."""
+
     kind = "huggingface"
 
-    def _hidden(self, wave: torch.Tensor) -> torch.Tensor:
-        out = self.model(wave, output_hidden_states=self.layer is not None)
-        return (out.last_hidden_state if self.layer is None else out.hidden_states[self.layer])[0]
+    def _front_end(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.model.feature_projection(self.model.feature_extractor(wave).transpose(1, 2))[0]
+
+    def _encode(self, features: torch.Tensor, padding: Optional[torch.Tensor]) -> torch.Tensor:
+        mask = None if padding is None else ~padding
+        if self.layer is None:
+            return self.model.encoder(features, attention_mask=mask).last_hidden_state
+        captured = []
+
+        def stop_after(module, inputs, output):  # the blocks above the requested one are never run
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _LayerReached
+
+        hook = self.model.encoder.layers[self.layer - 1].register_forward_hook(stop_after)
+        try:
+            self.model.encoder(features, attention_mask=mask)
+        except _LayerReached:
+            pass
+        finally:
+            hook.remove()
+        return captured[0]
 
     def _num_frames(self, samples: int) -> int:
         return int(self.model._get_feat_extract_output_lengths(samples))
+
+
+class _LayerReached(Exception):
+    """Ends a Hugging Face encoder's forward at the requested block."""
 
 
 def _legacy_model_options(options: dict, config_class: type) -> dict:
@@ -124,8 +184,8 @@ def _legacy_model_options(options: dict, config_class: type) -> dict:
 def _fairseq_options(state: dict, path: str, config_class: type) -> tuple:
     """(model options, task options) of a fairseq checkpoint, new (cfg) or old (args) style."""
     if state.get("cfg") is not None:
-        cfg = state["cfg"]
-        return dict(cfg["model"]), dict(cfg.get("task") or {})
+        model, task = checkpoint_options(state, path)
+        return dict(model), dict(task)
     if state.get("args") is not None:
         options = vars(state["args"])
         return _legacy_model_options(options, config_class), options
@@ -138,12 +198,15 @@ def _load_fairseq(path: str, layer: Optional[int], device: str) -> Wav2Vec2Featu
     from omegaconf import OmegaConf
 
     state = load_checkpoint_weights_only(path)
+    refuse_interpolation(state, path)
     model_options, task_options = _fairseq_options(state, path, Wav2Vec2Config)
     if model_options.get("_name") != "wav2vec2":
         raise ValueError(
             f"{path}: a {model_options.get('_name')!r} checkpoint; give a pretrained fairseq 'wav2vec2' model "
             "(e.g. wav2vec_small.pt), not a fine-tuned one"
         )
+    if "conv_feature_layers" in model_options:  # the one config string fairseq's wav2vec2 model eval()s
+        literal_conv_layers(model_options["conv_feature_layers"], "conv_feature_layers", path)
     cfg = merge_with_parent(Wav2Vec2Config(), OmegaConf.create(model_options), remove_missing=True)
     with warnings.catch_warnings():  # fairseq 0.12 builds its positional convolution with a deprecated torch API
         warnings.simplefilter("ignore", FutureWarning)
@@ -160,6 +223,8 @@ def _load_huggingface(path: str, layer: Optional[int], device: str) -> Wav2Vec2F
 
     model = Wav2Vec2Model.from_pretrained(path, local_files_only=True)
     config = model.config
+    if getattr(config, "add_adapter", False):
+        raise ValueError(f"{path}: a Wav2Vec2Model with an adapter; give a pretrained model without one")
     preprocessor = os.path.join(path, "preprocessor_config.json")
     if os.path.isfile(preprocessor):
         with open(preprocessor, encoding="utf-8") as handle:
@@ -187,7 +252,12 @@ def _model_checksum(path: str) -> str:
 
 
 class AcousticStage(SpeechStage):
-    """Writes the ``acoustic`` stream: pooled wav2vec 2.0 features of each utterance's audio."""
+    """Writes the ``acoustic`` stream: pooled wav2vec 2.0 features of each utterance's audio.
+
+    Within a shard, consecutive utterances (up to :data:`_BATCH_SECONDS` of audio) go through the
+    transformer together (:meth:`Wav2Vec2Features.batch`); each utterance's report rows stay its own.
+    A shard's batches depend only on its entries, so the output is the same for any ``--workers``.
+    """
 
     def __init__(self, checkpoint: str, layer: Optional[int] = None, pool: int = 3, max_seconds: float = 10.0,
                  device: str = "cpu", trim_silence: bool = False, vad: str = "auto"):
@@ -198,6 +268,7 @@ class AcousticStage(SpeechStage):
         self.device = device
         self._model: Optional[Wav2Vec2Features] = None
         self._checksum: Optional[str] = None
+        self._ahead: Optional[dict] = None  # during run_shard: the shard's entries and the features computed ahead
 
     def setup(self) -> None:
         super().setup()
@@ -219,6 +290,51 @@ class AcousticStage(SpeechStage):
         self.setup()
         return {**self.config(), **self._model.describe()}
 
+    @contextlib.contextmanager
+    def batching(self, entries: Sequence[Utterance]) -> Iterator[None]:
+        """Within the block, :meth:`extract` of these entries runs them in batches (in this order)."""
+        self._ahead = {"entries": list(entries), "ready": {}}
+        try:
+            yield
+        finally:
+            self._ahead = None
+
+    def run_shard(self, entries: List[Utterance], prefix: str, advance,
+                  reuse: Optional[Dict[int, int]] = None) -> list:
+        reused = reuse or {}  # copied from the shard's previous outputs, not extracted
+        with self.batching([e for i, e in enumerate(entries) if i not in reused]):
+            return super().run_shard(entries, prefix, advance, reuse)
+
     def extract(self, utterance: Utterance) -> Dict[str, np.ndarray]:
-        wave = self.read_speech(utterance)
-        return {"acoustic": average_pool(self._model(wave), self.pool)}
+        self.setup()
+        if self._ahead is None:  # called on its own (prediction): this utterance alone
+            return {"acoustic": average_pool(self._model(self.read_speech(utterance)), self.pool)}
+        if utterance.id not in self._ahead["ready"]:
+            self._extract_batch(utterance)
+        result, warnings = self._ahead["ready"].pop(utterance.id)
+        for reason in warnings:
+            self.warn(reason)
+        if isinstance(result, ItemError):
+            raise result
+        return {"acoustic": result}
+
+    def _extract_batch(self, first: Utterance) -> None:
+        """Read the utterances from ``first`` on (up to :data:`_BATCH_SECONDS` of audio) and run them as one batch."""
+        entries, ready = self._ahead["entries"], self._ahead["ready"]
+        current, waves, samples = self._warnings, {}, 0
+        for utterance in entries[entries.index(first):]:
+            if samples >= _BATCH_SECONDS * SAMPLE_RATE:
+                break
+            self._warnings = []  # each utterance's report rows are collected on their own
+            try:
+                wave = self.read_speech(utterance)
+                self._model.check_length(wave)
+            except ItemError as err:
+                ready[utterance.id] = (err, self._warnings)
+                continue
+            waves[utterance.id] = wave, self._warnings
+            samples += len(wave)
+        self._warnings = current
+        features = self._model.batch([wave for wave, _ in waves.values()])
+        for (uid, (_, warnings)), frames in zip(waves.items(), features):
+            ready[uid] = average_pool(frames, self.pool), warnings

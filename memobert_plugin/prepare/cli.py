@@ -15,12 +15,14 @@ Every stage resumes where a killed run stopped. See docs/prepare.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pickle
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from ..output_lock import OutputBusyError, output_lock
 from .manifest import PAPER_LABELS
 from .report import read_problems
 from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
@@ -52,6 +54,19 @@ def _workers(parser: argparse.ArgumentParser) -> None:
                              "not on --workers: use --workers to take more cores")
 
 
+def _shard_set(value: str) -> Tuple[int, int]:
+    task, _, tasks = value.partition("/")
+    if not (task.isdigit() and tasks.isdigit() and int(task) < int(tasks)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {value!r}")
+    return int(task), int(tasks)
+
+
+def _array_task(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=_shard_set, metavar="K/N",
+                        help="only shards K, K+N, K+2N, ...: task K (from 0) of an N-task cluster array; a later run "
+                             "without --shards records the stage (docs/cluster.md)")
+
+
 def _text_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", choices=TOKENIZERS, default="wordpiece")
     parser.add_argument("--vocab", help="BERT vocab.txt (wordpiece), e.g. bert-base-uncased's")
@@ -75,6 +90,9 @@ def _acoustic_options(parser: argparse.ArgumentParser) -> None:
 def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--fer-model", required=required, help="checkpoint written by memobert-train-fer")
     parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second (default: 10)")
+    parser.add_argument("--detect-every", type=int, default=5,
+                        help="search whole frames for faces every N sampled frames; frames between two keyframes "
+                             "with the same, unmoved faces reuse their boxes (default: 5; 1: search every frame)")
 
 
 def _extract_options(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(parser_)
     for name in ("acoustic", "visual", "all"):
         _workers(sub[name])
+    for name in ("acoustic", "visual"):
+        _array_task(sub[name])
     for name in ("sentencepiece", "text", "all"):
         _text_options(sub[name])
     _acoustic_options(sub["acoustic"])
@@ -191,7 +211,7 @@ def _acoustic_stage(args: argparse.Namespace):
 def _visual_stage(args: argparse.Namespace):
     from .visual import VisualStage
 
-    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad)
+    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad, args.detect_every)
 
 
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
@@ -215,10 +235,10 @@ def run(args: argparse.Namespace) -> None:
         _train_sentencepiece(args, plan)
     elif command == "text":
         run_stage(_text_stage(args, plan), plan)
-    elif command == "acoustic":
-        run_stage(_acoustic_stage(args), plan, args.workers, args.threads)
-    elif command == "visual":
-        run_stage(_visual_stage(args), plan, args.workers, args.threads)
+    elif command in ("acoustic", "visual"):
+        stage = _acoustic_stage(args) if command == "acoustic" else _visual_stage(args)
+        only = range(args.shards[0], plan.num_shards, args.shards[1]) if args.shards else None
+        run_stage(stage, plan, args.workers, args.threads, only)
     elif command == "write":
         _write(args, plan)
     else:  # all
@@ -232,15 +252,29 @@ def run(args: argparse.Namespace) -> None:
         _write(args, plan)
 
 
+@contextlib.contextmanager
+def _output_locks(args: argparse.Namespace):
+    """One writer per data dir; the tasks of an array (--shards K/N) share it, one task per K."""
+    what, shards = "this memobert-prepare output", getattr(args, "shards", None)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(output_lock(args.out, what, shared=bool(shards)))
+        if shards:
+            task, tasks = shards
+            locks.enter_context(output_lock(args.out, f"{what}'s shards {task}/{tasks}",
+                                            name=f".memobert-shards-{task}-of-{tasks}.lock"))
+        yield
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     disable_torchaudio()
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        with _output_locks(args):
+            run(args)
     except ModuleNotFoundError as err:
         sys.exit(f"memobert-prepare: error: {err}; the extractors need: pip install 'memobert[extract]'")
-    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError) as err:
+    except (StageIncomplete, ValueError, OSError, pickle.UnpicklingError, OutputBusyError) as err:
         sys.exit(f"memobert-prepare: error: {err}")
 
 

@@ -1,5 +1,11 @@
 """Faces from video: frames sampled at a fixed rate (PyAV), OpenCV Haar detection, IoU tracking.
 
+The cascade searches the whole frame only on every ``detect_every``-th sampled frame (a keyframe).
+When two consecutive keyframes hold the same faces at nearly the same place (each box overlapping
+its partner by IoU >= 0.7), the faces did not move in between, and the frames between them take
+the boxes interpolated from the two keyframes; otherwise every frame between them is searched.
+Crops are always cut from each frame's own pixels, so expressions and mouth motion are not reused.
+
 Only small crops are kept per detection (the 48x48 face for the expression model and a
 mouth patch for the active-speaker choice), never whole frames, so memory does not depend
 on the video's resolution or length.
@@ -10,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -19,13 +25,14 @@ from .report import ItemError
 
 __all__ = [
     "IMAGE_EXTENSIONS", "Detection", "FaceTrack", "HaarFaceDetector", "video_frames", "read_face_folder",
-    "track_faces",
+    "detect_faces", "track_faces",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MOUTH_SIZE = (24, 12)  # width, height of the resampled mouth patch
 _DETECT_MAX_SIDE = 640  # frames are searched at this size at most (speed); boxes are scaled back
 _TRACK_IOU = 0.3
+_STILL_IOU = 0.7  # keyframe boxes overlapping this much: the face did not move in between
 
 Box = Tuple[int, int, int, int]  # x, y, width, height in frame pixels
 
@@ -95,13 +102,18 @@ class HaarFaceDetector:
         return [tuple(int(round(v / scale)) for v in box) for box in found]
 
     def detect(self, gray: np.ndarray, frame: int) -> List[Detection]:
-        import cv2
+        return crops(gray, self.boxes(gray), frame)
 
-        return [
-            Detection(frame, box, cv2.resize(_crop(gray, box), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA),
-                      _mouth(gray, box))
-            for box in self.boxes(gray)
-        ]
+
+def crops(gray: np.ndarray, boxes: List[Box], frame: int) -> List[Detection]:
+    """The face and mouth crops of ``boxes`` in one frame."""
+    import cv2
+
+    return [
+        Detection(frame, box, cv2.resize(_crop(gray, box), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA),
+                  _mouth(gray, box))
+        for box in boxes
+    ]
 
 
 def video_frames(path: str, start: Optional[float], end: Optional[float], fps: float,
@@ -168,6 +180,62 @@ def _iou(a: Box, b: Box) -> float:
     h = max(0, min(ay + ah, by + bh) - max(ay, by))
     inter = w * h
     return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
+
+
+def _still_pairs(before: List[Box], after: List[Box]) -> Optional[List[Tuple[Box, Box]]]:
+    """``before``'s boxes paired with ``after``'s if each face stayed put (IoU >= 0.7), else None."""
+    if len(before) != len(after):
+        return None
+    free, pairs = list(after), []
+    for box in before:
+        best = max(free, key=lambda other: _iou(box, other))
+        if _iou(box, best) < _STILL_IOU:
+            return None
+        free.remove(best)
+        pairs.append((box, best))
+    return pairs
+
+
+def _between(a: Box, b: Box, weight: float) -> Box:
+    return tuple(int(round(u + (v - u) * weight)) for u, v in zip(a, b))
+
+
+def detect_faces(frames: Iterable[Tuple[float, np.ndarray]], detector: HaarFaceDetector,
+                 detect_every: int = 5) -> Tuple[List[List[Detection]], List[float]]:
+    """``(detections per sampled frame, frame times)``, searching whole frames only where needed
+    (module docstring). At most ``detect_every - 1`` frames are held at a time."""
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    per_frame: List[List[Detection]] = []
+    times: List[float] = []
+    waiting: List[Tuple[int, np.ndarray]] = []  # frames since the last keyframe
+    key: Tuple[int, List[Box]] = (-1, [])  # the last keyframe's index and boxes
+
+    def keyframe(index: int, gray: np.ndarray) -> None:
+        nonlocal key
+        boxes = detector.boxes(gray)
+        pairs = _still_pairs(key[1], boxes) if key[0] >= 0 else None
+        for between, frame in waiting:
+            if pairs is None:
+                per_frame[between] = crops(frame, detector.boxes(frame), between)
+            else:
+                weight = (between - key[0]) / (index - key[0])
+                per_frame[between] = crops(frame, [_between(a, b, weight) for a, b in pairs], between)
+        waiting.clear()
+        per_frame[index] = crops(gray, boxes, index)
+        key = (index, boxes)
+
+    for index, (time, gray) in enumerate(frames):
+        times.append(time)
+        per_frame.append([])
+        if index % detect_every == 0:
+            keyframe(index, gray)
+        else:
+            waiting.append((index, gray))
+    if waiting:  # the last frame closes the last gap
+        last, gray = waiting.pop()
+        keyframe(last, gray)
+    return per_frame, times
 
 
 def track_faces(frames: List[List[Detection]]) -> List[FaceTrack]:

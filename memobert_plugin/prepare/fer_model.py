@@ -25,6 +25,8 @@ FER_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust"
 #: FER2013 / FER+ faces are 48x48 greyscale
 FACE_SIZE = 48
 _CHECKPOINT_FORMAT = "memobert-fer-densenet"
+#: largest value of each DenseNetFER argument a checkpoint may give (data from a file must not ask for a huge network)
+_ARCH_LIMITS = {"depth": 250, "growth_rate": 64, "compression": 1.0, "num_classes": len(FER_CLASSES)}
 
 
 class _DenseLayer(nn.Module):
@@ -125,8 +127,16 @@ def load_fer_model(path: str, device: str = "cpu", batch_size: int = 64) -> FerM
     state = load_checkpoint_weights_only(path)
     if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a facial-expression checkpoint written by memobert-train-fer")
-    if tuple(state["classes"]) != FER_CLASSES:
-        raise ValueError(f"{path}: classes {state['classes']} differ from FER+'s {list(FER_CLASSES)}")
-    network = DenseNetFER(**state["arch"])
-    network.load_state_dict(state["model"])
+    if tuple(state.get("classes") or ()) != FER_CLASSES:
+        raise ValueError(f"{path}: classes {state.get('classes')} differ from FER+'s {list(FER_CLASSES)}")
+    arch = state.get("arch")
+    if not (isinstance(arch, dict) and set(arch) <= set(_ARCH_LIMITS)
+            and all(type(v) in (int, float) and 0 < v <= _ARCH_LIMITS[k] for k, v in arch.items())):
+        raise ValueError(f"{path}: 'arch' {arch!r} is not a DenseNet-BC shape ({', '.join(_ARCH_LIMITS)} within "
+                         f"{list(_ARCH_LIMITS.values())})")
+    network = DenseNetFER(**arch)
+    try:
+        network.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: its weights do not fit the DenseNet its 'arch' describes: {str(err).splitlines()[0]}") from None
     return FerModel(network, device, batch_size)

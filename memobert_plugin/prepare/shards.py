@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, ClassVar, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, ClassVar, Collection, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -395,10 +395,13 @@ def _run_parallel(stage: Stage, plan: ShardPlan, todo: List[_ShardJob], workers:
             raise
 
 
-def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1) -> dict:
+def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1,
+              only: Optional[Collection[int]] = None) -> Optional[dict]:
     """Run ``stage`` on every unfinished shard of ``plan``; return its record (see :func:`stage_record`).
 
     ``workers`` processes (or this one) each run the extractors with ``threads`` torch threads.
+    ``only``: just those shards (one task of a cluster array); no record then (None): a later run
+    over the whole plan finds them done and writes it.
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be >= 1, got {workers} and {threads}")
@@ -407,7 +410,8 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1)
     os.makedirs(folder, exist_ok=True)
     complete = os.path.join(folder, "complete.json")
     if os.path.exists(complete):
-        os.remove(complete)  # the stage is being (re)run: its old record no longer holds
+        with contextlib.suppress(FileNotFoundError):  # array tasks may race to it
+            os.remove(complete)  # the stage is being (re)run: its old record no longer holds
     stage.setup()  # in this process too: bad settings or checkpoints fail before any worker starts
     streams = dict(getattr(stage, "streams", {}))
     # the settings and each shard's fingerprint are computed once here, never in the workers: config() may
@@ -418,10 +422,11 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1)
     shard_inputs = [_shard_inputs(digests) for digests in utterance_inputs]
     jobs = [_ShardJob(s, _sha256(f"{settings}\n{shard_inputs[s]}"), settings, utterance_inputs[s])
             for s in range(plan.num_shards)]
-    todo = [job for job in jobs if _marker(plan, stage, job.shard).get("fingerprint") != job.fingerprint]
-    skipped = plan.num_shards - len(todo)
+    selected = [job for job in jobs if only is None or job.shard in only]
+    todo = [job for job in selected if _marker(plan, stage, job.shard).get("fingerprint") != job.fingerprint]
+    skipped = len(selected) - len(todo)
     if skipped:
-        logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, plan.num_shards)
+        logger.info("%s: %d of %d shards already done, resuming", stage.name, skipped, len(selected))
     total = sum(plan.shard_sizes[job.shard] for job in todo)
     with tqdm(total=total, desc=f"{stage.name}", unit="utt", dynamic_ncols=True) as bar:
         if stage.parallel and workers > 1 and len(todo) > 1:
@@ -430,6 +435,8 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1)
             with _extractor_threads(threads) if stage.parallel else contextlib.nullcontext():
                 for job in todo:
                     _run_one(stage, plan, job, bar.update)
+    if only is not None:
+        return None
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
     inputs = {"fields": list(stage.inputs), "media": list(stage.media), "shards": shard_inputs}
     record = {"inputs": inputs, "config": stage.summary(), "streams": streams, "problems": problems}

@@ -15,7 +15,7 @@ import numpy as np
 
 from .active_speaker import choose_speaker
 from .audio import Warn, read_audio
-from .faces import HaarFaceDetector, read_face_folder, track_faces, video_frames
+from .faces import HaarFaceDetector, detect_faces, read_face_folder, track_faces, video_frames
 from .fer_model import FerModel, load_fer_model
 from .files import sha256_file
 from .manifest import Utterance
@@ -27,13 +27,11 @@ __all__ = ["speaker_faces", "VisualStage"]
 
 
 def speaker_faces(utterance: Utterance, detector: HaarFaceDetector, fps: float,
-                  max_seconds: Optional[float], vad: VoiceActivity, warn: Optional[Warn] = None) -> np.ndarray:
+                  max_seconds: Optional[float], vad: VoiceActivity, warn: Optional[Warn] = None,
+                  detect_every: int = 5) -> np.ndarray:
     """``[N, 48, 48]`` grey crops of the active speaker's face in the utterance's video span."""
-    per_frame, times = [], []
-    for index, (time, gray) in enumerate(video_frames(utterance.video, utterance.start, utterance.end, fps,
-                                                      max_seconds, warn)):
-        per_frame.append(detector.detect(gray, index))
-        times.append(time)
+    frames = video_frames(utterance.video, utterance.start, utterance.end, fps, max_seconds, warn)
+    per_frame, times = detect_faces(frames, detector, detect_every)
     if not per_frame:
         span = "" if utterance.start is None and utterance.end is None else (
             f" between {utterance.start or 0} s and {utterance.end if utterance.end is not None else 'the end'}")
@@ -58,12 +56,14 @@ class VisualStage(FrameStage):
     inputs = ("id", "line", "video", "audio", "start", "end")
     media = ("video", "audio")  # the audio decides the active speaker
 
-    def __init__(self, fer_checkpoint: str, fps: float = 10.0, max_seconds: float = 10.0, device: str = "cpu",
-                 vad: str = "auto"):
-        if fps <= 0 or max_seconds <= 0:
-            raise ValueError(f"fps and max_seconds must be > 0, got {fps} and {max_seconds}")
-        self.fer_checkpoint, self.fps = os.path.abspath(fer_checkpoint), fps
+    def __init__(self, checkpoint: str, fps: float = 10.0, max_seconds: float = 10.0, device: str = "cpu",
+                 vad: str = "auto", detect_every: int = 5):
+        if fps <= 0 or max_seconds <= 0 or detect_every < 1:
+            raise ValueError(f"fps and max_seconds must be > 0 and detect_every >= 1, got {fps}, {max_seconds} "
+                             f"and {detect_every}")
+        self.checkpoint, self.fps = os.path.abspath(checkpoint), fps
         self.max_seconds, self.device, self.vad = max_seconds, device, resolve_vad(vad)
+        self.detect_every = detect_every
         self._vad: Optional[VoiceActivity] = None
         self._model: Optional[FerModel] = None
         self._detector: Optional[HaarFaceDetector] = None
@@ -71,7 +71,7 @@ class VisualStage(FrameStage):
 
     def setup(self) -> None:
         if self._model is None:
-            self._model = load_fer_model(self.fer_checkpoint, self.device)
+            self._model = load_fer_model(self.checkpoint, self.device)
             self._detector = HaarFaceDetector()
             self._vad = load_voice_activity(self.vad)
 
@@ -80,11 +80,11 @@ class VisualStage(FrameStage):
 
     def config(self) -> dict:
         if self._checksum is None:
-            self._checksum = sha256_file(self.fer_checkpoint)
+            self._checksum = sha256_file(self.checkpoint)
         return {"extractor": "densenet_fer", "face_detector": "opencv_haar_frontalface_default",
                 "active_speaker": "mouth_motion_vs_voice_activity", "voice_activity": self.vad,
-                "checkpoint": self.fer_checkpoint,
-                "sha256": self._checksum, "fps": self.fps, "max_seconds": self.max_seconds}
+                "checkpoint": self.checkpoint, "sha256": self._checksum, "fps": self.fps,
+                "max_seconds": self.max_seconds, "detect_every": self.detect_every}
 
     def summary(self) -> dict:
         self.setup()
@@ -102,6 +102,7 @@ class VisualStage(FrameStage):
         if os.path.isdir(utterance.video):
             faces = read_face_folder(utterance.video)
         else:
-            faces = speaker_faces(utterance, self._detector, self.fps, self.max_seconds, self._vad, self.warn)
+            faces = speaker_faces(utterance, self._detector, self.fps, self.max_seconds, self._vad, self.warn,
+                                  self.detect_every)
         features, probs = self._model(faces)
         return {"visual": features, "visual_fer": probs}

@@ -1,6 +1,7 @@
 """``memobert_pretrain``: self-supervised pretraining with the registered objectives."""
 
 import logging
+import math
 from dataclasses import dataclass, field, make_dataclass
 from typing import Dict, List
 
@@ -64,8 +65,8 @@ class MemobertPretrainTask(MultimodalTask):
         if unknown:
             raise ValueError(f"unknown objectives {unknown}; registered: {sorted(OBJECTIVE_REGISTRY)} "
                              "(an extension's objectives need its --user-dir)")
-        if any(r < 0 for r in ratios) or sum(ratios) <= 0:
-            raise ValueError(f"--objective-ratios must be >= 0 with a positive sum, got {ratios}")
+        if not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
+            raise ValueError(f"--objective-ratios must be finite and >= 0 with a positive sum, got {ratios}")
         data = ObjectiveData(vocab=vocab, stream_dims=self.stream_dims)
         self.objectives: Dict[str, PretrainingObjective] = {n: OBJECTIVE_REGISTRY[n](cfg, data) for n in names}
         self.objective_ratios = ratios

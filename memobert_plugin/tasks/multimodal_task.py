@@ -12,9 +12,12 @@ from fairseq.data import SortDataset, data_utils
 from fairseq.tasks import FairseqTask
 from omegaconf import open_dict
 
+from ..checkpoint_policy import require_memobert_model
 from ..conf import MultimodalDataConfig
-from ..data.feature_store import FeatureStore
+from ..data.consistency import check_split_files
+from ..data.feature_store import FeatureStore, npy_shape
 from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
+from ..criterions.non_finite import report_non_finite
 from ..data.vocabulary import BertVocabulary
 from ..models.pretrained import (
     bert_shape,
@@ -60,7 +63,10 @@ class MultimodalTask(FairseqTask):
         for stream in FRAME_STREAMS:
             found = sorted(glob.glob(os.path.join(data_dir, f"*.{stream}.npy")))
             if found:
-                dims[stream] = int(np.load(found[0], mmap_mode="r").shape[1])
+                shape = npy_shape(found[0])
+                if len(shape) != 2:
+                    raise ValueError(f"{found[0]}: expected a 2-d frame array, got shape {shape}")
+                dims[stream] = int(shape[1])
                 present.add(stream)
         return dims, present
 
@@ -81,9 +87,14 @@ class MultimodalTask(FairseqTask):
     def load_multimodal(self, split: str) -> MultimodalDataset:
         """The split's text and frame streams, checked against each other and the model dims."""
         path = os.path.join(self.cfg.data, split)
+        check_split_files(self.cfg.data, split)
+        if os.path.isfile(path + ".bin") and os.path.getsize(path + ".bin") == 0:
+            raise ValueError(f"{path}.bin: split {split!r} has no utterances; prepare it with some, "
+                             "or train and validate on other splits (--train-subset, --valid-subset)")
         text = data_utils.load_indexed_dataset(path, self.vocab)
         if text is None:
             raise FileNotFoundError(f"split {split!r}: no binarized text at {path}.bin/.idx")
+        self._check_token_ids(text, path)
         stores = {s: FeatureStore.open_if_present(self.cfg.data, split, s) for s in FRAME_STREAMS}
         for stream, store in stores.items():
             if store is not None and store.dim != self.stream_dims[stream]:
@@ -93,6 +104,30 @@ class MultimodalTask(FairseqTask):
                 )
         limits = FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
         return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, limits, path)
+
+    def _check_token_ids(self, text, path: str) -> None:
+        """Every token id must index the dictionary: a shorter dict.txt fails here, not deep in a batch."""
+        buffer = getattr(text, "_bin_buffer", None)  # fairseq's mmap dataset: its .bin as one array, read once
+        if buffer is None or len(buffer) == 0:
+            return
+        largest = int(np.frombuffer(buffer, dtype=text._index.dtype).max())
+        if largest >= len(self.vocab):
+            raise ValueError(
+                f"{path}.bin uses token id {largest} but {os.path.join(self.cfg.data, 'dict.txt')} has only "
+                f"{len(self.vocab)} entries: the text was binarized with another dictionary; put that dict.txt "
+                "beside it, or binarize the text again"
+            )
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        """fairseq's step, then name the batch if its loss is not finite.
+
+        Checked here, after the backward pass is queued, rather than in the criterion's forward:
+        the forward never waits for the device, and fairseq's gradient-norm check waits for it
+        right after this anyway.
+        """
+        loss, sample_size, logging_output = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        report_non_finite(loss, sample, self)
+        return loss, sample_size, logging_output
 
     def describe_utterances(self, indices: List[int]) -> str:
         """How logs name a batch's utterances: by data index (a task that reads utterance ids names those)."""
@@ -117,6 +152,8 @@ class MultimodalTask(FairseqTask):
         When fairseq rebuilds a model to load a checkpoint into it (``from_checkpoint``),
         the recorded config is used as is and nothing pretrained is read again.
         """
+        # fairseq would build any registered model the config (a checkpoint's, when from_checkpoint) names
+        require_memobert_model(cfg.get("_name"), "the checkpoint's model config" if from_checkpoint else "--arch")
         with open_dict(cfg):
             if not from_checkpoint:
                 self._adopt_pretrained_shape(cfg)

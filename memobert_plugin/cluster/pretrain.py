@@ -19,15 +19,15 @@ import os
 import shlex
 import sys
 import zlib
-from typing import Any, List, Mapping, Optional
+from typing import List, Optional
 
 import submitit
 
-from .config import ConfigError, PretrainConfig, Resources, waits
+from .config import ConfigError, PretrainConfig, Resources, option_flags, waits
 from .executor import POLL_S, limit_threads, log_to_stdout, make_executor, wait_for
 
 __all__ = [
-    "PretrainJob", "submit_pretrain", "pretrain_argv", "fairseq_options", "distributed_args", "job_port",
+    "PretrainJob", "submit_pretrain", "pretrain_argv", "distributed_args", "job_port",
     "check_fairseq_args",
 ]
 
@@ -38,25 +38,9 @@ logger = logging.getLogger("memobert.slurm")
 PORT_BASE, PORT_SPAN = 12000, 20000
 
 
-def fairseq_options(options: Mapping[str, Any]) -> List[str]:
-    """``{lr: 5e-5, no_epoch_checkpoints: true, bert_init: null}`` → ``--lr 5e-05 --no-epoch-checkpoints``."""
-    argv = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is None or value is False:
-            continue
-        elif isinstance(value, (list, tuple, dict)):
-            raise ConfigError(f"fairseq.{key}: give a single value (write lists as fairseq does, e.g. '1,2')")
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
 def pretrain_argv(config: PretrainConfig, plugin_dir: str) -> List[str]:
     """fairseq-train's arguments for every rank, before the distributed ones."""
-    argv = [config.data, "--user-dir", plugin_dir, "--save-dir", config.save_dir, *fairseq_options(config.fairseq)]
+    argv = [config.data, "--user-dir", plugin_dir, "--save-dir", config.save_dir, *option_flags(config.fairseq, "fairseq")]
     if not config.resources.gpus_per_node:
         argv.append("--cpu")
     return argv + list(config.extra_args)

@@ -10,11 +10,12 @@ import submitit
 
 from .config import Resources
 
-__all__ = ["make_executor", "limit_threads", "log_to_stdout", "wait_for", "run_throttled", "REPO_ROOT", "POLL_S"]
+__all__ = ["make_executor", "limit_threads", "log_to_stdout", "wait_for", "run_throttled", "POLL_S"]
 
 logger = logging.getLogger("memobert.slurm")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the directory holding memobert_plugin (site-packages, or a checkout)
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: seconds between looks at job states (Slurm's come from sacct, which should not be hammered)
 POLL_S = {"local": 1.0, "slurm": 5.0}
@@ -29,11 +30,11 @@ def make_executor(
     The executors are built directly: submitit's AutoExecutor cannot set the local
     executor's signal delay.
     """
-    # jobs unpickle slurm.* and memobert_plugin.*: make both importable wherever they run
+    # jobs unpickle memobert_plugin.*: make it importable wherever they run, installed or not
     # (Slurm exports the submitting environment; the local executor copies it)
     pythonpath = os.environ.get("PYTHONPATH", "")
-    if REPO_ROOT not in pythonpath.split(os.pathsep):
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, pythonpath) if p)
+    if _PACKAGE_PARENT not in pythonpath.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, pythonpath) if p)
     if cluster == "local":
         executor = submitit.LocalExecutor(folder, max_num_timeout=resources.max_timeouts)
         executor.update_parameters(
@@ -68,7 +69,9 @@ def limit_threads(threads: int) -> None:
 
 def log_to_stdout() -> None:
     """In a job: log lines with time and source to the task's stdout log, submitit's only once."""
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)
+    # force: importing the job's pickle imported memobert_plugin, hence fairseq, which may have set up logging already
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout,
+                        force=True)
     logging.getLogger("submitit").propagate = False  # it has its own handler
 
 

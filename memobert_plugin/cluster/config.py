@@ -2,14 +2,26 @@
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["Resources", "PretrainConfig", "FoldOptions", "CVConfig", "CONFIG_DIR", "load_config", "ConfigError", "waits"]
+__all__ = ["Resources", "PretrainConfig", "FoldOptions", "CVConfig", "CONFIG_DIR", "config_path", "load_config", "ConfigError", "waits",
+           "PrepareConfig", "option_flags"]
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
+
+
+def config_path(name_or_path: str) -> str:
+    """A YAML file as given, or the packaged ``CONFIG_DIR/<name>.yaml`` for a bare name."""
+    if os.path.isfile(name_or_path) or os.sep in name_or_path or name_or_path.endswith(".yaml"):
+        return name_or_path
+    packaged = os.path.join(CONFIG_DIR, f"{name_or_path}.yaml")
+    if not os.path.isfile(packaged):
+        names = sorted(f[: -len(".yaml")] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+        raise ConfigError(f"--config {name_or_path}: no such file, nor a packaged configuration ({', '.join(names)})")
+    return packaged
 CLUSTERS = ("slurm", "local")
 
 
@@ -44,7 +56,7 @@ class Resources:
 
 @dataclass
 class PretrainConfig:
-    """``slurm.launch pretrain``: one fairseq-train run of memobert_pretrain over nodes x tasks."""
+    """``memobert-launch pretrain``: one fairseq-train run of memobert_pretrain over nodes x tasks."""
 
     cluster: str = "slurm"
     data: str = MISSING  # data-bin directory with train and valid splits
@@ -72,7 +84,7 @@ class FoldOptions:
 
 @dataclass
 class CVConfig:
-    """``slurm.launch cv`` / ``collect``: a cross-validation sweep as a job array, and its tables."""
+    """``memobert-launch cv`` / ``collect``: a cross-validation sweep as a job array, and its tables."""
 
     cluster: str = "slurm"
     out: str = MISSING  # sweep directory: one subdirectory per fold job, then results.md / .csv
@@ -91,7 +103,42 @@ class CVConfig:
     resources: Resources = field(default_factory=Resources)
 
 
+@dataclass
+class PrepareConfig:
+    """``memobert-launch prepare``: memobert-prepare with its acoustic and visual stages as a job array."""
+
+    cluster: str = "slurm"
+    manifest: str = MISSING  # memobert-prepare --manifest
+    out: str = MISSING  # the data dir (--out); work files under <out>/work/<split> unless prepare.work_dir is set
+    split: str = "train"
+    stages: List[str] = field(default_factory=lambda: ["acoustic", "visual"])  # run as arrays, in this order
+    tasks: int = 4  # array tasks per stage, each taking every tasks-th shard
+    array_parallelism: int = 16  # tasks running at once
+    prepare: Dict[str, Any] = field(default_factory=dict)  # memobert-prepare options: vocab, wav2vec2, fer_model, ...
+    log_dir: Optional[str] = None  # default <out>/submitit
+    name: str = "memobert-prepare"
+    wait: Optional[bool] = None  # block until the write step ends; default: yes on local, no on Slurm
+    resources: Resources = field(default_factory=Resources)
+
+
 T = TypeVar("T")
+
+
+def option_flags(options: Mapping[str, Any], section: str) -> List[str]:
+    """A command's options from the ``section`` block: ``{lr: 5e-5, no_epoch_checkpoints: true, bert_init: null}``
+    → ``--lr 5e-05 --no-epoch-checkpoints``."""
+    argv = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is None or value is False:
+            continue
+        elif isinstance(value, (list, tuple, dict)):
+            raise ConfigError(f"{section}.{key}: give a single value (write lists as the command does, e.g. '1,2')")
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def waits(config) -> bool:
