@@ -1,6 +1,6 @@
 """memobert: MEmoBERT as a fairseq plugin (``fairseq-train --user-dir memobert_plugin``).
 
-:func:`register` registers the plugin's tasks, criterions, model architectures and
+:func:`register` registers the plugin's tasks, criterions, optimizer, model architectures and
 pretraining objectives with fairseq, the weights-only loading allowlist for fairseq
 checkpoints and the check of every checkpoint fairseq loads, atomic checkpoint writes, and
 fairseq-train's guards (a finished run does no update; one run per save dir). Importing the
@@ -40,7 +40,7 @@ def register() -> None:
     make_checkpoint_copies_atomic()
     guard_fairseq_checkpoint_loading()
     install_run_guards()
-    from . import criterions, models, objectives, tasks  # noqa: F401  (registration order: objectives before tasks)
+    from . import criterions, models, objectives, optim, tasks  # noqa: F401  (registration order: objectives before tasks)
 
 
 if sys.modules.get("fairseq") is not None:  # None: an import blocked on purpose

@@ -31,7 +31,7 @@ def plugin_dir() -> str:
 def demo_corpus(tmp_path_factory):
     """A small demo corpus (fewer utterances than the quickstart's), written once per session."""
     root = tmp_path_factory.mktemp("demo")
-    return write_demo_corpus(str(root), seed=0, utterances_per_speaker=24, pretrain_utterances=160)
+    return write_demo_corpus(str(root), seed=0, pretrain_utterances=160, labelled_scale=0.045)
 
 
 def run_cli(args, cwd=None, timeout=600, check=True, env=None) -> subprocess.CompletedProcess:

@@ -40,7 +40,7 @@ def sweep(demo_corpus, pretrained, tmp_path_factory):
     run_cli([sys.executable, "-m", "memobert_plugin.evaluation.cli", "run", "--out", out,
              "--corpus", f"demo={demo_corpus.emotion_data}", "--settings", ",".join(SETTINGS),
              "--pretrained", pretrained, "--folds", "2", "--seeds", "1", "--arch", "memobert_tiny", "--lr", "1e-3",
-             "--max-epoch", "2", "--batch-size", "16", "--keep-checkpoints"])
+             "--max-epoch", "2", "--batch-size", "16", "--keep-checkpoints", "--fractions", "0,1"], timeout=1800)
     return out
 
 
@@ -70,7 +70,23 @@ def test_one_fold_each_setting(demo_corpus, sweep):
             assert by_id[utterance][1] == result["test"]["classes"][gold]
             assert np.allclose([float(x) for x in by_id[utterance][3:]], p, atol=1e-5)
     csv_rows = open(os.path.join(out, "results.csv")).read().splitlines()
-    assert len(csv_rows) == 4 and csv_rows[0].startswith("corpus,setting,train_fraction")
+    assert len(csv_rows) == 5 and csv_rows[0].startswith("corpus,setting,train_fraction")  # + zero-shot prompt
+
+
+def test_zero_shot_fold_tests_the_pretrained_model_untouched(demo_corpus, pretrained, sweep):
+    """--fractions 0: no fairseq-train, no update; the pretrained weights are tested as they are."""
+    assert not os.path.isdir(os.path.join(sweep, "demo", "direct", "frac0"))  # a new classifier needs labels
+    run_dir = os.path.join(sweep, "demo", "pretrain_prompt", "frac0", "seed1", "fold2")
+    log = open(os.path.join(run_dir, "train.log")).read()
+    assert "untrained_checkpoint" in log and "fairseq-train" not in log.split("fairseq-validate")[0]
+    checkpoint = os.path.join(run_dir, "checkpoints", "checkpoint_best.pt")
+    tested = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    original = torch.load(pretrained, map_location="cpu", weights_only=False)["model"]
+    assert tested.keys() <= original.keys()
+    assert all(torch.equal(tested[k], original[k]) for k in tested)
+    result = json.load(open(os.path.join(run_dir, "result.json")))
+    wa, uar = _recompute(checkpoint, demo_corpus.emotion_data)
+    assert result["test"]["wa"] == pytest.approx(wa, abs=1e-6) and result["test"]["uar"] == pytest.approx(uar, abs=1e-6)
 
 
 def test_predict_matches_the_task(sweep, tmp_path):

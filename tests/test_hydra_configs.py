@@ -53,7 +53,8 @@ def _from_hydra(config_dir, name, overrides):
 
 def _quickstart_pretrain():
     return _command("examples/quickstart/run.sh", "fairseq-train",
-                    {"OUT": "/data/out", "PLUGIN": PLUGIN_DIR, "PRETRAIN_UPDATES": "1000"})
+                    {**_defaults("examples/quickstart/run.sh"), "OUT": "/data/out", "WORLD": "/data/out/demo",
+                     "PLUGIN": PLUGIN_DIR})
 
 
 def _quickstart_cv_job():

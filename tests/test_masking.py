@@ -7,7 +7,10 @@ from memobert_plugin.data.masking import masking_rng, span_mask, whole_word_mask
 
 
 def _runs(mask):
-    """Lengths of the runs of True."""
+    """Lengths of the runs of True, the frames read as a ring (a run may go on from the last frame to the first)."""
+    if mask.all():
+        return np.array([len(mask)])
+    mask = np.roll(mask, -int(np.argmin(mask)))  # start at an unmasked frame: no run is cut in two
     padded = np.concatenate([[0], mask.astype(int), [0]])
     edges = np.flatnonzero(np.diff(padded))
     return edges[1::2] - edges[::2]
@@ -27,15 +30,13 @@ def test_span_mask_ratio_and_span_shape(prob, span):
     assert abs(masked / total - prob) < 0.01
 
 
-def test_span_mask_reaches_first_and_last_frame():
-    first = last = 0
-    for i in range(3000):
-        mask = span_mask(masking_rng(0, 1, i), 12, 0.2, 3)
-        first += mask[0]
-        last += mask[-1]
-    # every position is masked about equally often; the authors' code never masked the last frame
-    assert first > 200 and last > 200
-    assert abs(first - last) < 0.25 * max(first, last)
+@pytest.mark.parametrize("length,prob,span", [(12, 0.2, 3), (7, 0.15, 3), (20, 0.2, 5)])
+def test_span_mask_masks_every_position_equally_often(length, prob, span):
+    """Measured per-position rates: the first and last frames as often as interior ones (placing spans
+    on a line gave 0.08 at the edges against 0.23 inside for faces)."""
+    draws = 20000
+    rates = sum(span_mask(masking_rng(0, 1, i), length, prob, span) for i in range(draws)) / draws
+    assert np.abs(rates - prob).max() < 0.015, rates
 
 
 @pytest.mark.parametrize("length", [1, 2, 4, 6, 9, 12])

@@ -1,4 +1,4 @@
-"""``memobert_emotion`` criterion: cross-entropy over the classes, exact WA, UAR and F1.
+"""``memobert_emotion`` criterion: cross-entropy over the classes (or the prompt's MLM loss), exact WA, UAR and F1.
 
 WA is accuracy; UAR is the mean per-class recall over the classes present in the
 evaluated data; macro and weighted F1 as in :mod:`memobert_plugin.class_metrics`. All are
@@ -9,13 +9,13 @@ Logs carry fractions; tables print percents.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..class_metrics import confusion_from_counts, macro_f1, unweighted_average_recall, weighted_accuracy, weighted_f1
 from .unused_parameters import anchor_unused_parameters
@@ -25,7 +25,12 @@ __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig"]
 
 @dataclass
 class MemobertEmotionCriterionConfig(FairseqDataclass):
-    pass
+    prompt_loss: ChoiceEnum(["label_words", "vocabulary"]) = field(
+        default="label_words",
+        metadata={"help": "prompt head's training loss: label_words: cross-entropy over the label words only (the "
+                  "classes); vocabulary: MLM cross-entropy over the whole vocabulary at the [MASK] slot(s), as the "
+                  "authors' code. The prediction is always the best label word"},
+    )
 
 
 @register_criterion("memobert_emotion", dataclass=MemobertEmotionCriterionConfig)
@@ -33,11 +38,16 @@ class MemobertEmotionCriterion(FairseqCriterion):
     def __init__(self, cfg: MemobertEmotionCriterionConfig, task):
         super().__init__(task)
         self.num_classes = len(task.class_names)
+        if cfg.prompt_loss == "vocabulary" and task.cfg.emotion_head != "prompt":
+            raise ValueError("--prompt-loss vocabulary needs --emotion-head prompt (a classifier has no vocabulary)")
+        # a prompt's class scores are its label words' log-probabilities over the whole vocabulary, so
+        # their negative is the MLM loss; cross-entropy renormalises them over the label words
+        self.class_loss = F.nll_loss if cfg.prompt_loss == "vocabulary" else F.cross_entropy
 
     def forward(self, model, sample, reduce: bool = True):
         logits = self.task.class_logits(model, sample["net_input"])
         target = sample["target"]
-        loss = anchor_unused_parameters(F.cross_entropy(logits.float(), target, reduction="sum"), model)
+        loss = anchor_unused_parameters(self.class_loss(logits.float(), target, reduction="sum"), model)
         # confusion counts, row-major (gold, predicted), in one bincount
         confusion = torch.bincount(target * self.num_classes + logits.argmax(-1), minlength=self.num_classes ** 2)
         self.task.record_predictions(sample, logits)

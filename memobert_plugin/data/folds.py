@@ -100,7 +100,8 @@ def fold_split(meta: Sequence[UtteranceMeta], fold: int, scheme: str = "auto") -
 def stratified_subset(indices: np.ndarray, labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
     """``fraction`` of ``indices`` drawn per class (at least one each), sorted, reproducible from ``seed``."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
+        raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}; to test a prompt with no labels "
+                         "(zero-shot) use memobert-cv run --fractions 0, which trains nothing")
     if fraction == 1.0:
         return np.asarray(indices)
     rng = np.random.default_rng(seed)

@@ -40,9 +40,12 @@ def stochastic_count(rng: np.random.Generator, expected: float, upper: int) -> i
 def span_mask(rng: np.random.Generator, length: int, mask_prob: float, span: int) -> np.ndarray:
     """Non-overlapping spans of ``span`` consecutive frames covering ~``mask_prob`` of ``length``.
 
-    Every placement of k non-overlapping spans is equally likely, so the first and the
-    last frame are as likely to be masked as any other. ``span=1`` gives independent
-    frame masking. An input shorter than one span is one span (masked whole, or not).
+    The spans are placed uniformly on a ring of ``length`` frames (a uniform placement turned by
+    a uniform offset), so every frame, the first and the last included, is masked with the same
+    probability, ``mask_prob`` on average. A span that runs past the last frame goes on at the
+    first (two short runs of one span). Placing spans on a line instead would mask the edge
+    frames about a third as often as the interior ones. ``span=1`` gives independent frame
+    masking. An input shorter than one span is one span (masked whole, or not).
     """
     mask = np.zeros(length, dtype=bool)
     if length == 0:
@@ -51,9 +54,8 @@ def span_mask(rng: np.random.Generator, length: int, mask_prob: float, span: int
     k = stochastic_count(rng, mask_prob * length / span, length // span)
     # choose k slots among length - k*(span-1); slot i shifted by i*(span-1) gives disjoint spans
     slots = np.sort(rng.choice(length - k * (span - 1), size=k, replace=False))
-    starts = slots + np.arange(k) * (span - 1)
-    for start in starts:
-        mask[start : start + span] = True
+    starts = slots + np.arange(k) * (span - 1) + rng.integers(length)
+    mask[(starts[:, None] + np.arange(span)) % length] = True
     return mask
 
 

@@ -124,7 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bert-init", default="", help="Hugging Face BERT directory for bert_direct")
     run.add_argument("--folds", default="all", help="'all', '1,2' or '1-4'")
     run.add_argument("--seeds", default="1,2,3")
-    run.add_argument("--fractions", default="1.0", help="training fractions, e.g. 0.1,0.2,0.5,1.0 (Fig. 3)")
+    run.add_argument("--fractions", default="1.0",
+                     help="training fractions, e.g. 0,0.1,0.2,0.5,1.0 (Fig. 3); 0 trains nothing and tests the "
+                          "prompt settings' pretrained model as it is (zero-shot)")
+    run.add_argument("--same-subset-for-all-seeds", action="store_true",
+                     help="draw a fraction's training subset once (seed 1) instead of once per seed")
+    run.add_argument("--lr-schedule", choices=("constant", "warmup_linear"), default=FoldJob.lr_schedule,
+                     help="constant, or warm-up over 10%% of the updates then linear decay to 0 (the authors')")
+    run.add_argument("--decay-norm-and-bias", action="store_true",
+                     help="weight decay on biases and LayerNorm parameters too (BERT and the authors exclude them)")
+    run.add_argument("--prompt-loss", choices=("label_words", "vocabulary"), default=FoldJob.prompt_loss,
+                     help="prompt settings' loss: cross-entropy over the label words, or the MLM cross-entropy over "
+                          "the whole vocabulary at [MASK] (the authors')")
     run.add_argument("--arch", default=FoldJob.arch)
     run.add_argument("--lr", type=float, default=FoldJob.lr, help="default: 5e-5 on full data, 3e-5 on a fraction")
     run.add_argument("--max-epoch", type=int, default=FoldJob.max_epoch)
@@ -153,7 +164,8 @@ def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
         bert_init=args.bert_init,
         train_final=args.train_final,
         arch=args.arch, lr=args.lr, max_epoch=args.max_epoch, batch_size=args.batch_size,
-        keep_checkpoints=args.keep_checkpoints,
+        keep_checkpoints=args.keep_checkpoints, same_subset_for_all_seeds=args.same_subset_for_all_seeds,
+        lr_schedule=args.lr_schedule, decay_norm_and_bias=args.decay_norm_and_bias, prompt_loss=args.prompt_loss,
         extra_train_args=[a for a in args.extra if a != "--"],
     )
 

@@ -27,9 +27,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 import memobert_plugin
 
 from ..class_metrics import classification_report
+from ..data.folds import fold_split, stratified_subset
+from ..data.utterance_meta import read_meta
 from ..output_lock import output_lock
 from ..predictions_file import read_predictions
 from ..prepare.files import atomic_open
+from ..tasks.memobert_emotion import MemobertEmotionConfig
 
 __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "parse_valid_line", "PLUGIN_DIR",
            "FoldFailedError"]
@@ -37,6 +40,9 @@ __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_o
 logger = logging.getLogger(__name__)
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(memobert_plugin.__file__))
+
+#: share of a warmup_linear schedule's updates spent warming up (UNITER's 10%)
+LR_WARMUP_SHARE = 0.1
 
 #: the paper's four settings: (initialisation, head)
 SETTINGS: Dict[str, tuple] = {
@@ -64,6 +70,10 @@ class FoldJob:
     lr: Optional[float] = None  # None: the paper's 5e-5 on full data, 3e-5 on a fraction
     max_epoch: int = 15
     batch_size: int = 32
+    same_subset_for_all_seeds: bool = False  # False: each seed draws its own low-resource subset
+    lr_schedule: str = "constant"  # or "warmup_linear": LR_WARMUP_SHARE of the updates warm up, then linear decay to 0
+    decay_norm_and_bias: bool = False  # weight decay on biases and LayerNorm too (BERT and the authors: no)
+    prompt_loss: str = "label_words"  # the memobert_emotion criterion's --prompt-loss (prompt settings)
     extra_train_args: List[str] = field(default_factory=list)
     keep_checkpoints: bool = False
 
@@ -96,28 +106,63 @@ class FoldJob:
             return self.lr
         return 5e-5 if self.train_fraction >= 1.0 else 3e-5
 
+    @property
+    def subset_seed(self) -> int:
+        """Seed of the low-resource training subset: the run's own, or 1 for every seed."""
+        return 1 if self.same_subset_for_all_seeds else self.seed
+
     def task_args(self) -> List[str]:
         init, head = SETTINGS[self.setting]
         args = [self.data, "--user-dir", PLUGIN_DIR, "--task", "memobert_emotion", "--fold", str(self.fold),
-                "--emotion-head", head, "--train-fraction", str(self.train_fraction)]
+                "--emotion-head", head, "--train-fraction", str(self.train_fraction),
+                "--train-fraction-seed", str(self.subset_seed)]
         if init != "none":
             if not self.init_path:
                 raise ValueError(f"setting {self.setting} needs a {'BERT directory' if init == 'bert' else 'pretrained checkpoint'}")
             args += ["--bert-init" if init == "bert" else "--memobert-init", self.init_path]
         return args
 
+    def train_updates(self) -> int:
+        """Updates of the whole run: the fold's (subsampled) training set in batches, times the epochs."""
+        meta = read_meta(os.path.join(self.data, f"{MemobertEmotionConfig.corpus_split}.meta.tsv"))
+        train = fold_split(meta, self.fold).train
+        if self.train_fraction < 1:
+            train = stratified_subset(train, [row.label for row in meta], self.train_fraction, self.subset_seed)
+        return -(-len(train) // self.batch_size) * self.max_epoch
+
+    def schedule_args(self) -> List[str]:
+        if self.lr_schedule == "constant":
+            return ["--lr-scheduler", "fixed"]
+        if self.lr_schedule != "warmup_linear":
+            raise ValueError(f"lr_schedule must be 'constant' or 'warmup_linear', got {self.lr_schedule!r}")
+        total = self.train_updates()
+        return ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
+                "--warmup-updates", str(round(LR_WARMUP_SHARE * total))]
+
     def train_command(self) -> List[str]:
+        prompt = SETTINGS[self.setting][1] == "prompt"
         return [
             _entry_point("fairseq-train"), *self.task_args(),
             "--arch", self.arch, "--criterion", "memobert_emotion", "--seed", str(self.seed),
-            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--weight-decay", "0.01", "--clip-norm", "5",
-            "--lr", str(self.learning_rate()), "--lr-scheduler", "fixed",
+            *(["--prompt-loss", self.prompt_loss] if prompt else []),
+            "--optimizer", "memobert_adam", "--adam-betas", "(0.9,0.98)", "--weight-decay", "0.01", "--clip-norm", "5",
+            *(["--decay-norm-and-bias"] if self.decay_norm_and_bias else []),
+            "--lr", str(self.learning_rate()), *self.schedule_args(),
             "--max-epoch", str(self.max_epoch), "--batch-size", str(self.batch_size),
             "--save-dir", os.path.join(self.out_dir, "checkpoints"), "--no-epoch-checkpoints",
             "--best-checkpoint-metric", "uar", "--maximize-best-checkpoint-metric",
             "--log-format", "json", "--log-interval", "50", "--num-workers", "0",
             *self.extra_train_args,
         ]
+
+    @property
+    def zero_shot(self) -> bool:
+        """No labels: the initialisation is tested as it is (prompt settings only)."""
+        return self.train_fraction == 0
+
+    def untrained_command(self) -> List[str]:
+        """Writes the untrained checkpoint_best.pt that a zero-shot fold tests (same arguments as training)."""
+        return [sys.executable, "-m", "memobert_plugin.evaluation.untrained_checkpoint", *self.train_command()[1:]]
 
     def validate_command(self) -> List[str]:
         return [
@@ -263,7 +308,7 @@ def _run_fold_job(job: FoldJob, on_validation: Optional[Callable[[Dict], None]])
         if summary is not None and on_validation is not None:
             on_validation(summary)
 
-    _run(job.train_command(), log_path, watch)
+    _run(job.untrained_command() if job.zero_shot else job.train_command(), log_path, watch)
     metrics = parse_validate_output(_run(job.validate_command(), log_path), job.evaluated_subset)
     classes, _ = read_predictions(job.predictions_path)
     confusion = metrics.pop("confusion")
@@ -311,10 +356,14 @@ def plan_jobs(
                 inits = [("", bert_init)]
             else:
                 inits = [("", "")]
+            zero_shot_skipped = SETTINGS[setting][1] != "prompt" and 0 in fractions
+            if zero_shot_skipped:
+                logger.info("%s: no fraction 0 (zero-shot) folds, its new classifier needs labels", setting)
             for label, init_path in inits:
                 row_dir = os.path.join(out_dir, corpus, setting + (f"-{label}" if label else ""))
                 runs = [(fraction, seed, fold, os.path.join(row_dir, f"frac{fraction:g}", f"seed{seed}", f"fold{fold}"))
-                        for fraction in fractions for seed in seeds for fold in folds[corpus]]
+                        for fraction in fractions if not (fraction == 0 and zero_shot_skipped)
+                        for seed in seeds for fold in folds[corpus]]
                 if train_final:
                     runs += [(1.0, seed, 0, os.path.join(row_dir, "final", f"seed{seed}")) for seed in seeds]
                 jobs += [FoldJob(corpus=corpus, data=data, setting=setting, fold=fold, seed=seed, out_dir=run_dir,
