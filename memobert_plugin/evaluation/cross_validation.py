@@ -27,12 +27,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 import memobert_plugin
 
 from ..class_metrics import classification_report
-from ..data.folds import fold_split, stratified_subset
+from ..data.folds import LABELLED_SPLIT, fold_split, stratified_subset
 from ..data.utterance_meta import read_meta
 from ..output_lock import output_lock
 from ..predictions_file import read_predictions
 from ..prepare.files import atomic_open
-from ..tasks.memobert_emotion import MemobertEmotionConfig
 
 __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "parse_valid_line", "PLUGIN_DIR",
            "FoldFailedError"]
@@ -124,7 +123,7 @@ class FoldJob:
 
     def train_updates(self) -> int:
         """Updates of the whole run: the fold's (subsampled) training set in batches, times the epochs."""
-        meta = read_meta(os.path.join(self.data, f"{MemobertEmotionConfig.corpus_split}.meta.tsv"))
+        meta = read_meta(os.path.join(self.data, f"{LABELLED_SPLIT}.meta.tsv"))
         train = fold_split(meta, self.fold).train
         if self.train_fraction < 1:
             train = stratified_subset(train, [row.label for row in meta], self.train_fraction, self.subset_seed)
