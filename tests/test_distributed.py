@@ -68,9 +68,12 @@ def _parameters(save_dir: str) -> dict:
 @pytest.mark.parametrize("task", ["emotion", "pretrain"])
 def test_two_gloo_ranks_equal_one_process_with_update_freq_2(demo_corpus, tmp_path, task):
     data = demo_corpus.emotion_data if task == "emotion" else demo_corpus.pretrain_data
-    single = run_cli([FAIRSEQ_TRAIN, data, *COMMON, *TASKS[task], "--update-freq", "2",
+    # the emotion runs also write the last validation's per-utterance predictions (one file per rank)
+    predictions = {run: ["--predictions-path", str(tmp_path / f"{run}.tsv")] if task == "emotion" else []
+                   for run in ("single", "ranks")}
+    single = run_cli([FAIRSEQ_TRAIN, data, *COMMON, *TASKS[task], "--update-freq", "2", *predictions["single"],
                       "--save-dir", str(tmp_path / "single")], env=ENV).stdout
-    ranked = _train_two_ranks(data, TASKS[task], str(tmp_path / "ranks"))
+    ranked = _train_two_ranks(data, TASKS[task] + predictions["ranks"], str(tmp_path / "ranks"))
 
     assert "training on 2 devices" in ranked  # one model on two ranks, not two models
     one, two = _parameters(str(tmp_path / "single")), _parameters(str(tmp_path / "ranks"))
@@ -83,6 +86,18 @@ def test_two_gloo_ranks_equal_one_process_with_update_freq_2(demo_corpus, tmp_pa
     assert len(single_valid) >= 2
     if task == "emotion":
         for a, b in zip(single_valid, ranked_valid):
-            assert (b["valid_wa"], b["valid_uar"]) == (a["valid_wa"], a["valid_uar"])
+            for metric in ("valid_wa", "valid_uar", "valid_macro_f1", "valid_weighted_f1", "valid_confusion"):
+                assert b[metric] == a[metric], metric
+        rows = {run: [line.split("\t") for path in paths for line in open(path).read().splitlines()[1:]]
+                for run, paths in (("single", [tmp_path / "single.tsv"]),
+                                   ("ranks", [tmp_path / "ranks.tsv", tmp_path / "ranks.tsv.rank1"]))}
+        # fairseq evens out the ranks' batches by evaluating a batch twice (counted once in the metrics)
+        assert len(rows["single"]) == 24 and {r[0] for r in rows["ranks"]} == {r[0] for r in rows["single"]}
+        ranked = {}
+        for row in rows["ranks"]:
+            ranked.setdefault(row[0], []).append([float(x) for x in row[3:]])
+        for row in rows["single"]:
+            for probabilities in ranked[row[0]]:
+                assert [float(x) for x in row[3:]] == pytest.approx(probabilities, abs=1e-4), row[0]
     # and training moved the model: the comparison above is not between two untouched inits
     assert single_valid[0]["valid_loss"] != single_valid[1]["valid_loss"]

@@ -7,24 +7,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from conftest import BIN, run_cli
+from conftest import run_cli
 
 SETTINGS = ("direct", "pretrain_finetune", "pretrain_prompt")
 
 
-@pytest.fixture(scope="module")
-def pretrained(demo_corpus, plugin_dir, tmp_path_factory):
-    save_dir = str(tmp_path_factory.mktemp("pretrain"))
-    run_cli([f"{BIN}/fairseq-train", demo_corpus.pretrain_data, "--user-dir", plugin_dir, "--task", "memobert_pretrain",
-             "--arch", "memobert_tiny", "--criterion", "memobert_pretrain", "--optimizer", "adam", "--lr", "1e-3",
-             "--max-update", "30", "--batch-size", "16", "--num-workers", "0", "--save-dir", save_dir, "--cpu"])
-    return os.path.join(save_dir, "checkpoint_best.pt")
-
-
 def _recompute(checkpoint, data):
-    """The test subset scored in-process from the checkpoint, with sklearn's metrics."""
+    """The test subset scored in-process from the checkpoint: gold classes, probabilities, utterance ids."""
     from fairseq import checkpoint_utils
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
@@ -33,9 +24,9 @@ def _recompute(checkpoint, data):
     dataset = task.dataset("test")
     batch = dataset.collater([dataset[i] for i in range(len(dataset))])
     with torch.no_grad():
-        predicted = task.class_logits(model, batch["net_input"]).argmax(-1).numpy()
-    truth = batch["target"].numpy()
-    return accuracy_score(truth, predicted), recall_score(truth, predicted, labels=np.unique(truth), average="macro")
+        probs = torch.softmax(task.class_logits(model, batch["net_input"]), -1).numpy()
+    ids = [task.meta[row].id for row in batch["id"].tolist()]
+    return batch["target"].numpy(), probs, ids
 
 
 def _run_dir(out, setting):
@@ -62,10 +53,22 @@ def test_one_fold_each_setting(demo_corpus, sweep):
         result = json.load(open(os.path.join(run_dir, "result.json")))
         log = open(os.path.join(run_dir, "train.log")).read()
         # the checkpoint was chosen on the validation speaker; the test speaker never enters training
-        assert "best_uar" in log and "valid on 'valid' subset" in log and "on 'test'" not in log.split("fairseq-validate")[0]
-        wa, uar = _recompute(os.path.join(run_dir, "checkpoints", "checkpoint_best.pt"), demo_corpus.emotion_data)
-        assert result["test"]["wa"] == pytest.approx(wa, abs=1e-6)
-        assert result["test"]["uar"] == pytest.approx(uar, abs=1e-6)
+        assert "best_uar" in log and "| valid | " in log and "| test | " not in log.split("fairseq-validate")[0]
+        truth, probs, ids = _recompute(os.path.join(run_dir, "checkpoints", "checkpoint_best.pt"), demo_corpus.emotion_data)
+        predicted = probs.argmax(-1)
+        assert result["test"]["wa"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-6)
+        assert result["test"]["uar"] == pytest.approx(
+            recall_score(truth, predicted, labels=np.unique(truth), average="macro"), abs=1e-6)
+        assert result["test"]["macro_f1"] == pytest.approx(f1_score(truth, predicted, average="macro", zero_division=0), abs=1e-6)
+        assert result["test"]["confusion"] == confusion_matrix(truth, predicted, labels=range(4)).tolist()
+        # the per-utterance predictions are the checkpoint's, row for row
+        with open(os.path.join(run_dir, "test_predictions.tsv")) as handle:
+            rows = [line.rstrip("\n").split("\t") for line in handle][1:]
+        by_id = {row[0]: row for row in rows}
+        assert sorted(by_id) == sorted(ids)
+        for utterance, gold, p in zip(ids, truth, probs):
+            assert by_id[utterance][1] == result["test"]["classes"][gold]
+            assert np.allclose([float(x) for x in by_id[utterance][3:]], p, atol=1e-5)
     csv_rows = open(os.path.join(out, "results.csv")).read().splitlines()
     assert len(csv_rows) == 5 and csv_rows[0].startswith("corpus,setting,train_fraction")  # + zero-shot prompt
 

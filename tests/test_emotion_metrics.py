@@ -1,12 +1,13 @@
-"""WA and UAR from summed per-class counts equal scikit-learn's, across batches and workers."""
+"""WA, UAR, F1 and the confusion matrix from summed counts equal scikit-learn's, across batches and workers."""
 
 
 import numpy as np
 import pytest
 import torch
 from fairseq import metrics
-from sklearn.metrics import accuracy_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
+from memobert_plugin.class_metrics import classification_report
 from memobert_plugin.criterions.memobert_emotion import MemobertEmotionCriterion, MemobertEmotionCriterionConfig
 
 CLASSES = 4
@@ -18,6 +19,10 @@ class _Task:
     @staticmethod
     def class_logits(model, net_input):
         return net_input["logits"]
+
+    @staticmethod
+    def record_predictions(sample, logits):
+        pass
 
 
 def _logging_outputs(y_true, logits, batch_size):
@@ -65,5 +70,30 @@ def test_summed_workers_equal_one_worker():
     worker_a, worker_b = outputs[0::2], outputs[1::2]
     summed = [{k: sum(o[k] for o in worker_a) + sum(o[k] for o in worker_b) for k in worker_a[0]}]
     one, many = _reduce(outputs), _reduce(summed)
-    assert one["wa"] == many["wa"] and one["uar"] == many["uar"]
+    for name in ("wa", "uar", "macro_f1", "weighted_f1", "confusion"):
+        assert one[name] == many[name], name
+    assert one["confusion"] == confusion_matrix(y_true, logits.argmax(-1)).tolist()
     assert one["wa"] == pytest.approx(accuracy_score(y_true, logits.argmax(-1)), abs=1e-6)
+
+
+@pytest.mark.parametrize("absent", [None, 2])
+def test_f1_and_per_class_match_sklearn(absent):
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, CLASSES, 77)
+    logits = torch.tensor(rng.standard_normal((77, CLASSES)), dtype=torch.float32)
+    if absent is not None:
+        y_true[y_true == absent] = 1
+        logits[:5, absent] = 1e9  # absent from the data but predicted: precision 0, in the macro F1
+    y_pred = logits.argmax(-1).numpy()
+    values = _reduce(_logging_outputs(torch.tensor(y_true), logits, 16))
+    assert values["confusion"] == confusion_matrix(y_true, y_pred, labels=range(CLASSES)).tolist()
+    assert values["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0), abs=1e-6)
+    assert values["weighted_f1"] == pytest.approx(f1_score(y_true, y_pred, average="weighted", zero_division=0), abs=1e-6)
+    report = classification_report(values["confusion"], _Task.class_names)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=range(CLASSES), zero_division=0)
+    for k, name in enumerate(_Task.class_names):
+        got = report["per_class"][name]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx(
+            (precision[k], recall[k], f1[k], support[k]), abs=1e-12), name
+    assert report["wa"] == pytest.approx(values["wa"], abs=1e-6) and report["uar"] == pytest.approx(values["uar"], abs=1e-6)

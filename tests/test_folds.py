@@ -68,3 +68,14 @@ def test_meta_errors(tmp_path):
     path.write_text("id\tspeaker\tsession\tlabel\nu1\ts1\tS\thappy\nu1\ts2\tS\tsad\n")
     with pytest.raises(ValueError, match=r"all.meta.tsv:3: duplicate utterance id 'u1' \(first on line 2\)"):
         read_meta(str(path))
+
+
+@pytest.mark.parametrize("scheme", ["session", "speaker"])
+def test_fold_zero_is_the_final_model_on_all_speakers(scheme):
+    meta = _corpus(5)
+    split = fold_split(meta, 0, scheme)
+    speakers = lambda rows: {meta[i].speaker for i in rows}  # noqa: E731
+    assert speakers(split.valid) == {"Ses05M"} and len(split.test) == 0  # the last speaker by name validates
+    assert speakers(split.train) == {m.speaker for m in meta} - {"Ses05M"}
+    with pytest.raises(ValueError, match=r"folds are 1\.\.10 \(or 0: a final model on all speakers\)"):
+        fold_split(meta, 11)

@@ -111,3 +111,19 @@ def test_hydra_config_equals_command_line(config_dir, config_name, command, over
     for section in ("task", "model", "criterion", "optimizer", "lr_scheduler", "common", "dataset", "optimization",
                     "checkpoint", "distributed_training"):
         assert hydra[section] == cli[section], section
+
+
+def test_hydra_run_writes_under_the_save_dir_and_takes_a_quoted_list(demo_corpus, tmp_path):
+    """.hydra/ and hydra_train.log land next to the checkpoints, not in the working directory; a comma
+    list given as README shows it (quoted: hydra reads a bare a,b as a sweep) reaches the task."""
+    from conftest import BIN, run_cli
+
+    cwd, save_dir = tmp_path / "cwd", tmp_path / "save"
+    cwd.mkdir()
+    proc = run_cli([f"{BIN}/fairseq-hydra-train", "--config-dir", os.path.join(REPO_ROOT, "examples/quickstart/config"),
+                    "--config-name", "pretrain", f"task.data={demo_corpus.pretrain_data}", f"common.user_dir={PLUGIN_DIR}",
+                    f"checkpoint.save_dir={save_dir}", 'task.objectives="wwmlm,span_mvfr"', "task.objective_ratios=[0.5,0.5]",
+                    "optimization.max_update=1", "common.cpu=true", "dataset.disable_validation=true"], cwd=str(cwd))
+    assert os.path.isfile(save_dir / ".hydra" / "config.yaml") and os.path.isfile(save_dir / "hydra_train.log")
+    assert os.path.isfile(save_dir / "checkpoint_last.pt") and os.listdir(cwd) == []
+    assert "'objectives': 'wwmlm,span_mvfr'" in open(save_dir / "hydra_train.log").read() + proc.stdout + proc.stderr

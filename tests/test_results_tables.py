@@ -69,3 +69,39 @@ def test_a_fold_directory_is_not_reused_for_other_options(tmp_path):
     with pytest.raises(ValueError, match=r"result.json was made with other options \(init_path: '/ckpt/a.pt' there, "
                                          r"'/ckpt/b.pt' now, lr: None there, 0.001 now\)"):
         run_fold_job(other)
+
+
+def test_per_class_tables_csv_and_confusion_figures(tmp_path):
+    """Per-class figures come from the confusion matrix summed over folds and seeds; one figure per cell."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from memobert_plugin.class_metrics import classification_report
+
+    classes = ["anger", "happy", "neutral", "sad"]
+    rng = np.random.default_rng(3)
+    gold, predicted = [], []
+    for seed in (1, 2):
+        for fold in (1, 2, 3):
+            y_true, y_pred = rng.integers(0, 4, 40), rng.integers(0, 4, 40)
+            gold.append(y_true), predicted.append(y_pred)
+            confusion = np.zeros((4, 4), dtype=int)
+            np.add.at(confusion, (y_true, y_pred), 1)
+            report = classification_report(confusion.tolist(), classes)
+            run = os.path.join(tmp_path, "iemocap", "direct", "frac1", f"seed{seed}", f"fold{fold}")
+            os.makedirs(run)
+            with open(os.path.join(run, "result.json"), "w") as handle:
+                json.dump({"corpus": "iemocap", "row": "direct", "train_fraction": 1.0, "seed": seed, "fold": fold,
+                           "test": report}, handle)
+    text = write_tables(str(tmp_path))
+    y_true, y_pred = np.concatenate(gold), np.concatenate(predicted)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, zero_division=0)
+    assert "#### iemocap / direct: per class (counts pooled over 2 seed(s) x 3 fold(s))" in text
+    assert (f"| sad | {100 * recall[3]:.2f} | {100 * precision[3]:.2f} | {100 * f1[3]:.2f} | {support[3]} | "
+            + " | ".join(str(int(((y_true == 3) & (y_pred == p)).sum())) for p in range(4)) + " |") in text
+    with open(tmp_path / "results.csv") as handle:
+        header, row = [line.split(",") for line in handle.read().splitlines()]
+    assert header[5:13] == ["wa_mean", "wa_std", "uar_mean", "uar_std", "macro_f1_mean", "macro_f1_std",
+                            "weighted_f1_mean", "weighted_f1_std"]
+    assert float(row[header.index("happy_recall")]) == pytest.approx(recall[1], abs=1e-6)
+    png = tmp_path / "confusion" / "iemocap_direct_frac1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,9 +1,11 @@
-"""``memobert_emotion`` criterion: cross-entropy over the classes (or the prompt's MLM loss), exact WA and UAR.
+"""``memobert_emotion`` criterion: cross-entropy over the classes (or the prompt's MLM loss), exact WA, UAR and F1.
 
 WA is accuracy; UAR is the mean per-class recall over the classes present in the
-evaluated data. Both are derived in ``reduce_metrics`` from per-class correct/total
-counts that fairseq sums over batches and workers, so they are exact (the authors'
-code averaged per-GPU figures instead). Logs carry fractions; tables print percents.
+evaluated data; macro and weighted F1 as in :mod:`memobert_plugin.class_metrics`. All are
+derived in ``reduce_metrics`` from a confusion matrix of counts (``confusion_{gold}_{predicted}``)
+that fairseq sums over batches and workers, so they are exact (the authors' code averaged
+per-GPU figures instead); the summed matrix is logged too (``confusion``, rows gold).
+Logs carry fractions; tables print percents.
 """
 
 import math
@@ -15,9 +17,10 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
+from ..class_metrics import confusion_from_counts, macro_f1, unweighted_average_recall, weighted_accuracy, weighted_f1
 from .unused_parameters import anchor_unused_parameters
 
-__all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig", "weighted_accuracy", "unweighted_average_recall"]
+__all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig"]
 
 
 @dataclass
@@ -28,17 +31,6 @@ class MemobertEmotionCriterionConfig(FairseqDataclass):
                   "classes); vocabulary: MLM cross-entropy over the whole vocabulary at the [MASK] slot(s), as the "
                   "authors' code. The prediction is always the best label word"},
     )
-
-
-def weighted_accuracy(correct, total) -> float:
-    """Accuracy from per-class counts."""
-    return sum(correct) / sum(total) if sum(total) > 0 else float("nan")
-
-
-def unweighted_average_recall(correct, total) -> float:
-    """Mean recall over the classes that occur (total > 0)."""
-    recalls = [c / t for c, t in zip(correct, total) if t > 0]
-    return sum(recalls) / len(recalls) if recalls else float("nan")
 
 
 @register_criterion("memobert_emotion", dataclass=MemobertEmotionCriterionConfig)
@@ -56,20 +48,18 @@ class MemobertEmotionCriterion(FairseqCriterion):
         logits = self.task.class_logits(model, sample["net_input"])
         target = sample["target"]
         loss = anchor_unused_parameters(self.class_loss(logits.float(), target, reduction="sum"), model)
-        hits = logits.argmax(-1).eq(target)
-        total = torch.bincount(target, minlength=self.num_classes)
-        correct = torch.bincount(target[hits], minlength=self.num_classes)
+        # confusion counts, row-major (gold, predicted), in one bincount
+        confusion = torch.bincount(target * self.num_classes + logits.argmax(-1), minlength=self.num_classes ** 2)
+        self.task.record_predictions(sample, logits)
         logging_output = {
             "loss": loss.detach().item(),
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
             "sample_size": len(target),
         }
-        # one device-to-host copy per tensor, not a sync per class and count
-        total_counts, correct_counts = total.tolist(), correct.tolist()
-        for k in range(self.num_classes):
-            logging_output[f"class{k}_total"] = total_counts[k]
-            logging_output[f"class{k}_correct"] = correct_counts[k]
+        # one device-to-host copy, not a sync per count
+        for k, count in enumerate(confusion.tolist()):
+            logging_output[f"confusion_{k // self.num_classes}_{k % self.num_classes}"] = count
         return loss, len(target), logging_output
 
     @staticmethod
@@ -77,18 +67,19 @@ class MemobertEmotionCriterion(FairseqCriterion):
         loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
         sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
         metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=4)
-        num_classes = sum(1 for key in logging_outputs[0] if key.endswith("_total")) if logging_outputs else 0
-        for k in range(num_classes):
-            for kind in ("total", "correct"):
-                key = f"class{k}_{kind}"
-                metrics.log_scalar_sum(f"_{key}", utils.item(sum(log.get(key, 0) for log in logging_outputs)))
+        # all-reduced outputs may reorder their keys: name them in the matrix's row-major order
+        num_classes = math.isqrt(sum(key.startswith("confusion_") for key in logging_outputs[0])) if logging_outputs else 0
+        keys = [f"confusion_{g}_{p}" for g in range(num_classes) for p in range(num_classes)]
+        for key in keys:
+            metrics.log_scalar_sum(f"_{key}", utils.item(sum(log.get(key, 0) for log in logging_outputs)))
 
-        def counts(meters):
-            return ([meters[f"_class{k}_correct"].sum for k in range(num_classes)],
-                    [meters[f"_class{k}_total"].sum for k in range(num_classes)])
+        def confusion(meters):
+            return confusion_from_counts([meters[f"_{key}"].sum for key in keys], num_classes)
 
-        metrics.log_derived("wa", lambda meters: round(weighted_accuracy(*counts(meters)), 6))
-        metrics.log_derived("uar", lambda meters: round(unweighted_average_recall(*counts(meters)), 6))
+        for name, measure in (("wa", weighted_accuracy), ("uar", unweighted_average_recall),
+                              ("macro_f1", macro_f1), ("weighted_f1", weighted_f1)):
+            metrics.log_derived(name, lambda meters, measure=measure: round(measure(confusion(meters)), 6))
+        metrics.log_derived("confusion", confusion)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

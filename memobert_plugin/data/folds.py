@@ -5,6 +5,9 @@ scheme (IEMOCAP: 5 sessions x 2 speakers = 10 folds; MSP-IMPROV: 6 x 2 = 12) the
 speaker(s) of that session are the validation set and the remaining sessions train;
 under ``speaker`` (leave one speaker out, for corpora without paired sessions) the next
 speaker validates and all others train. No speaker is ever in two of the three sets.
+
+Fold 0 is for a final model on all labelled speakers: the last speaker by name validates
+(for checkpoint selection), every other speaker trains, and the test set is empty.
 """
 
 from dataclasses import dataclass
@@ -14,9 +17,12 @@ import numpy as np
 
 from .utterance_meta import UtteranceMeta
 
-__all__ = ["FoldSplit", "fold_split", "num_folds", "resolve_scheme", "stratified_subset", "CV_SCHEMES"]
+__all__ = ["FoldSplit", "fold_split", "num_folds", "resolve_scheme", "stratified_subset", "CV_SCHEMES", "LABELLED_SPLIT",
+           "FINAL_FOLD"]
 
 CV_SCHEMES = ("auto", "session", "speaker")
+LABELLED_SPLIT = "all"  #: the data dir's split holding every labelled utterance (``all.meta.tsv``)
+FINAL_FOLD = 0
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,20 @@ def num_folds(meta: Sequence[UtteranceMeta]) -> int:
 
 
 def fold_split(meta: Sequence[UtteranceMeta], fold: int, scheme: str = "auto") -> FoldSplit:
-    """Row indices of fold ``fold`` (1-based) for train, valid and test."""
+    """Row indices of fold ``fold`` (1-based; 0: the final model's split) for train, valid and test."""
     scheme = resolve_scheme(meta, scheme)
     speakers = sorted({row.speaker for row in meta})
-    if not 1 <= fold <= len(speakers):
-        raise ValueError(f"--fold {fold}: the corpus has {len(speakers)} speakers, so folds are 1..{len(speakers)}")
-    test_speaker = speakers[fold - 1]
+    if not 0 <= fold <= len(speakers):
+        raise ValueError(f"--fold {fold}: the corpus has {len(speakers)} speakers, so folds are 1..{len(speakers)} "
+                         f"(or {FINAL_FOLD}: a final model on all speakers)")
     speaker_of = np.array([row.speaker for row in meta])
+    if fold == FINAL_FOLD:
+        if len(speakers) < 2:
+            raise ValueError("a final model needs at least 2 speakers (training, validation)")
+        valid = np.flatnonzero(speaker_of == speakers[-1])
+        return FoldSplit(fold=fold, scheme=scheme, test_speaker="", valid_speakers=(speakers[-1],),
+                         train=np.flatnonzero(speaker_of != speakers[-1]), valid=valid, test=valid[:0])
+    test_speaker = speakers[fold - 1]
     if scheme == "session":
         session_of = {row.speaker: row.session or row.speaker for row in meta}
         partners = {s for s in speakers if session_of[s] == session_of[test_speaker]} - {test_speaker}

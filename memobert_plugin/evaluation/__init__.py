@@ -1,9 +1,9 @@
 """Cross-validation sweeps over the paper's settings and the results tables (Table 2/3, Fig. 3)."""
 
 from .cross_validation import SETTINGS, FoldJob, plan_jobs, run_fold_job
-from .results import collect_results, plot_low_resource, summarise, write_csv, write_markdown
+from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
 
 __all__ = [
     "SETTINGS", "FoldJob", "plan_jobs", "run_fold_job",
-    "collect_results", "plot_low_resource", "summarise", "write_csv", "write_markdown",
+    "collect_results", "plot_confusions", "plot_low_resource", "summarise", "write_csv", "write_markdown",
 ]

@@ -3,6 +3,12 @@
     memobert-cv run --out cv/ --corpus iemocap=data-bin/iemocap --settings direct,pretrain_prompt \\
         --pretrained ckpt/checkpoint_best.pt --folds all --seeds 1,2,3 [-- extra fairseq-train args]
     memobert-cv collect --out cv/
+
+Every argument is checked (data dirs, folds, the options each setting needs) before any
+fold starts. While a fold trains, a line per validation (fold, epoch, valid UAR) is printed,
+and after each fold the sweep's ETA (h:mm, from the folds run by this command: resumed ones
+count as nothing). ``--keep-going`` runs the remaining folds after a failed one and lists
+the failures at the end; ``--train-final`` adds a final model per row on all speakers.
 """
 
 import argparse
@@ -12,14 +18,14 @@ import sys
 import time
 from typing import Dict, List
 
-from ..data.folds import num_folds
+from ..data.folds import LABELLED_SPLIT, num_folds
 from ..data.utterance_meta import read_meta
 from ..output_lock import OutputBusyError
-from ..tasks.memobert_emotion import MemobertEmotionConfig
-from .cross_validation import SETTINGS, FoldJob, plan_jobs, run_fold_job
-from .results import collect_results, plot_low_resource, summarise, write_csv, write_markdown
+from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, run_fold_job
+from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
 
-__all__ = ["main", "build_parser", "plan_sweep", "write_tables", "parse_folds", "NoResultsError"]
+__all__ = ["main", "build_parser", "plan_sweep", "check_inputs", "write_tables", "parse_folds", "NoResultsError",
+           "format_duration", "run_sweep"]
 
 logger = logging.getLogger("memobert.cv")
 
@@ -31,34 +37,72 @@ def _pairs(values: List[str], flag: str, default_label: str = "") -> Dict[str, s
         if not sep:
             label, path = default_label or os.path.basename(os.path.normpath(value)), value
         if label in pairs:
-            raise SystemExit(f"{flag}: label {label!r} given twice")
+            raise ValueError(f"{flag}: label {label!r} given twice")
         pairs[label] = path
     return pairs
+
+
+def _numbers(text: str, flag: str, kind=int) -> list:
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: expected comma-separated {kind.__name__}s") from None
 
 
 class NoResultsError(ValueError):
     """A sweep directory without any result.json (memobert-cv prints it as its error message)."""
 
 
+def _fold_count(data: str) -> int:
+    meta_path = os.path.join(data, f"{LABELLED_SPLIT}.meta.tsv")
+    if not os.path.isfile(meta_path):
+        raise ValueError(f"--corpus {data}: no {LABELLED_SPLIT}.meta.tsv there (a memobert-prepare emotion data dir?)")
+    return num_folds(read_meta(meta_path))
+
+
 def parse_folds(spec: str, data: str) -> List[int]:
     """``all`` (every fold of the task's default corpus split), ``1,2,5`` or ``1-4``."""
     if spec == "all":
-        meta_path = os.path.join(data, f"{MemobertEmotionConfig.corpus_split}.meta.tsv")
-        return list(range(1, num_folds(read_meta(meta_path)) + 1))
+        return list(range(1, _fold_count(data) + 1))
     folds = []
     for part in spec.split(","):
         start, _, end = part.partition("-")
-        folds += list(range(int(start), int(end or start) + 1))
+        try:
+            folds += list(range(int(start), int(end or start) + 1))
+        except ValueError:
+            raise ValueError(f"--folds {spec!r}: expected 'all', '1,2' or '1-4'") from None
+    if min(folds, default=1) < 1:
+        raise ValueError(f"--folds {spec}: folds count from 1 (a model on all speakers is --train-final)")
     return folds
 
 
+def check_inputs(jobs: List[FoldJob]) -> None:
+    """What the jobs read exists and their folds are the corpus's (ValueError naming it), before any job starts."""
+    folds_of: Dict[str, int] = {}
+    for job in jobs:
+        if job.data not in folds_of:
+            folds_of[job.data] = _fold_count(job.data)
+        count = folds_of[job.data]
+        if not job.final and not 1 <= job.fold <= count:
+            raise ValueError(f"--folds: {job.data} has {count} speakers, so folds are 1..{count}, not {job.fold}")
+        init = SETTINGS[job.setting][0]
+        if init == "memobert" and not os.path.isfile(job.init_path):
+            raise ValueError(f"--pretrained {job.init_path}: no such checkpoint")
+        if init == "bert" and not os.path.isfile(os.path.join(job.init_path, "config.json")):
+            raise ValueError(f"--bert-init {job.init_path}: not a Hugging Face BERT directory (no config.json)")
+
+
 def write_tables(out_dir: str) -> str:
-    """Summarise every result under ``out_dir`` into results.md, results.csv and low_resource.png."""
+    """Summarise every result under ``out_dir`` into results.md, results.csv, a confusion-matrix figure
+    per table cell (confusion/*.png) and low_resource.png."""
     rows = summarise(collect_results(out_dir))
     if not rows:
         raise NoResultsError(f"{out_dir}: no result.json found")
     table = write_markdown(rows, os.path.join(out_dir, "results.md"))
     write_csv(rows, os.path.join(out_dir, "results.csv"))
+    figures = plot_confusions(rows, os.path.join(out_dir, "confusion"))
+    if figures:
+        table += f"\nconfusion-matrix figures: {len(figures)} under {os.path.join(out_dir, 'confusion')}\n"
     if plot_low_resource(rows, os.path.join(out_dir, "low_resource.png")):
         table += f"\nlow-resource figure: {os.path.join(out_dir, 'low_resource.png')}\n"
     return table
@@ -97,21 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epoch", type=int, default=FoldJob.max_epoch)
     run.add_argument("--batch-size", type=int, default=FoldJob.batch_size)
     run.add_argument("--keep-checkpoints", action="store_true", help="keep each fold's checkpoints after testing")
+    run.add_argument("--keep-going", action="store_true", help="after a failed fold, run the others; list failures at the end")
+    run.add_argument("--train-final", action="store_true",
+                     help="also train, per corpus, row and seed, a final model on every labelled speaker (the last "
+                          "speaker by name validates, for checkpoint selection) under ROW/final/seedN, checkpoints kept")
     run.add_argument("extra", nargs=argparse.REMAINDER, help="after --: extra fairseq-train arguments")
     return parser
 
 
 def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
-    """The fold jobs of a parsed ``memobert-cv run`` command line."""
+    """The fold jobs of a parsed ``memobert-cv run`` command line (ValueError: options that do not fit the
+    settings); :func:`check_inputs` checks them against the files."""
     corpora = _pairs(args.corpus, "--corpus")
+    pretrained = _pairs(args.pretrained, "--pretrained")
     return plan_jobs(
         args.out, corpora,
         settings=[s.strip() for s in args.settings.split(",") if s.strip()],
         folds={name: parse_folds(args.folds, data) for name, data in corpora.items()},
-        seeds=[int(s) for s in args.seeds.split(",")],
-        fractions=[float(f) for f in args.fractions.split(",")],
-        pretrained=_pairs(args.pretrained, "--pretrained"),
+        seeds=_numbers(args.seeds, "--seeds"),
+        fractions=_numbers(args.fractions, "--fractions", float),
+        pretrained=pretrained,
         bert_init=args.bert_init,
+        train_final=args.train_final,
         arch=args.arch, lr=args.lr, max_epoch=args.max_epoch, batch_size=args.batch_size,
         keep_checkpoints=args.keep_checkpoints, same_subset_for_all_seeds=args.same_subset_for_all_seeds,
         lr_schedule=args.lr_schedule, decay_norm_and_bias=args.decay_norm_and_bias, prompt_loss=args.prompt_loss,
@@ -119,28 +170,69 @@ def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
     )
 
 
+def format_duration(seconds: float) -> str:
+    """``h:mm``, rounded up to the minute."""
+    minutes = int(-(-seconds // 60))
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def run_sweep(jobs: List[FoldJob], keep_going: bool = False) -> List[str]:
+    """Run every job in turn, printing progress; returns the failed jobs' descriptions (with keep_going)."""
+    failures: List[str] = []
+    ran, ran_seconds = 0, 0.0  # folds run here (not resumed ones): the ETA's rate
+    for done, job in enumerate(jobs, start=1):
+        if os.path.exists(job.result_path):
+            run_fold_job(job)  # refuses a result made with other options
+            logger.info("[%d/%d] %s: done before", done, len(jobs), job.describe())
+            continue
+
+        def on_validation(summary: Dict, job=job) -> None:
+            logger.info("  %s epoch %s: valid UAR %.4f", job.describe(), summary.get("epoch", "?"),
+                        summary.get("uar", float("nan")))
+
+        start = time.monotonic()
+        try:
+            result = run_fold_job(job, on_validation)
+        except FoldFailedError as exc:
+            if not keep_going:
+                raise
+            failures.append(f"{job.describe()}: {str(exc).splitlines()[0]}")
+            logger.error("[%d/%d] %s FAILED: %s", done, len(jobs), job.describe(), str(exc).splitlines()[0])
+            continue
+        ran, ran_seconds = ran + 1, ran_seconds + time.monotonic() - start
+        scores = result[job.evaluated_subset]
+        logger.info("[%d/%d] %s: %s WA %.4f UAR %.4f macro-F1 %.4f | ETA %s", done, len(jobs), job.describe(),
+                    job.evaluated_subset, scores["wa"], scores["uar"], scores["macro_f1"],
+                    format_duration(ran_seconds / ran * sum(not os.path.exists(j.result_path) for j in jobs[done:])))
+    return failures
+
+
 def main(argv=None) -> None:
     logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout, force=True)
     args = build_parser().parse_args(argv)
+    failures: List[str] = []
     if args.command == "run":
-        jobs = plan_sweep(args)
+        try:
+            jobs = plan_sweep(args)
+            check_inputs(jobs)
+        except ValueError as exc:
+            raise SystemExit(f"memobert-cv: {exc}") from None  # checked before anything starts or is written
         logger.info("%d fold jobs under %s; each writes its commands and output to its train.log", len(jobs), args.out)
-        start = time.monotonic()
-        for done, job in enumerate(jobs, start=1):
-            try:
-                result = run_fold_job(job)
-            except OutputBusyError as exc:  # another sweep is on this fold: say so, as for any CLI error here
-                raise SystemExit(str(exc)) from None
-            elapsed = time.monotonic() - start
-            eta = elapsed / done * (len(jobs) - done)
-            logger.info("[%d/%d] %s %s frac %g seed %d fold %d: test WA %.4f UAR %.4f (ETA %.0fs)",
-                        done, len(jobs), job.corpus, job.row_label, job.train_fraction, job.seed, job.fold,
-                        result["test"]["wa"], result["test"]["uar"], eta)
+        try:
+            failures = run_sweep(jobs, args.keep_going)
+        except OutputBusyError as exc:  # another sweep is on this fold: say so, as for any CLI error here
+            raise SystemExit(str(exc)) from None
+        except FoldFailedError as exc:
+            raise SystemExit(f"memobert-cv: {exc}\n(--keep-going runs the other folds after a failure)") from None
     try:
         table = write_tables(args.out)
     except NoResultsError as exc:
-        raise SystemExit(str(exc)) from None  # the message alone, exit status 1, as for any CLI error here
+        if not failures:
+            raise SystemExit(str(exc)) from None  # the message alone, exit status 1, as for any CLI error here
+        table = str(exc)
     print(table)
+    if failures:
+        raise SystemExit(f"memobert-cv: {len(failures)} fold job(s) failed:\n" + "\n".join(f"  {f}" for f in failures))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
 Each job trains on its fold's training speakers, keeps the checkpoint best on the
 validation speaker (``--best-checkpoint-metric uar``), then scores the held-out test
-speaker with ``fairseq-validate --valid-subset test`` and writes ``result.json``.
-A job whose ``result.json`` exists is done; an interrupted one resumes from its
-``checkpoint_last.pt`` (fairseq's own resumption), so rerunning a sweep is safe.
+speaker with ``fairseq-validate --valid-subset test`` and writes ``result.json`` (WA, UAR,
+macro/weighted F1, per-class figures and the confusion matrix) and ``test_predictions.tsv``
+(one row per test utterance). A job whose ``result.json`` exists is done; an interrupted
+one resumes from its ``checkpoint_last.pt`` (fairseq's own resumption), so rerunning a sweep
+is safe. Both commands' output streams into the job's ``train.log`` as it is printed.
+
+Fold 0 is the final model (``memobert-cv run --train-final``): every labelled speaker but
+the validation one trains (see :func:`memobert_plugin.data.folds.fold_split`); it keeps its
+checkpoints and writes ``final.json`` with the validation speaker's scores instead.
 """
 
 import ctypes
@@ -16,17 +22,19 @@ import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import memobert_plugin
 
-from ..data.folds import fold_split, stratified_subset
+from ..class_metrics import classification_report
+from ..data.folds import LABELLED_SPLIT, fold_split, stratified_subset
 from ..data.utterance_meta import read_meta
 from ..output_lock import output_lock
+from ..predictions_file import read_predictions
 from ..prepare.files import atomic_open
-from ..tasks.memobert_emotion import MemobertEmotionConfig
 
-__all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "PLUGIN_DIR"]
+__all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "parse_valid_line", "PLUGIN_DIR",
+           "FoldFailedError"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +81,24 @@ class FoldJob:
         return f"{self.setting} ({self.pretrained_label})" if self.pretrained_label else self.setting
 
     @property
+    def final(self) -> bool:
+        return self.fold == 0
+
+    @property
     def result_path(self) -> str:
-        return os.path.join(self.out_dir, "result.json")
+        return os.path.join(self.out_dir, "final.json" if self.final else "result.json")
+
+    @property
+    def evaluated_subset(self) -> str:
+        return "valid" if self.final else "test"
+
+    @property
+    def predictions_path(self) -> str:
+        return os.path.join(self.out_dir, f"{self.evaluated_subset}_predictions.tsv")
+
+    def describe(self) -> str:
+        fold = "final model" if self.final else f"fold {self.fold}"
+        return f"{self.corpus} {self.row_label} frac {self.train_fraction:g} seed {self.seed} {fold}"
 
     def learning_rate(self) -> float:
         if self.lr is not None:
@@ -99,7 +123,7 @@ class FoldJob:
 
     def train_updates(self) -> int:
         """Updates of the whole run: the fold's (subsampled) training set in batches, times the epochs."""
-        meta = read_meta(os.path.join(self.data, f"{MemobertEmotionConfig.corpus_split}.meta.tsv"))
+        meta = read_meta(os.path.join(self.data, f"{LABELLED_SPLIT}.meta.tsv"))
         train = fold_split(meta, self.fold).train
         if self.train_fraction < 1:
             train = stratified_subset(train, [row.label for row in meta], self.train_fraction, self.subset_seed)
@@ -126,7 +150,7 @@ class FoldJob:
             "--max-epoch", str(self.max_epoch), "--batch-size", str(self.batch_size),
             "--save-dir", os.path.join(self.out_dir, "checkpoints"), "--no-epoch-checkpoints",
             "--best-checkpoint-metric", "uar", "--maximize-best-checkpoint-metric",
-            "--log-format", "simple", "--log-interval", "50", "--num-workers", "0",
+            "--log-format", "json", "--log-interval", "50", "--num-workers", "0",
             *self.extra_train_args,
         ]
 
@@ -143,7 +167,8 @@ class FoldJob:
         return [
             _entry_point("fairseq-validate"), self.data, "--user-dir", PLUGIN_DIR, "--task", "memobert_emotion",
             "--path", os.path.join(self.out_dir, "checkpoints", "checkpoint_best.pt"),
-            "--valid-subset", "test", "--batch-size", str(self.batch_size), "--log-format", "json", "--num-workers", "0",
+            "--valid-subset", self.evaluated_subset, "--predictions-path", self.predictions_path,
+            "--batch-size", str(self.batch_size), "--log-format", "json", "--num-workers", "0",
         ]
 
 
@@ -153,15 +178,30 @@ def _entry_point(name: str) -> str:
     return candidate if os.path.exists(candidate) else name
 
 
-def parse_validate_output(text: str, subset: str = "test") -> Dict[str, float]:
-    """The metrics of fairseq-validate's ``--log-format json`` summary line for ``subset``."""
+def _summary(line: str, subset: str) -> Optional[Dict]:
+    """The metrics (prefix dropped) and epoch, if any, of a ``--log-format json`` summary line for ``subset``."""
+    marker = f"| {subset} | "
+    if marker not in line:
+        return None
+    payload = json.loads(line.split(marker, 1)[1])
+    prefix = f"{subset}_"
+    # fairseq prints numbers as strings ("0.4375"), the confusion matrix as a list
+    metrics = {k[len(prefix):]: float(v) if isinstance(v, str) else v for k, v in payload.items() if k.startswith(prefix)}
+    return {**metrics, "epoch": payload["epoch"]} if "epoch" in payload else metrics
+
+
+def parse_validate_output(text: str, subset: str = "test") -> Dict:
+    """The metrics of fairseq-validate's summary line for ``subset`` (numbers, and the confusion matrix)."""
     for line in reversed(text.splitlines()):
-        marker = f"| {subset} | "
-        if marker in line:
-            payload = json.loads(line.split(marker, 1)[1])
-            prefix = f"{subset}_"
-            return {k[len(prefix):]: float(v) for k, v in payload.items() if k.startswith(prefix)}
+        metrics = _summary(line, subset)
+        if metrics is not None:
+            return metrics
     raise ValueError(f"no '{subset}' summary in fairseq-validate's output:\n{text[-2000:]}")
+
+
+def parse_valid_line(line: str) -> Optional[Dict]:
+    """fairseq-train's end-of-epoch validation summary (``epoch``, ``uar``, ...) if ``line`` is one."""
+    return _summary(line, "valid")
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -180,17 +220,32 @@ def _dies_with(parent_pid: int):
     return preexec
 
 
-def _run(command: Sequence[str], log_path: str) -> str:
+class FoldFailedError(RuntimeError):
+    """A fold's fairseq-train or fairseq-validate exited with an error."""
+
+
+def _run(command: Sequence[str], log_path: str, on_line: Optional[Callable[[str], None]] = None) -> str:
+    """Run ``command``, appending its output to ``log_path`` line by line as it is printed (``tail -f``
+    shows it; a killed sweep keeps it); ``on_line`` sees each line. Returns the whole output."""
     logger.debug("running: %s", " ".join(shlex.quote(c) for c in command))
+    lines: List[str] = []
     with open(log_path, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
         log.flush()
         preexec = _dies_with(os.getpid()) if sys.platform.startswith("linux") else None
-        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
-        log.write(proc.stdout)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")  # python block-buffers a pipe: flush each line
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                              env=env, preexec_fn=preexec) as proc:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+    output = "".join(lines)
     if proc.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed (exit {proc.returncode}); see {log_path}:\n{proc.stdout[-3000:]}")
-    return proc.stdout
+        raise FoldFailedError(f"{command[0]} failed (exit {proc.returncode}); see {log_path}:\n{output[-3000:]}")
+    return output
 
 
 #: FoldJob fields that do not change a fold's result
@@ -224,16 +279,17 @@ def _write_json(path: str, record: Dict) -> None:
         json.dump(record, handle, indent=1)
 
 
-def run_fold_job(job: FoldJob) -> Dict:
+def run_fold_job(job: FoldJob, on_validation: Optional[Callable[[Dict], None]] = None) -> Dict:
     """Train, select on validation, test; write and return the result (or the existing one).
 
+    ``on_validation`` sees each end-of-epoch validation summary of the training (``epoch``, ``uar``, ...).
     The fold's directory is locked meanwhile: a second sweep on it stops instead of training beside this one.
     """
     with output_lock(job.out_dir, "this cross-validation fold"):
-        return _run_fold_job(job)
+        return _run_fold_job(job, on_validation)
 
 
-def _run_fold_job(job: FoldJob) -> Dict:
+def _run_fold_job(job: FoldJob, on_validation: Optional[Callable[[Dict], None]]) -> Dict:
     spec_path = os.path.join(job.out_dir, "job.json")
     existing: Dict[str, Dict] = {}  # each file read once: the result is checked, then returned
     for path in (job.result_path, spec_path):
@@ -245,11 +301,20 @@ def _run_fold_job(job: FoldJob) -> Dict:
     os.makedirs(job.out_dir, exist_ok=True)
     _write_json(spec_path, asdict(job))
     log_path = os.path.join(job.out_dir, "train.log")
-    _run(job.untrained_command() if job.zero_shot else job.train_command(), log_path)
-    metrics = parse_validate_output(_run(job.validate_command(), log_path))
-    result = {**asdict(job), "row": job.row_label, "test": metrics}
+
+    def watch(line: str) -> None:
+        summary = parse_valid_line(line)
+        if summary is not None and on_validation is not None:
+            on_validation(summary)
+
+    _run(job.untrained_command() if job.zero_shot else job.train_command(), log_path, watch)
+    metrics = parse_validate_output(_run(job.validate_command(), log_path), job.evaluated_subset)
+    classes, _ = read_predictions(job.predictions_path)
+    confusion = metrics.pop("confusion")
+    scores = {**metrics, **classification_report(confusion, classes)}  # exact figures, not the log's rounded ones
+    result = {**asdict(job), "row": job.row_label, job.evaluated_subset: scores}
     _write_json(job.result_path, result)
-    if not job.keep_checkpoints:
+    if not job.keep_checkpoints and not job.final:
         for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
             path = os.path.join(job.out_dir, "checkpoints", name)
             if os.path.exists(path):
@@ -266,10 +331,12 @@ def plan_jobs(
     fractions: Sequence[float] = (1.0,),
     pretrained: Optional[Dict[str, str]] = None,
     bert_init: str = "",
+    train_final: bool = False,
     **job_options,
 ) -> List[FoldJob]:
     """Every fold job of a sweep. ``pretrained`` maps a label to a checkpoint: each label gets
-    its own pretrain_* rows (one checkpoint: the label is omitted)."""
+    its own pretrain_* rows (one checkpoint: the label is omitted). ``train_final`` adds, per
+    corpus, row and seed, a final model on all speakers (fold 0, under ``final/``)."""
     pretrained = pretrained or {}
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
@@ -292,17 +359,13 @@ def plan_jobs(
             if zero_shot_skipped:
                 logger.info("%s: no fraction 0 (zero-shot) folds, its new classifier needs labels", setting)
             for label, init_path in inits:
-                for fraction in fractions:
-                    if fraction == 0 and zero_shot_skipped:
-                        continue
-                    for seed in seeds:
-                        for fold in folds[corpus]:
-                            run_dir = os.path.join(
-                                out_dir, corpus, setting + (f"-{label}" if label else ""),
-                                f"frac{fraction:g}", f"seed{seed}", f"fold{fold}",
-                            )
-                            jobs.append(FoldJob(
-                                corpus=corpus, data=data, setting=setting, fold=fold, seed=seed, out_dir=run_dir,
-                                train_fraction=fraction, pretrained_label=label, init_path=init_path, **job_options,
-                            ))
+                row_dir = os.path.join(out_dir, corpus, setting + (f"-{label}" if label else ""))
+                runs = [(fraction, seed, fold, os.path.join(row_dir, f"frac{fraction:g}", f"seed{seed}", f"fold{fold}"))
+                        for fraction in fractions if not (fraction == 0 and zero_shot_skipped)
+                        for seed in seeds for fold in folds[corpus]]
+                if train_final:
+                    runs += [(1.0, seed, 0, os.path.join(row_dir, "final", f"seed{seed}")) for seed in seeds]
+                jobs += [FoldJob(corpus=corpus, data=data, setting=setting, fold=fold, seed=seed, out_dir=run_dir,
+                                 train_fraction=fraction, pretrained_label=label, init_path=init_path, **job_options)
+                         for fraction, seed, fold, run_dir in runs]
     return jobs

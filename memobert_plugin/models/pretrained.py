@@ -2,7 +2,9 @@
 
 Nothing is downloaded: both loaders read files the user points to. Each returns an
 :class:`InitReport` saying which parameters were loaded and which were left freshly
-initialised, and the caller logs it.
+initialised, and the caller logs it. A memobert model is a fairseq checkpoint or the
+directory ``memobert-export-hf`` writes (``config.json`` + ``model.safetensors``);
+:func:`bert_state_from_memobert` runs the BERT mapping the other way, for that export.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from ..checkpoint_policy import load_memobert_checkpoint
+from ..checkpoint_policy import check_memobert_checkpoint, load_memobert_checkpoint
 from ..safe_loading import load_checkpoint_weights_only
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "memobert_checkpoint_shape",
     "load_memobert_weights",
     "load_checkpoint_weights",
+    "bert_state_from_memobert",
     "SHAPE_FIELDS",
+    "EXPORT_FORMAT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -194,9 +198,36 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, name: str) -> None:
     dst.copy_(src)
 
 
+#: ``format`` of the config.json of a whole memobert model written by memobert-export-hf
+EXPORT_FORMAT = "memobert-safetensors"
+
+
+def _exported_model(path: str) -> dict:
+    """An exported directory as a checkpoint-like ``{"cfg": ..., "model": weights}``; tied weights restored."""
+    from safetensors.torch import load_file
+
+    config_path, weights_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
+    if not (os.path.isfile(config_path) and os.path.isfile(weights_path)):
+        raise FileNotFoundError(f"--memobert-init {path}: a directory needs config.json and model.safetensors "
+                                "(as memobert-export-hf writes them)")
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if config.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{config_path}: format is {config.get('format')!r}, not {EXPORT_FORMAT!r} "
+                         "(a Hugging Face BERT directory goes to --bert-init)")
+    weights = load_file(weights_path)
+    for alias, source in config.get("tied", {}).items():
+        weights[alias] = weights[source]
+    return {"cfg": {"model": config["model"], "task": config.get("task")}, "model": weights}
+
+
 def _checkpoint_model_cfg(path: str) -> tuple:
     try:
-        state = load_memobert_checkpoint(path)
+        if os.path.isdir(path):  # memobert-export-hf's whole-model directory: its config is checked alike
+            state = _exported_model(path)
+            check_memobert_checkpoint(state, path)
+        else:
+            state = load_memobert_checkpoint(path)
     except ValueError as err:  # the message names the file; say which option gave it
         raise type(err)(f"--memobert-init {err}") from None
     return state, state["cfg"]["model"]
@@ -249,3 +280,18 @@ def load_memobert_weights(model: torch.nn.Module, path: str) -> InitReport:
         fresh=missing,
         unused=unexpected,
     )
+
+
+def bert_state_from_memobert(weights: Dict[str, torch.Tensor], layers: int) -> Dict[str, torch.Tensor]:
+    """The text side of a memobert state dict under BERT's names (``bert.`` prefix omitted, as the loader
+    reads them): the inverse of :func:`load_bert_weights` (q/k/v split, the text and visual type rows as
+    BERT's two token types). The pooler is included; ``cls.predictions.decoder`` is tied to the word embeddings."""
+    state = {theirs: weights[ours] for theirs, ours in _bert_key_map(layers).items()}
+    for i in range(layers):
+        for kind in ("weight", "bias"):
+            for part, tensor in zip(("query", "key", "value"), weights[f"encoder.layers.{i}.attention.qkv.{kind}"].chunk(3)):
+                state[f"encoder.layer.{i}.attention.self.{part}.{kind}"] = tensor
+    state["embeddings.position_embeddings.weight"] = weights["text.positions.weight"]
+    state["embeddings.token_type_embeddings.weight"] = torch.stack(
+        [weights["text.type_embedding"], weights["visual.type_embedding"]])
+    return {key: value.contiguous() for key, value in state.items()}

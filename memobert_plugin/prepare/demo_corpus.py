@@ -46,8 +46,7 @@ import numpy as np
 
 from ..data.feature_store import FeatureStoreWriter
 from ..data.utterance_meta import META_COLUMNS
-from .binarize import TextBinarizer, write_dictionary
-from .fer_model import FER_CLASSES
+from .fer_labels import FER_CLASSES
 from .files import atomic_open
 from .wordpiece import WordPieceTokenizer
 
@@ -227,6 +226,8 @@ def _write_split(world: _World, data_dir: str, split: str, vocab, tokenizer: Wor
                  speakers: Sequence[str], emotion: np.ndarray, cues: _Modalities, shuffle_links: bool = False,
                  context_share: float = 0.5) -> None:
     """Draw and write ``len(emotion)`` utterances of ``speakers[i]`` with ``emotion[i]``, in chunks."""
+    from .binarize import TextBinarizer  # torch and fairseq: imported when writing, not for --help
+
     text = TextBinarizer(vocab, os.path.join(data_dir, split))
     dims = {"visual": _VISUAL_DIM, "visual_fer": len(FER_CLASSES), "acoustic": _ACOUSTIC_DIM}
     writers = {s: FeatureStoreWriter(data_dir, split, s, d) for s, d in dims.items()}
@@ -286,6 +287,8 @@ def write_demo_corpus(root: str, seed: int = 0, pretrain_utterances: int = 20000
         raise ValueError(f"pretrain_utterances must be at least 16, got {pretrain_utterances}")
     if not 0 < labelled_scale <= 1:
         raise ValueError(f"labelled_scale must be in (0, 1], got {labelled_scale}")
+    from .binarize import write_dictionary  # fairseq: imported when writing, not for --help
+
     os.makedirs(root, exist_ok=True)
     vocab_path = os.path.join(root, "vocab.txt")
     with atomic_open(vocab_path) as handle:

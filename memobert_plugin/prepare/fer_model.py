@@ -14,16 +14,13 @@ import torch
 from torch import nn
 
 from ..safe_loading import load_checkpoint_weights_only
+from .fer_labels import FACE_SIZE, FER_CLASSES
 from .files import atomic_open
 
 __all__ = [
     "FER_CLASSES", "FACE_SIZE", "DenseNetFER", "FerModel", "face_tensor", "save_fer_checkpoint", "load_fer_model",
 ]
 
-#: FER+ expression classes, in the order of the FER+ vote columns
-FER_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
-#: FER2013 / FER+ faces are 48x48 greyscale
-FACE_SIZE = 48
 _CHECKPOINT_FORMAT = "memobert-fer-densenet"
 #: largest value of each DenseNetFER argument a checkpoint may give (data from a file must not ask for a huge network)
 _ARCH_LIMITS = {"depth": 250, "growth_rate": 64, "compression": 1.0, "num_classes": len(FER_CLASSES)}

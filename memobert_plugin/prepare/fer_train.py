@@ -20,14 +20,18 @@ import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
-from .fer_model import FACE_SIZE, FER_CLASSES, DenseNetFER, face_tensor, save_fer_checkpoint
+from .fer_labels import FACE_SIZE, FER_CLASSES
+
+# torch, tqdm and the model are imported by the functions that train, so --help and the
+# argument checks do not wait for torch
+if TYPE_CHECKING:
+    import torch
+
+    from .fer_model import DenseNetFER
 
 __all__ = ["FerPlusData", "read_ferplus", "accuracy", "train_fer", "main"]
 
@@ -116,6 +120,9 @@ def read_ferplus(fer2013_csv: str, ferplus_csv: str) -> FerPlusData:
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips and shifts of up to 4 pixels."""
+    import torch
+    import torch.nn.functional as F
+
     flip = torch.rand(len(batch), generator=generator) < 0.5
     batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
     padded = F.pad(batch, (4, 4, 4, 4), mode="replicate")
@@ -123,20 +130,30 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[..., dy: dy + FACE_SIZE, dx: dx + FACE_SIZE]
 
 
-@torch.inference_mode()
 def accuracy(network: DenseNetFER, images: np.ndarray, targets: np.ndarray, device: str, batch_size: int) -> float:
     """Share of images whose predicted class is the majority vote."""
+    import torch
+
+    from .fer_model import face_tensor
+
     network.eval()
     hits = 0
-    for start in range(0, len(images), batch_size):
-        _, logits = network(face_tensor(images[start: start + batch_size]).to(device))
-        hits += int((logits.argmax(-1).cpu().numpy() == targets[start: start + batch_size].argmax(-1)).sum())
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            _, logits = network(face_tensor(images[start: start + batch_size]).to(device))
+            hits += int((logits.argmax(-1).cpu().numpy() == targets[start: start + batch_size].argmax(-1)).sum())
     return hits / max(len(images), 1)
 
 
 def train_fer(data: FerPlusData, out: str, epochs: int = 30, batch_size: int = 64, lr: float = 0.05,
               depth: int = 100, growth_rate: int = 12, device: str = "cpu", seed: int = 1) -> Dict[str, float]:
     """SGD with Nesterov momentum and a cosine schedule; keeps the epoch best on the validation part."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from .fer_model import DenseNetFER, face_tensor, save_fer_checkpoint
+
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     parts = {name: data.part(name) for name in SPLITS.values()}
@@ -190,10 +207,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--depth", type=int, default=100, help="DenseNet-BC depth (100: 342-d features)")
     parser.add_argument("--growth-rate", type=int, default=12)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="cuda, cpu, ... (default auto: cuda when available)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         data = read_ferplus(args.fer2013, args.ferplus)
         logger.info("%d images kept (%s); left out: %s", len(data.images),

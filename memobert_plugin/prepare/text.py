@@ -11,7 +11,6 @@ import io
 import os
 from typing import Dict, Iterable, List, Optional
 
-from ..data.vocabulary import SPECIAL_TOKENS, BertVocabulary
 from .files import atomic_open, sha256_file
 from .manifest import Utterance
 from .report import Problem
@@ -41,6 +40,8 @@ class Tokenizer:
 
             self._sentencepiece = sentencepiece.SentencePieceProcessor(model_file=path)
             symbols = [self._sentencepiece.id_to_piece(i) for i in range(self._sentencepiece.get_piece_size())]
+        from ..data.vocabulary import BertVocabulary  # imports fairseq: not at import, for memobert-prepare --help
+
         self.vocab = BertVocabulary(symbols, source=path)  # raises if the special tokens are missing
 
     @property
@@ -64,6 +65,8 @@ def train_sentencepiece(
     ``vocab_size`` on a small corpus. At most ``max_sentences`` texts (a random sample) are used.
     """
     import sentencepiece
+
+    from ..data.vocabulary import SPECIAL_TOKENS
 
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(

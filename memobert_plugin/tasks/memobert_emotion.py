@@ -10,12 +10,13 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from ..conf import MultimodalDataConfig
-from ..data.folds import CV_SCHEMES, fold_split, stratified_subset
+from ..data.folds import CV_SCHEMES, LABELLED_SPLIT, fold_split, stratified_subset
 from ..data.labelled_subset import LabelledSubset
 from ..data.multimodal_dataset import TextFormat
 from ..data.utterance_meta import read_meta
 from .emotion_readout import EmotionReadout
 from .multimodal_task import MultimodalTask
+from .predictions import PredictionRecorder
 
 __all__ = ["MemobertEmotionConfig", "MemobertEmotionTask"]
 
@@ -30,7 +31,8 @@ class MemobertEmotionConfig(MultimodalDataConfig):
         default=120, metadata={"help": "longest text in tokens, template included; the utterance is truncated first"}
     )
     corpus_split: str = field(
-        default="all", metadata={"help": "the data dir's split holding every labelled utterance, with {split}.meta.tsv"}
+        default=LABELLED_SPLIT,
+        metadata={"help": "the data dir's split holding every labelled utterance, with {split}.meta.tsv"},
     )
     emotion_labels: str = field(
         default="anger,happy,neutral,sad", metadata={"help": "comma-separated class names, as in the meta file"}
@@ -46,7 +48,11 @@ class MemobertEmotionConfig(MultimodalDataConfig):
     prompt_label_words: str = field(
         default="", metadata={"help": "comma-separated word per class for the [MASK] (default: the class names)"}
     )
-    fold: int = field(default=1, metadata={"help": "cross-validation fold: test on the fold-th speaker (1-based)"})
+    fold: int = field(
+        default=1,
+        metadata={"help": "cross-validation fold: test on the fold-th speaker (1-based); 0: final model, training on "
+                  "every speaker but the last by name, which validates (no test set)"},
+    )
     cv_scheme: ChoiceEnum(list(CV_SCHEMES)) = field(
         default="auto",
         metadata={"help": "session: validate on the test speaker's session partner (IEMOCAP, MSP-IMPROV); "
@@ -56,6 +62,11 @@ class MemobertEmotionConfig(MultimodalDataConfig):
         default=1.0, metadata={"help": "fraction of the fold's training data, stratified by class (low resource)"}
     )
     train_fraction_seed: int = field(default=1, metadata={"help": "seed of the --train-fraction subsample"})
+    predictions_path: str = field(
+        default="",
+        metadata={"help": "fairseq-validate: write each evaluated utterance's id, gold and predicted class and class "
+                  "probabilities to this TSV (rank r > 0 of a distributed run writes PATH.rank<r>)"},
+    )
 
 
 @register_task("memobert_emotion", dataclass=MemobertEmotionConfig)
@@ -82,6 +93,11 @@ class MemobertEmotionTask(MultimodalTask):
             len(self.fold.train), len(self.fold.valid), len(self.fold.test),
         )
         self._corpus = None
+        self.predictions = (
+            PredictionRecorder(cfg.predictions_path, self.class_names, [row.id for row in self.meta],
+                               evaluated={*self.fold.valid.tolist(), *self.fold.test.tolist()})
+            if cfg.predictions_path else None
+        )
 
     def class_of(self, label: str) -> str:
         """The class an annotated label belongs to; a task with another label set overrides this."""
@@ -129,3 +145,18 @@ class MemobertEmotionTask(MultimodalTask):
     def class_logits(self, model, net_input) -> torch.Tensor:
         """``[batch, classes]`` scores for a collated batch's ``net_input``."""
         return self.readout.class_logits(model, net_input)
+
+    def record_predictions(self, sample, logits: torch.Tensor) -> None:
+        """Called by the criterion with each batch's scores; kept only for evaluation passes (no gradients)."""
+        if self.predictions is not None and not torch.is_grad_enabled():
+            self.predictions.record(sample["id"], sample["target"], logits.detach())
+
+    def begin_valid_epoch(self, epoch, model) -> None:
+        super().begin_valid_epoch(epoch, model)
+        if self.predictions is not None:  # fairseq-train's next validation: its predictions replace the last one's
+            self.predictions.start_pass()
+
+    def reduce_metrics(self, logging_outputs, criterion) -> None:
+        super().reduce_metrics(logging_outputs, criterion)
+        if self.predictions is not None:  # after an evaluated batch (fairseq-train) or subset (fairseq-validate)
+            self.predictions.flush()
