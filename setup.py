@@ -50,7 +50,7 @@ setup(
             "memobert-prepare = memobert_plugin.prepare.cli:main",
             "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
-            "memobert-predict = memobert_plugin.inference:main",
+            "memobert-predict = memobert_plugin.predict_cli:main",
             "memobert-export-hf = memobert_plugin.export_hf:main",
             "memobert-bundle = memobert_plugin.bundle:main",
             "memobert-launch = memobert_plugin.cluster.launch:main",

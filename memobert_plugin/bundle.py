@@ -25,10 +25,7 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
-import torch
-
 from .prepare.files import atomic_open, read_json, sha256_file, write_json
-from .safe_loading import load_checkpoint_weights_only
 
 __all__ = ["BUNDLE_FORMAT", "MODEL_FILE", "ExtractorMismatch", "ExtractorSettings", "save_bundle", "main"]
 
@@ -162,6 +159,10 @@ def save_bundle(checkpoint: str, out: str, data_dir: Optional[str] = None) -> st
 
     ``data_dir`` is the training data dir (default: the checkpoint's ``task.data``).
     """
+    import torch  # here, not at module level: memobert-bundle --help and the predictor's imports stay light
+
+    from .safe_loading import load_checkpoint_weights_only
+
     state = load_checkpoint_weights_only(checkpoint)
     cfg = copy.deepcopy(state.get("cfg") or {})
     task = cfg.get("task") or {}

@@ -1,0 +1,44 @@
+"""``memobert-predict``'s command line, parsed without importing torch or fairseq, so that ``--help`` and
+argument errors answer at once; the predictor (:mod:`memobert_plugin.inference`) is imported only to predict."""
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``memobert-predict``: class probabilities for utterances given as media (a preparation manifest, or
+    --audio/--video/--text) or as feature files (--input)."""
+    parser = argparse.ArgumentParser(prog="memobert-predict", description=build_parser.__doc__)
+    parser.add_argument("--checkpoint", "--model", dest="checkpoint", required=True,
+                        help="a memobert_emotion checkpoint, or a bundle folder written by memobert-bundle")
+    inputs = parser.add_mutually_exclusive_group()
+    inputs.add_argument("--manifest", help="a memobert-prepare manifest (id, text, and any of audio, video, start, "
+                                           "end); features are extracted as for the model's training data")
+    inputs.add_argument("--input", help="TSV with columns id, text, visual, acoustic (.npy paths; may be empty)")
+    parser.add_argument("--audio", help="one utterance's audio file (with --video, --text, --start, --end)")
+    parser.add_argument("--video", help="one utterance's video file or face-crop folder (with --audio, --text)")
+    parser.add_argument("--text", help="the utterance's transcript (with --audio/--video, or alone)")
+    parser.add_argument("--start", type=float, help="seconds into --audio/--video where the utterance starts")
+    parser.add_argument("--end", type=float, help="seconds into --audio/--video where the utterance ends")
+    parser.add_argument("--id", default="input", help="the single utterance's id in the output (default: input)")
+    parser.add_argument("--wav2vec2", help="the wav2vec 2.0 checkpoint (default: the path recorded at preparation); "
+                                           "refused unless it is the one the model's data was prepared with")
+    parser.add_argument("--fer-model", help="the FER checkpoint (default: as recorded; the same check)")
+    parser.add_argument("--data", help="the training data dir whose extractor settings apply (default: the "
+                                       "bundle's, or the checkpoint's task.data)")
+    parser.add_argument("--vocab", default=None, help="dict.txt/vocab.txt (default: the bundle's or the checkpoint's data dir)")
+    parser.add_argument("--output", default="-", help="TSV to write (default: stdout)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="torch device for the model and extractors (cpu, cuda, cuda:1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    single = args.audio or args.video or args.text is not None
+    if (args.manifest or args.input) and single or not (args.manifest or args.input or single):
+        parser.error("give --manifest, --input, or one utterance's --audio/--video/--text")
+    from .inference import predict_command  # torch, fairseq and the model: only once there is work
+
+    predict_command(args, parser)
