@@ -8,9 +8,12 @@ package calls it when fairseq is already loaded, as under ``--user-dir``; the co
 import only what they need, so ``--help`` and table-making never pay fairseq's import. A
 program that imports this package before fairseq and then uses fairseq's registries calls
 ``memobert_plugin.register()`` itself (importing a task, model or criterion module also
-registers that one).
+registers that one); its checkpoint saves and copies are atomic in any case, from the moment
+``import fairseq`` completes.
 """
 
+import importlib.abc
+import importlib.util
 import logging
 import sys
 
@@ -31,6 +34,7 @@ logging.getLogger("fairseq.tasks.text_to_speech").addFilter(_NoTensorboardNag())
 
 def register() -> None:
     """Register everything with fairseq (imports fairseq; idempotent)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AtomicCheckpointsOnFairseqImport)]
     from .atomic_checkpoints import make_checkpoint_copies_atomic
     from .checkpoint_policy import guard_fairseq_checkpoint_loading
     from .run_guards import install_run_guards
@@ -43,5 +47,34 @@ def register() -> None:
     from . import criterions, models, objectives, optim, tasks  # noqa: F401  (registration order: objectives before tasks)
 
 
+class _AtomicCheckpointsOnFairseqImport(importlib.abc.MetaPathFinder):
+    """Imported before fairseq, the package still makes fairseq's checkpoint saves and copies atomic: once
+    ``import fairseq`` completes (registries are left to :func:`register`, which the program calls)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "fairseq":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # once; the search below goes to the other finders
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_make_atomic(module):
+            exec_module(module)
+            loading = sys.modules.get(f"{__name__}.atomic_checkpoints")
+            if loading is not None and not hasattr(loading, "make_checkpoint_copies_atomic"):
+                return  # fairseq imported by atomic_checkpoints itself: its importer (register()) patches
+            from .atomic_checkpoints import make_checkpoint_copies_atomic
+
+            make_checkpoint_copies_atomic()
+
+        spec.loader.exec_module = exec_then_make_atomic
+        return spec
+
+
 if sys.modules.get("fairseq") is not None:  # None: an import blocked on purpose
     register()
+elif "fairseq" not in sys.modules:
+    sys.meta_path.insert(0, _AtomicCheckpointsOnFairseqImport())

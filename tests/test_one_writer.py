@@ -107,11 +107,14 @@ def test_two_trainings_in_one_save_dir_the_second_is_refused(demo_corpus, plugin
     save_dir = str(tmp_path / "ckpt")
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
-        first = subprocess.Popen(_emotion_train(demo_corpus.emotion_data, plugin_dir, save_dir, 40),
+        # the first must still be training when the second starts, however fast this machine: an --max-update it
+        # cannot reach while the test runs (it is killed below); with 40, a small corpus let it finish first
+        first = subprocess.Popen(_emotion_train(demo_corpus.emotion_data, plugin_dir, save_dir, 1_000_000),
                                  stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: '"num_updates": "1"' in log_path.read_text(), first, log_path, 300, "the first update")
             second = run_cli(_emotion_train(demo_corpus.emotion_data, plugin_dir, save_dir, 40), check=False)
+            assert first.poll() is None, f"the first training ended ({first.returncode}) before the second was refused"
             assert second.returncode != 0
             assert (f"OutputBusyError: {save_dir}: this training save dir is being written by another process "
                     f"(pid {first.pid})") in second.stderr, second.stderr[-3000:]

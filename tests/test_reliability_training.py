@@ -17,6 +17,8 @@ import torch
 
 from conftest import BIN, RunsCode, json_logs, run_cli, wait_until
 from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter, feature_paths
+from memobert_plugin.data.folds import fold_split
+from memobert_plugin.data.utterance_meta import read_meta
 from memobert_plugin.inference import main as predict_main
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
 
@@ -209,9 +211,14 @@ def test_modalities_of_different_lengths_stop_training_with_the_files_named(demo
 
 def test_hand_written_nan_feature_is_named_when_read(demo_corpus, plugin_dir, uninterrupted, tmp_path):
     data = _copy_split(demo_corpus.pretrain_data, tmp_path / "data", "valid")
-    _hand_write_nan(data, "valid", "visual", utterance=3)
+    # an utterance with face frames (the demo world gives some none), not the first one: chosen from the data
+    with_frames = np.flatnonzero(FeatureStore(data, "valid", "visual").lengths > 0)
+    assert len(with_frames) >= 2, "the demo's valid split needs utterances with face frames"
+    utterance = int(with_frames[1])
+    _hand_write_nan(data, "valid", "visual", utterance=utterance)
     _fails_with(_validate(data, plugin_dir, os.path.join(uninterrupted, "checkpoint_last.pt")),
-                f"ValueError: {data}/valid.visual.npy: utterance 3 (0-based, in data order) has non-finite (NaN/Inf) visual")
+                f"ValueError: {data}/valid.visual.npy: utterance {utterance} (0-based, in data order) "
+                "has non-finite (NaN/Inf) visual")
 
 
 # --- crafted checkpoints ----------------------------------------------------------------------
@@ -237,7 +244,10 @@ def test_non_finite_loss_names_the_batch_and_stops_before_nan_weights(demo_corpu
     reports = re.findall(r"non-finite loss nan on the batch of utterances \[(.*?)\] \(ids in all\.meta\.tsv\)", out)
     assert reports, out[-4000:]
     ids = re.findall(r"'(\w+)'", reports[0])
-    assert len(ids) == 16 and all(re.fullmatch(r"Ses0[2-5][FM]_\d{3}", i) for i in ids)  # fold 1's training speakers
+    # a whole batch of fold 1's training utterances, by their ids in all.meta.tsv (from the data, not the demo's layout)
+    meta = read_meta(os.path.join(demo_corpus.emotion_data, "all.meta.tsv"))
+    training = {meta[i].id for i in fold_split(meta, 1).train}
+    assert len(ids) == min(16, len(training)) and len(set(ids)) == len(ids) and set(ids) <= training, (ids, sorted(training))
     assert "NaN detected in output of" in out  # fairseq's NanDetector re-ran the step on the model
     # fairseq (fp32) stops: the update that made the weights huge is the last one, and nothing NaN is saved
     assert [os.path.basename(p) for p in _finite_checkpoints(save_dir)] == ["checkpoint_1_1.pt", "checkpoint_last.pt", "crash.pt"]
