@@ -69,7 +69,7 @@ def limit_threads(threads: int) -> None:
 
 def log_to_stdout() -> None:
     """In a job: log lines with time and source to the task's stdout log, submitit's only once."""
-    # force: importing the job's pickle imported memobert_plugin, hence fairseq, which may have set up logging already
+    # force: importing the job's pickle (or a previous attempt in this process) may have set up logging already
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout,
                         force=True)
     logging.getLogger("submitit").propagate = False  # it has its own handler

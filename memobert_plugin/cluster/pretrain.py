@@ -74,6 +74,11 @@ def check_fairseq_args(argv: List[str]) -> None:
     """Parse with fairseq's own parser now, so that a typo fails here rather than after the queue."""
     from fairseq import options
 
+    from .. import register
+
+    # this package was imported before fairseq (memobert-launch), so --user-dir finds it in
+    # sys.modules and imports nothing: without this the parser would not know memobert's tasks
+    register()
     parser = options.get_training_parser()
     try:
         options.parse_args_and_arch(parser, input_args=argv)
@@ -106,6 +111,12 @@ class PretrainJob(submitit.helpers.Checkpointable):
         )
         logger.info("%s: fairseq-train %s", env, " ".join(argv))
         from fairseq_cli.train import cli_main  # the console script fairseq-train, run in this process
+
+        from .. import register
+
+        # unpickling this job imported memobert_plugin before fairseq, so fairseq's --user-dir
+        # import finds it in sys.modules and registers nothing (tasks, models, run guards): do it here
+        register()
 
         sys.argv = ["fairseq-train", *argv]
         try:
