@@ -47,8 +47,8 @@ from memobert_plugin.models.memobert import MemobertConfig, MemobertModel  # noq
 from memobert_plugin.objectives import OBJECTIVE_REGISTRY, ObjectiveData  # noqa: E402
 from memobert_plugin.tasks.memobert_pretrain import (  # noqa: E402
     DEFAULT_OBJECTIVES,
-    MemobertPretrainConfig,
     MemobertPretrainTask,
+    pretrain_config,
 )
 
 SHAPES = {
@@ -71,7 +71,7 @@ def demo_lengths() -> List[Lengths]:
 
     with tempfile.TemporaryDirectory() as root:
         corpus = write_demo_corpus(root, utterances_per_speaker=1, pretrain_utterances=400)
-        task = MemobertPretrainTask.setup_task(MemobertPretrainConfig(data=corpus.pretrain_data))
+        task = MemobertPretrainTask.setup_task(pretrain_config()(data=corpus.pretrain_data))
         data = task.load_multimodal("train")
         visual, acoustic = data.frame_lengths["visual"], data.frame_lengths["acoustic"]
         return list(zip((data.sizes - visual - acoustic).tolist(), visual.tolist(), acoustic.tolist()))
@@ -168,7 +168,7 @@ def memobert_steps(shape: str, batch_lengths: List[List[Lengths]], rng, device: 
     cfg = MemobertConfig(visual_feature_dim=DIMS["visual"], acoustic_feature_dim=DIMS["acoustic"], **SHAPES[shape])
     model = MemobertModel(cfg, len(vocab), vocab.pad()).train()
     data = ObjectiveData(vocab=vocab, stream_dims=DIMS)
-    objectives = {n: OBJECTIVE_REGISTRY[n](MemobertPretrainConfig(), data) for n in DEFAULT_OBJECTIVES}
+    objectives = {n: OBJECTIVE_REGISTRY[n](pretrain_config()(), data) for n in DEFAULT_OBJECTIVES}
     task = _Task(objectives)
     task.add_heads(model)
     model.to(device)

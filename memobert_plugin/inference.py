@@ -34,15 +34,11 @@ from tqdm import tqdm
 from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
 
 from .data.feature_store import STORE_DTYPE
-from .data.multimodal_dataset import FrameLimits, collate_utterances
 from .data.vocabulary import BertVocabulary
 from .checkpoint_policy import load_memobert_checkpoint
-from .models.memobert import MemobertConfig, MemobertModel
-from .models.pretrained import load_checkpoint_weights
 from .predict_cli import main  # noqa: F401  the console script, also run as python -m memobert_plugin.inference
-from .prepare.files import atomic_open
-from .tasks.emotion_readout import EmotionReadout
-from .tasks.memobert_emotion import MemobertEmotionConfig
+from .files import atomic_open
+from .tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
 
 __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
 
@@ -65,54 +61,58 @@ def media_entry(id: str, text: str = "", audio: str = "", video: str = "", start
     return ManifestUtterance(id=id, text=text, audio=audio, video=video, start=start, end=end)
 
 
-def _typed(default, options: dict):
-    """``options`` over a config dataclass's defaults, type-checked; fields it does not have are left out."""
-    names = {f.name for f in dataclasses.fields(default)}
-    return OmegaConf.merge(OmegaConf.structured(default), {k: v for k, v in options.items() if k in names})
+def _task_config(task_options: dict, checkpoint: str) -> MemobertEmotionConfig:
+    """The checkpoint's task options over the task's defaults, type-checked before anything is built from them."""
+    try:
+        names = {f.name for f in dataclasses.fields(MemobertEmotionConfig)}
+        default = OmegaConf.structured(MemobertEmotionConfig(seed=0))
+        task_cfg = OmegaConf.merge(default, {k: v for k, v in task_options.items() if k in names})
+        task_cfg.data  # noqa: B018  (a missing value raises here, not later)
+        return task_cfg
+    except (ValueError, KeyError, TypeError, AttributeError, MissingMandatoryValue) as err:
+        raise ValueError(f"{checkpoint}: its config is not a memobert_emotion one ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0]})") from None
 
 
 class EmotionPredictor:
     """Loads the checkpoint (weights-only) or bundle and scores utterances with its head.
 
-    ``extractors``: the training data's extractor settings (default: the bundle's, or the
-    ``dataset.json`` of the checkpoint's data dir); ``checkpoints`` replaces the recorded path of a
-    stage's extractor model (``{"acoustic": wav2vec2, "visual": fer}``), which must have the recorded checksum.
+    The model is loaded by fairseq (``load_model_ensemble_and_task``) into the checkpoint's
+    ``memobert_emotion`` task, built without its corpus; utterances become that task's dataset
+    (``build_dataset_for_inference``). ``extractors``: the training data's extractor settings
+    (default: the bundle's, or the ``dataset.json`` of the checkpoint's data dir); ``checkpoints``
+    replaces the recorded path of a stage's extractor model (``{"acoustic": wav2vec2, "visual": fer}``),
+    which must have the recorded checksum.
     """
 
     def __init__(self, checkpoint: str, vocab_path: Optional[str] = None, device: str = "cpu",
                  extractors: Optional[ExtractorSettings] = None, checkpoints: Optional[Dict[str, str]] = None):
+        from fairseq import checkpoint_utils
+
         if is_bundle(checkpoint):
             extractors = extractors or ExtractorSettings.from_bundle(checkpoint)
             vocab_path = vocab_path or os.path.join(checkpoint, DICT_FILE)
             checkpoint = os.path.join(checkpoint, MODEL_FILE)
+        # refusals (code, foreign configs, another task) before anything is built
         state = load_memobert_checkpoint(checkpoint, task="memobert_emotion")
-        cfg = state["cfg"]
-        try:  # the config is only data: check its types before anything is built from it
-            task_cfg = _typed(MemobertEmotionConfig(seed=0), cfg["task"])
-            model_cfg = OmegaConf.to_object(_typed(MemobertConfig(), cfg["model"]))
-            data = task_cfg.data
-        except (ValueError, KeyError, TypeError, AttributeError, MissingMandatoryValue) as err:
-            raise ValueError(f"{checkpoint}: its config is not a memobert_emotion one ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0]})") from None
-        self._extractors, self._data_dir = extractors, data
+        task_cfg = _task_config(state["cfg"]["task"], checkpoint)
+        self._extractors, self._data_dir = extractors, task_cfg.data
         self._checkpoints, self._stages, self._tokenizer = dict(checkpoints or {}), None, None
-        vocab_path = vocab_path or os.path.join(data, "dict.txt")
+        vocab_path = vocab_path or os.path.join(task_cfg.data, "dict.txt")
         if not os.path.isfile(vocab_path):
             raise FileNotFoundError(f"{vocab_path}: the checkpoint's dictionary is not there; pass --vocab")
         self.vocab = BertVocabulary.load(vocab_path)
-        self.readout = EmotionReadout(task_cfg, self.vocab)
-        self.model = MemobertModel(model_cfg, len(self.vocab), self.vocab.pad())
-        self.readout.add_heads(self.model)
-        load_checkpoint_weights(self.model, state["model"], checkpoint, strict=True)
+        self.task = MemobertEmotionTask(task_cfg, self.vocab)
+        try:
+            (self.model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], task=self.task)
+        except ValueError as err:  # a feature dim or tensor shape that does not fit: the message names which
+            raise ValueError(f"{checkpoint}: {err}") from None
         self.model.to(device).eval()
         self.device = device
-        self.text_format = self.readout.text_format()
-        self.limits = FrameLimits(visual=task_cfg.visual_max_frames, acoustic=task_cfg.acoustic_max_frames)
-        self.dims = {"visual": model_cfg.visual_feature_dim, "acoustic": model_cfg.acoustic_feature_dim, "visual_fer": 1}
 
     @property
     def class_names(self) -> List[str]:
-        return self.readout.class_names
+        return self.task.class_names
 
     @property
     def extractors(self) -> ExtractorSettings:
@@ -167,30 +167,19 @@ class EmotionPredictor:
                 out.append(utt)
         return out
 
-    def _item(self, index: int, utt: Utterance) -> dict:
-        tokens = self.readout.encode(utt.text) if utt.tokens is None else utt.tokens
-        item = {"id": index, "text": self.text_format.build(np.asarray(tokens, dtype=np.int64))}
-        for stream in ("visual", "acoustic"):
-            frames = getattr(utt, stream)
-            frames = np.zeros((0, self.dims[stream]), np.float32) if frames is None else np.asarray(frames, np.float32)
-            if frames.ndim != 2 or frames.shape[1] != self.dims[stream]:
-                raise ValueError(f"utterance {utt.id or index}: {stream} frames have shape {frames.shape}, "
-                                 f"the checkpoint expects [frames, {self.dims[stream]}]")
-            if not np.isfinite(frames).all():
-                raise ValueError(f"utterance {utt.id or index}: non-finite {stream} features")
-            item[stream] = torch.from_numpy(frames[: self.limits.of(stream)])
-        item["visual_fer"] = torch.zeros(0, 1)
-        return item
-
     @torch.no_grad()
     def predict_proba(self, utterances: Sequence[Utterance], batch_size: int = 32) -> np.ndarray:
         """``[len(utterances), classes]`` probabilities, columns in ``class_names`` order."""
+        dataset = self.task.build_dataset_for_inference(
+            [self.task.readout.encode(u.text) if u.tokens is None else u.tokens for u in utterances],
+            {stream: [getattr(u, stream) for u in utterances] for stream in ("visual", "acoustic")},
+            [u.id or str(i) for i, u in enumerate(utterances)],
+        )
         out = []
-        for start in range(0, len(utterances), batch_size):
-            items = [self._item(start + i, u) for i, u in enumerate(utterances[start : start + batch_size])]
-            net_input = collate_utterances(items, self.vocab.pad(), self.dims)["net_input"]
-            net_input = {k: v.to(self.device) for k, v in net_input.items()}
-            out.append(torch.softmax(self.readout.class_logits(self.model, net_input).float(), -1).cpu().numpy())
+        for start in range(0, len(dataset), batch_size):
+            batch = dataset.collater([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            net_input = {k: v.to(self.device) for k, v in batch["net_input"].items()}
+            out.append(torch.softmax(self.task.class_logits(self.model, net_input).float(), -1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
 
 

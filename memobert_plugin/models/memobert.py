@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 MODALITIES = ("text", "visual", "acoustic")
 _SHAPE_HELP = "architecture default; replaced by the shape of --bert-init / --memobert-init when given"
+#: state-dict prefixes of older checkpoints -> today's (applied by ``upgrade_state_dict_named``)
+RENAMED_PREFIXES = {"heads.emotion_classifier.": "emotion_heads.emotion."}
 
 
 @dataclass
@@ -95,7 +97,8 @@ def _init_bert_weights(module: nn.Module) -> None:
 
 @register_model("memobert", dataclass=MemobertConfig)
 class MemobertModel(BaseFairseqModel):
-    """Embedders + cross-modality encoder; objective and task heads live in ``self.heads``."""
+    """Embedders + cross-modality encoder; objective heads live in ``self.heads``, emotion read-outs are
+    registered in ``self.emotion_heads`` (:meth:`register_emotion_head`)."""
 
     def __init__(self, cfg: MemobertConfig, vocab_size: int, padding_idx: int):
         super().__init__()
@@ -111,6 +114,7 @@ class MemobertModel(BaseFairseqModel):
         self.lm_head = MaskedLMHead(dim, self.text.tokens)
         self.pooler = Pooler(dim)
         self.heads = nn.ModuleDict()
+        self.emotion_heads = nn.ModuleDict()
         self.apply(_init_bert_weights)
 
     @classmethod
@@ -123,6 +127,36 @@ class MemobertModel(BaseFairseqModel):
     @property
     def hidden_dim(self) -> int:
         return self.cfg.encoder_embed_dim
+
+    def register_emotion_head(self, name: str, head: nn.Module) -> None:
+        """Attach an emotion read-out (:mod:`.emotion_heads`) under ``name``, as RoBERTa registers its
+        classification heads; the task does it before any weights are loaded."""
+        self.emotion_heads[name] = head
+
+    def emotion_logits(self, net_input: Dict[str, torch.Tensor], head: str) -> torch.Tensor:
+        """``[batch, classes]`` scores of the registered emotion head ``head`` for a collated ``net_input``."""
+        return self.emotion_heads[head](self(**net_input), net_input["src_tokens"], self)
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, torch.Tensor], name: str) -> None:
+        """Older checkpoints' names become today's (as RoBERTa's upgrade does), then fairseq's own upgrades."""
+        prefix = f"{name}." if name else ""
+        for old, new in RENAMED_PREFIXES.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super().upgrade_state_dict_named(state_dict, name)
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's loading (upgrade, prune, torch's), after naming any tensor whose shape differs from ours."""
+        self.upgrade_state_dict(state_dict)
+        ours = self.state_dict()
+        for key, value in state_dict.items():
+            if key in ours and (not isinstance(value, torch.Tensor) or ours[key].shape != value.shape):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(
+                    f"{key} has shape {shape} there but {tuple(ours[key].shape)} in the model its config describes; "
+                    "were the features extracted with another model, or is the checkpoint from another run?"
+                )
+        return super().load_state_dict(state_dict, strict, model_cfg, args)
 
     def max_positions(self) -> Optional[int]:
         return self.text.max_positions + self.visual.max_positions + self.acoustic.max_positions

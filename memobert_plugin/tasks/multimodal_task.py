@@ -5,10 +5,11 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
-from fairseq.data import SortDataset, data_utils
+import torch
+from fairseq.data import ListDataset, SortDataset, data_utils
 from fairseq.tasks import FairseqTask
 from omegaconf import open_dict
 
@@ -16,6 +17,7 @@ from ..checkpoint_policy import require_memobert_model
 from ..conf import MultimodalDataConfig
 from ..data.consistency import check_split_files
 from ..data.feature_store import FeatureStore, npy_shape
+from ..data.given_frames import GivenFrames
 from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
 from ..criterions.non_finite import report_non_finite
 from ..data.vocabulary import BertVocabulary
@@ -60,7 +62,7 @@ class MultimodalTask(FairseqTask):
     def _stream_dims(data_dir: str) -> Tuple[Dict[str, int], Set[str]]:
         """Each stream's feature size, and which streams the data dir has at all."""
         dims, present = dict(DEFAULT_STREAM_DIMS), set()
-        for stream in FRAME_STREAMS:
+        for stream in FRAME_STREAMS if data_dir else ():  # no data dir: a bundle's task, for prediction
             found = sorted(glob.glob(os.path.join(data_dir, f"*.{stream}.npy")))
             if found:
                 shape = npy_shape(found[0])
@@ -102,8 +104,26 @@ class MultimodalTask(FairseqTask):
                     f"{store.npy_path}: {store.dim}-d features, but this data dir's {stream} stream is "
                     f"{self.stream_dims[stream]}-d elsewhere"
                 )
-        limits = FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
-        return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, limits, path)
+        return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims,
+                                 self.frame_limits(), path)
+
+    def frame_limits(self) -> FrameLimits:
+        return FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
+
+    def build_dataset_for_inference(self, src_tokens: Sequence[Sequence[int]],
+                                    frames: Dict[str, Sequence[Optional[np.ndarray]]],
+                                    names: Sequence[str]) -> MultimodalDataset:
+        """Utterances given in memory as a split's dataset: the same items, limits and batches.
+
+        ``src_tokens``: each utterance's vocabulary ids (no [CLS]/[SEP]); ``frames``: stream ->
+        per-utterance ``[frames, dim]`` arrays (``None``: none); ``names`` name utterances in errors.
+        The model's feature dims apply, so call it after the model is built.
+        """
+        text = ListDataset([torch.tensor([*ids, self.vocab.eos()], dtype=torch.long) for ids in src_tokens],
+                           sizes=np.array([len(ids) + 1 for ids in src_tokens], dtype=np.int64))
+        stores = {stream: GivenFrames(stream, given, self.stream_dims[stream], names) for stream, given in frames.items()}
+        return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims,
+                                 self.frame_limits(), "the given utterances")
 
     def _check_token_ids(self, text, path: str) -> None:
         """Every token id must index the dictionary: a shorter dict.txt fails here, not deep in a batch."""
