@@ -19,8 +19,8 @@ def _task(data, **overrides):
     return MemobertEmotionTask.setup_task(MemobertEmotionConfig(data=data, seed=1, **overrides))
 
 
-def _prompt_batch(demo_corpus):
-    task = _task(demo_corpus.emotion_data, emotion_head="prompt")
+def _model_and_batch(demo_corpus, head="prompt"):
+    task = _task(demo_corpus.emotion_data, emotion_head=head)
     cfg = OmegaConf.structured(MemobertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
                                               encoder_attention_heads=2))
     cfg._name = "memobert"
@@ -32,7 +32,7 @@ def _prompt_batch(demo_corpus):
 
 
 def test_vocabulary_prompt_loss_is_the_mlm_cross_entropy_at_the_mask(demo_corpus):
-    task, model, batch = _prompt_batch(demo_corpus)
+    task, model, batch = _model_and_batch(demo_corpus)
     tokens, target = batch["net_input"]["src_tokens"], batch["target"]
     with torch.no_grad():
         output = model(**batch["net_input"])
@@ -47,9 +47,13 @@ def test_vocabulary_prompt_loss_is_the_mlm_cross_entropy_at_the_mask(demo_corpus
     assert losses["label_words"] == pytest.approx(F.cross_entropy(vocab_logits[:, label_ids], target, reduction="sum").item(), rel=1e-5)
 
 
-def test_vocabulary_prompt_loss_needs_the_prompt_head(demo_corpus):
-    with pytest.raises(ValueError, match="needs --emotion-head prompt"):
-        MemobertEmotionCriterion(MemobertEmotionCriterionConfig(prompt_loss="vocabulary"), _task(demo_corpus.emotion_data))
+def test_a_classifier_head_trains_with_cross_entropy_over_the_classes(demo_corpus):
+    task, model, batch = _model_and_batch(demo_corpus, head="finetune")
+    criterion = MemobertEmotionCriterion(MemobertEmotionCriterionConfig(), task)  # the default: vocabulary
+    with torch.no_grad():
+        logits = task.class_logits(model, batch["net_input"]).float()
+        loss = criterion(model, batch)[0]
+    assert loss == pytest.approx(F.cross_entropy(logits, batch["target"], reduction="sum").item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("decay_norm_and_bias", [False, True])
