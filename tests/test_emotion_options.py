@@ -1,6 +1,7 @@
 """The downstream options the paper's authors chose differently: prompt loss, LR schedule, weight decay
 on biases and LayerNorm, a low-resource subset per seed."""
 
+import dataclasses
 import math
 
 import pytest
@@ -104,3 +105,6 @@ def test_warmup_linear_schedule_spans_the_folds_updates(demo_corpus):
     assert int(command[command.index("--warmup-updates") + 1]) == round(0.1 * total)
     constant = _job(demo_corpus, 2).train_command()
     assert constant[constant.index("--lr-scheduler") + 1] == "fixed"
+    zero_shot = dataclasses.replace(job, setting="pretrain_prompt", init_path="pretrained.pt", train_fraction=0.0)
+    zero_shot = zero_shot.untrained_command()  # no labels: no update to schedule
+    assert zero_shot[zero_shot.index("--lr-scheduler") + 1] == "fixed"

@@ -130,7 +130,7 @@ class FoldJob:
         return -(-len(train) // self.batch_size) * self.max_epoch
 
     def schedule_args(self) -> List[str]:
-        if self.lr_schedule == "constant":
+        if self.lr_schedule == "constant" or self.zero_shot:  # a zero-shot job makes no update to schedule
             return ["--lr-scheduler", "fixed"]
         if self.lr_schedule != "warmup_linear":
             raise ValueError(f"lr_schedule must be 'constant' or 'warmup_linear', got {self.lr_schedule!r}")

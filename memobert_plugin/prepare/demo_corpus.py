@@ -32,7 +32,8 @@ cues of their utterance. Whatever a prompt then gets without labels cannot come 
 cross-modal pretraining.
 
 Frame counts vary, 2% of utterances exceed the pretraining frame limits (truncation) and 10%
-have no face. Everything is drawn from ``seed`` (same seed, same bytes). This world checks the
+have no face. Everything is drawn from ``seed`` (same seed, same bytes). Each data dir gets a
+``dataset.json`` with its files' SHA-256, so a file swapped afterwards is named at training start. This world checks the
 implementation; it says nothing about how MEmoBERT does on real data.
 """
 
