@@ -103,8 +103,10 @@ class EmotionPredictor:
             raise FileNotFoundError(f"{vocab_path}: the checkpoint's dictionary is not there; pass --vocab")
         self.vocab = BertVocabulary.load(vocab_path)
         self.task = MemobertEmotionTask(task_cfg, self.vocab)
-        try:
-            (self.model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], task=self.task)
+        state["cfg"] = OmegaConf.create(state["cfg"])  # as fairseq's reader leaves it (checked above: plain data)
+        try:  # the state read and checked above: a bundle's holds only the config and the weights
+            (self.model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], task=self.task,
+                                                                                state=state)
         except ValueError as err:  # a feature dim or tensor shape that does not fit: the message names which
             raise ValueError(f"{checkpoint}: {err}") from None
         self.model.to(device).eval()

@@ -30,11 +30,17 @@ def _utterances():
             for i, text in enumerate(texts)]
 
 
+@pytest.mark.parametrize("as_bundle", [False, True])
 @pytest.mark.parametrize("head, head_type", [("finetune", EmotionClassificationHead), ("prompt", PromptVerbalizer)])
-def test_old_checkpoint_predicts_as_before(head, head_type):
+def test_old_checkpoint_predicts_as_before(head, head_type, as_bundle, tmp_path):
     with open(os.path.join(FIXTURES, "expected.json"), encoding="utf-8") as handle:
         expected = np.array(json.load(handle)[head])
-    predictor = EmotionPredictor(os.path.join(FIXTURES, f"{head}.pt"), vocab_path=os.path.join(FIXTURES, "dict.txt"))
+    path = os.path.join(FIXTURES, f"{head}.pt")
+    if as_bundle:  # memobert-bundle's model.pt holds the config and the weights only
+        state = load_checkpoint_weights_only(path)
+        path = str(tmp_path / "model.pt")
+        torch.save({"cfg": state["cfg"], "model": state["model"]}, path)
+    predictor = EmotionPredictor(path, vocab_path=os.path.join(FIXTURES, "dict.txt"))
     assert isinstance(predictor.model.emotion_heads[EMOTION_HEAD], head_type)
     np.testing.assert_allclose(predictor.predict_proba(_utterances()), expected, rtol=1e-5, atol=1e-6)
 

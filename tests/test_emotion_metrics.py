@@ -1,5 +1,6 @@
 """WA, UAR, F1 and the confusion matrix from summed counts equal scikit-learn's, across batches and workers."""
 
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ CLASSES = 4
 
 class _Task:
     class_names = ["anger", "happy", "neutral", "sad"]
+    cfg = SimpleNamespace(emotion_head="finetune")  # a classifier: cross-entropy over the classes
 
     @staticmethod
     def class_logits(model, net_input):
