@@ -56,13 +56,15 @@ def register() -> None:
 class _RegisterOnFairseqImport(importlib.abc.MetaPathFinder):
     """Imported before fairseq, the package still registers (``--user-dir memobert_plugin`` would find it
     already imported and register nothing): :func:`register` runs once ``import fairseq`` has completed and
-    no module of the package is half-imported (one whose top imports fairseq completes first)."""
+    no module that register() imports (this package's, fairseq_cli's) is half-imported; one that imported
+    fairseq at its top completes first."""
 
     def __init__(self):
-        self.running = 0  # modules of the package whose code is running
+        self.running = 0  # such modules whose code is running
 
     def find_spec(self, name, path=None, target=None):
-        if name != "fairseq" and not name.startswith(f"{__name__}."):
+        defers = name == "fairseq_cli" or name.startswith(("fairseq_cli.", f"{__name__}."))
+        if name != "fairseq" and not defers:
             return None
         spec = next((s for s in (f.find_spec(name, path, target) for f in sys.meta_path
                                  if f is not self and hasattr(f, "find_spec")) if s is not None), None)
@@ -71,11 +73,11 @@ class _RegisterOnFairseqImport(importlib.abc.MetaPathFinder):
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module):
-            self.running += name != "fairseq"
+            self.running += defers
             try:
                 exec_module(module)
             finally:
-                self.running -= name != "fairseq"
+                self.running -= defers
             if self.running == 0 and sys.modules.get("fairseq") is not None:
                 register()
 

@@ -23,7 +23,8 @@ assert fairseq_cli.train.train.__module__ == "memobert_plugin.run_guards", "run 
 
 
 @pytest.mark.parametrize("imports", [
-    "import memobert_plugin.cluster.pretrain; from fairseq import options",  # memobert-launch's job, then fairseq-train
+    "import memobert_plugin.cluster.pretrain; from fairseq import options",  # memobert-launch checks arguments
+    "import memobert_plugin.cluster.pretrain; from fairseq_cli.train import cli_main",  # its job runs fairseq-train
     "import memobert_plugin.inference",  # a module of the package that imports fairseq at its top
     "import memobert_plugin.atomic_checkpoints",  # ... one that register() itself needs
 ])
