@@ -263,3 +263,17 @@ def test_training_step_never_waits_for_the_device(task, monkeypatch):
         values = agg.get_smoothed_values()
     assert values["wwmlm_acc"] == pytest.approx(round(log["wwmlm_correct"].tolist() / log["wwmlm_count"], 4))
     assert values["span_mafr_loss"] == pytest.approx(round(log["span_mafr_loss_sum"].tolist() / log["span_mafr_count"], 4))
+
+
+def test_objectives_import_no_model_code():
+    """The layer rule: objectives sit above data only; their heads come from the task and criterion."""
+    import ast
+    import pathlib
+
+    import memobert_plugin.objectives as objectives
+
+    for path in pathlib.Path(objectives.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        assert not [m for m in imported if "models" in m.split(".")], path.name
