@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-__all__ = ["FrameStream", "register_stream", "frame_streams", "input_streams", "on_stream_registered", "TEXT"]
+__all__ = [
+    "FrameStream", "register_stream", "frame_streams", "input_streams", "on_stream_registered", "with_stream_fields", "TEXT",
+]
 
 #: the token stream every utterance has; not a frame stream
 TEXT = "text"
