@@ -23,8 +23,11 @@ from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainConfig, Memo
 
 @pytest.fixture
 def data(demo_corpus, tmp_path):
-    """A copy of the demo pretraining data dir."""
-    return shutil.copytree(demo_corpus.pretrain_data, tmp_path / "data")
+    """A copy of the demo pretraining data dir without its dataset.json, as a hand-made data dir: the
+    checks that do not need checksums."""
+    data = shutil.copytree(demo_corpus.pretrain_data, tmp_path / "data")
+    os.remove(data / "dataset.json")
+    return data
 
 
 def _record_checksums(data) -> None:
@@ -68,6 +71,17 @@ def test_files_changed_since_preparation_are_named(data, monkeypatch):
     os.remove(data / "valid.visual.len")
     with pytest.raises(DataChangedError, match=r"valid.acoustic.npy changed and valid.visual.len missing"):
         _load(data, "valid")
+
+
+def test_the_demo_world_records_its_checksums_too(demo_corpus, tmp_path):
+    data = shutil.copytree(demo_corpus.pretrain_data, tmp_path / "data")
+    _load(data)
+    lines = (data / "dict.txt").read_text().splitlines()
+    lines[20], lines[21] = lines[21], lines[20]
+    (data / "dict.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataChangedError, match=rf"{data}: dict.txt changed since memobert-demo-corpus wrote them.*"
+                                               "rerun memobert-demo-corpus for this data dir"):
+        _load(data)
 
 
 def test_truncated_feature_store_is_named(data):

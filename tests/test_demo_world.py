@@ -46,7 +46,7 @@ def test_with_all_labels_pretraining_does_not_hurt(summary):
 
 
 def test_quickstart_prints_the_table_and_draws_the_figure(tmp_path):
-    """examples/quickstart/run.sh end to end with tiny knobs: every setting at 0 / 10 / 100%."""
+    """examples/quickstart/run.sh end to end with tiny knobs: every setting at 0 / 5 / 100%."""
     env = {"OUT": str(tmp_path / "qs"), "PRETRAIN_UTTERANCES": "400", "PRETRAIN_UPDATES": "20",
            "LABELLED_SCALE": "0.05", "FOLDS": "1", "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     out = run_cli(["bash", os.path.join(REPO_ROOT, "examples", "quickstart", "run.sh")], env=env, timeout=1800).stdout
@@ -54,6 +54,6 @@ def test_quickstart_prints_the_table_and_draws_the_figure(tmp_path):
     assert f"table: {cv}/results.md" in out and f"low-resource figure: {cv}/low_resource.png" in out
     assert (cv / "low_resource.png").stat().st_size > 0
     table = (cv / "results.md").read_text()
-    for fraction in ("0", "10", "100"):
+    for fraction in ("0", "5", "100"):
         assert f"### Training data: {fraction}%" in table
     assert table.count("| pretrain_prompt |") == 3 and table.count("| direct |") == 2

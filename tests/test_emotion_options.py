@@ -1,6 +1,7 @@
 """The downstream options the paper's authors chose differently: prompt loss, LR schedule, weight decay
 on biases and LayerNorm, a low-resource subset per seed."""
 
+import dataclasses
 import math
 
 import pytest
@@ -19,8 +20,8 @@ def _task(data, **overrides):
     return MemobertEmotionTask.setup_task(MemobertEmotionConfig(data=data, seed=1, **overrides))
 
 
-def _prompt_batch(demo_corpus):
-    task = _task(demo_corpus.emotion_data, emotion_head="prompt")
+def _model_and_batch(demo_corpus, head="prompt"):
+    task = _task(demo_corpus.emotion_data, emotion_head=head)
     cfg = OmegaConf.structured(MemobertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
                                               encoder_attention_heads=2))
     cfg._name = "memobert"
@@ -32,7 +33,7 @@ def _prompt_batch(demo_corpus):
 
 
 def test_vocabulary_prompt_loss_is_the_mlm_cross_entropy_at_the_mask(demo_corpus):
-    task, model, batch = _prompt_batch(demo_corpus)
+    task, model, batch = _model_and_batch(demo_corpus)
     tokens, target = batch["net_input"]["src_tokens"], batch["target"]
     with torch.no_grad():
         output = model(**batch["net_input"])
@@ -47,9 +48,13 @@ def test_vocabulary_prompt_loss_is_the_mlm_cross_entropy_at_the_mask(demo_corpus
     assert losses["label_words"] == pytest.approx(F.cross_entropy(vocab_logits[:, label_ids], target, reduction="sum").item(), rel=1e-5)
 
 
-def test_vocabulary_prompt_loss_needs_the_prompt_head(demo_corpus):
-    with pytest.raises(ValueError, match="needs --emotion-head prompt"):
-        MemobertEmotionCriterion(MemobertEmotionCriterionConfig(prompt_loss="vocabulary"), _task(demo_corpus.emotion_data))
+def test_a_classifier_head_trains_with_cross_entropy_over_the_classes(demo_corpus):
+    task, model, batch = _model_and_batch(demo_corpus, head="finetune")
+    criterion = MemobertEmotionCriterion(MemobertEmotionCriterionConfig(), task)  # the default: vocabulary
+    with torch.no_grad():
+        logits = task.class_logits(model, batch["net_input"]).float()
+        loss = criterion(model, batch)[0]
+    assert loss == pytest.approx(F.cross_entropy(logits, batch["target"], reduction="sum").item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("decay_norm_and_bias", [False, True])
@@ -100,3 +105,6 @@ def test_warmup_linear_schedule_spans_the_folds_updates(demo_corpus):
     assert int(command[command.index("--warmup-updates") + 1]) == round(0.1 * total)
     constant = _job(demo_corpus, 2).train_command()
     assert constant[constant.index("--lr-scheduler") + 1] == "fixed"
+    zero_shot = dataclasses.replace(job, setting="pretrain_prompt", init_path="pretrained.pt", train_fraction=0.0)
+    zero_shot = zero_shot.untrained_command()  # no labels: no update to schedule
+    assert zero_shot[zero_shot.index("--lr-scheduler") + 1] == "fixed"

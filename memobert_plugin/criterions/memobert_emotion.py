@@ -25,11 +25,12 @@ __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig"]
 
 @dataclass
 class MemobertEmotionCriterionConfig(FairseqDataclass):
-    prompt_loss: ChoiceEnum(["label_words", "vocabulary"]) = field(
-        default="label_words",
-        metadata={"help": "prompt head's training loss: label_words: cross-entropy over the label words only (the "
-                  "classes); vocabulary: MLM cross-entropy over the whole vocabulary at the [MASK] slot(s), as the "
-                  "authors' code. The prediction is always the best label word"},
+    prompt_loss: ChoiceEnum(["vocabulary", "label_words"]) = field(
+        default="vocabulary",
+        metadata={"help": "prompt head's training loss: vocabulary: MLM cross-entropy over the whole vocabulary at "
+                  "the [MASK] slot(s), as the authors' code; label_words: cross-entropy over the label words only. "
+                  "The prediction is always the best label word; the classifier head (Direct, Finetune) always "
+                  "trains with cross-entropy over the classes"},
     )
 
 
@@ -38,11 +39,11 @@ class MemobertEmotionCriterion(FairseqCriterion):
     def __init__(self, cfg: MemobertEmotionCriterionConfig, task):
         super().__init__(task)
         self.num_classes = len(task.class_names)
-        if cfg.prompt_loss == "vocabulary" and task.cfg.emotion_head != "prompt":
-            raise ValueError("--prompt-loss vocabulary needs --emotion-head prompt (a classifier has no vocabulary)")
         # a prompt's class scores are its label words' log-probabilities over the whole vocabulary, so
-        # their negative is the MLM loss; cross-entropy renormalises them over the label words
-        self.class_loss = F.nll_loss if cfg.prompt_loss == "vocabulary" else F.cross_entropy
+        # their negative is the MLM loss; cross-entropy renormalises them over the label words (and is
+        # what a classifier's logits need)
+        vocabulary = cfg.prompt_loss == "vocabulary" and task.cfg.emotion_head == "prompt"
+        self.class_loss = F.nll_loss if vocabulary else F.cross_entropy
 
     def forward(self, model, sample, reduce: bool = True):
         logits = self.task.class_logits(model, sample["net_input"])

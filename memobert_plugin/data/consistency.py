@@ -1,4 +1,4 @@
-"""A data dir checked against what memobert-prepare wrote: ``dataset.json``'s checksums.
+"""A data dir checked against what memobert-prepare (or the demo world) wrote: ``dataset.json``'s checksums.
 
 ``memobert-prepare write`` records the SHA-256 of ``dict.txt`` and of every file of a split.
 A file edited or replaced afterwards (a ``dict.txt`` with two entries swapped, features from
@@ -43,7 +43,9 @@ def check_split_files(data_dir: str, split: str) -> None:
     dataset_path = os.path.join(data_dir, "dataset.json")
     if not os.path.isfile(dataset_path):
         return
-    checksums = read_json(dataset_path).get("checksums") or {}
+    dataset = read_json(dataset_path)
+    checksums = dataset.get("checksums") or {}
+    writer = dataset.get("generator", "memobert-prepare write")  # the demo world names itself
     names = [n for n in checksums if n == "dict.txt" or n.startswith(f"{split}.")]
     verified_path = os.path.join(data_dir, VERIFIED_NAME)
     verified = _read_verified(verified_path)
@@ -68,9 +70,9 @@ def check_split_files(data_dir: str, split: str) -> None:
     if changed or missing:
         problems = [f"{', '.join(changed)} changed" if changed else "", f"{', '.join(missing)} missing" if missing else ""]
         raise DataChangedError(
-            f"{data_dir}: {' and '.join(p for p in problems if p)} since memobert-prepare wrote them "
+            f"{data_dir}: {' and '.join(p for p in problems if p)} since {writer.split()[0]} wrote them "
             f"(their SHA-256 in {dataset_path} differs); the data no longer fits together. "
-            "Restore the files, or rerun memobert-prepare write for this data dir"
+            f"Restore the files, or rerun {writer} for this data dir"
         )
     if updated:
         try:

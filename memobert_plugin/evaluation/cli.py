@@ -133,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="constant, or warm-up over 10%% of the updates then linear decay to 0 (the authors')")
     run.add_argument("--decay-norm-and-bias", action="store_true",
                      help="weight decay on biases and LayerNorm parameters too (BERT and the authors exclude them)")
-    run.add_argument("--prompt-loss", choices=("label_words", "vocabulary"), default=FoldJob.prompt_loss,
-                     help="prompt settings' loss: cross-entropy over the label words, or the MLM cross-entropy over "
-                          "the whole vocabulary at [MASK] (the authors')")
+    run.add_argument("--prompt-loss", choices=("vocabulary", "label_words"), default=FoldJob.prompt_loss,
+                     help="prompt settings' loss: vocabulary: the MLM cross-entropy over the whole vocabulary at "
+                          "[MASK] (the authors'), or label_words: cross-entropy over the label words only")
     run.add_argument("--arch", default=FoldJob.arch)
     run.add_argument("--lr", type=float, default=FoldJob.lr, help="default: 5e-5 on full data, 3e-5 on a fraction")
     run.add_argument("--max-epoch", type=int, default=FoldJob.max_epoch)

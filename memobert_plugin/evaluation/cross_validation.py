@@ -72,7 +72,7 @@ class FoldJob:
     same_subset_for_all_seeds: bool = False  # False: each seed draws its own low-resource subset
     lr_schedule: str = "constant"  # or "warmup_linear": LR_WARMUP_SHARE of the updates warm up, then linear decay to 0
     decay_norm_and_bias: bool = False  # weight decay on biases and LayerNorm too (BERT and the authors: no)
-    prompt_loss: str = "label_words"  # the memobert_emotion criterion's --prompt-loss (prompt settings)
+    prompt_loss: str = "vocabulary"  # the memobert_emotion criterion's --prompt-loss (prompt settings)
     extra_train_args: List[str] = field(default_factory=list)
     keep_checkpoints: bool = False
 
@@ -130,7 +130,7 @@ class FoldJob:
         return -(-len(train) // self.batch_size) * self.max_epoch
 
     def schedule_args(self) -> List[str]:
-        if self.lr_schedule == "constant":
+        if self.lr_schedule == "constant" or self.zero_shot:  # a zero-shot job makes no update to schedule
             return ["--lr-scheduler", "fixed"]
         if self.lr_schedule != "warmup_linear":
             raise ValueError(f"lr_schedule must be 'constant' or 'warmup_linear', got {self.lr_schedule!r}")

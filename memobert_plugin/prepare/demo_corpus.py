@@ -32,7 +32,8 @@ cues of their utterance. Whatever a prompt then gets without labels cannot come 
 cross-modal pretraining.
 
 Frame counts vary, 2% of utterances exceed the pretraining frame limits (truncation) and 10%
-have no face. Everything is drawn from ``seed`` (same seed, same bytes). This world checks the
+have no face. Everything is drawn from ``seed`` (same seed, same bytes). Each data dir gets a
+``dataset.json`` with its files' SHA-256, so a file swapped afterwards is named at training start. This world checks the
 implementation; it says nothing about how MEmoBERT does on real data.
 """
 
@@ -47,7 +48,7 @@ import numpy as np
 from ..data.feature_store import FeatureStoreWriter
 from ..data.utterance_meta import META_COLUMNS
 from .fer_labels import FER_CLASSES
-from .files import atomic_open
+from .files import atomic_open, sha256_file, write_json
 from .wordpiece import WordPieceTokenizer
 
 __all__ = ["EMOTIONS", "TABLE1_COUNTS", "write_demo_corpus", "DemoCorpus"]
@@ -259,6 +260,16 @@ def _write_split(world: _World, data_dir: str, split: str, vocab, tokenizer: Wor
         writer.close()
 
 
+def _write_checksums(data_dir: str) -> None:
+    """``dataset.json`` with the SHA-256 of every file, as memobert-prepare writes it: training then
+    refuses a data dir whose ``dict.txt`` or features were swapped afterwards."""
+    names = sorted(n for n in os.listdir(data_dir) if not n.startswith(".") and n != "dataset.json")
+    write_json(os.path.join(data_dir, "dataset.json"), {
+        "generator": "memobert-demo-corpus",
+        "checksums": {n: sha256_file(os.path.join(data_dir, n)) for n in names},
+    })
+
+
 def _labelled_layout(rng: np.random.Generator, scale: float):
     """Speakers, sessions and emotions of the labelled split: Table 1's counts times ``scale``,
     spread unevenly over 5 sessions x 2 speakers (as in IEMOCAP, speakers differ in their mix)."""
@@ -304,6 +315,7 @@ def write_demo_corpus(root: str, seed: int = 0, pretrain_utterances: int = 20000
         speakers = film_speakers[world.rng.integers(len(film_speakers), size=count)]
         emotion = world.rng.choice(len(EMOTIONS), size=count, p=prior)
         _write_split(world, pretrain_dir, split, vocab, tokenizer, speakers, emotion, _PRETRAIN_CUES, shuffle_links)
+    _write_checksums(pretrain_dir)
 
     emotion_dir = os.path.join(root, "emotion")
     write_dictionary(vocab_path, emotion_dir)
@@ -316,6 +328,7 @@ def write_demo_corpus(root: str, seed: int = 0, pretrain_utterances: int = 20000
         for speaker, e in zip(speakers, emotion):
             seen[speaker] = seen.get(speaker, 0) + 1
             handle.write(f"{speaker}_{seen[speaker] - 1:04d}\t{speaker}\t{speaker[:5]}\t{EMOTIONS[e]}\n")
+    _write_checksums(emotion_dir)
     return DemoCorpus(root, vocab_path, pretrain_dir, emotion_dir)
 
 
