@@ -155,6 +155,7 @@ def _without(src, dst, streams):
     for path in dst.iterdir():
         if any(path.name.endswith(f".{s}.npy") or path.name.endswith(f".{s}.len") for s in streams):
             path.unlink()
+    (dst / "dataset.json").unlink(missing_ok=True)  # its checksums list the removed streams
     return str(dst)
 
 
