@@ -1,6 +1,7 @@
 """The stream declarations: what a declaration must say, and the options that follow from it."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,7 +18,8 @@ def test_builtin_streams_and_their_options():
     model_fields = {f.name for f in dataclasses.fields(MemobertConfig)}
     assert {"visual_feature_dim", "acoustic_feature_dim"} <= model_fields and "visual_fer_feature_dim" not in model_fields
     # a target stream is truncated with its input stream
-    limits = frame_limits(MultimodalDataConfig(data="x", seed=1, visual_max_frames=5, acoustic_max_frames=7))
+    options = {stream.limit_option: 3 for stream in input_streams()}  # and any an extension declared
+    limits = frame_limits(SimpleNamespace(**{**options, "visual_max_frames": 5, "acoustic_max_frames": 7}))
     assert (limits["visual"], limits["visual_fer"], limits["acoustic"]) == (5, 5, 7)
 
 
