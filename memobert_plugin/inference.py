@@ -10,7 +10,7 @@ From media, with the extractors and settings the model's training data was prepa
 
 From features extracted elsewhere::
 
-    probs = predictor.predict_proba([Utterance(text="i am so glad", acoustic=np.load("u1.npy"))])
+    probs = predictor.predict_proba([Utterance(text="i am so glad", frames={"acoustic": np.load("u1.npy")})])
 
 Any modality may be missing (no text, no faces, no voice). Frames longer than the
 checkpoint's limits are truncated, as in training.
@@ -34,7 +34,8 @@ from tqdm import tqdm
 from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
 
 from .data.feature_store import STORE_DTYPE
-from .data.multimodal_dataset import FrameLimits, collate_utterances
+from .conf import frame_limits
+from .data.multimodal_dataset import collate_utterances
 from .data.vocabulary import BertVocabulary
 from .checkpoint_policy import load_memobert_checkpoint
 from .models.memobert import MemobertConfig, MemobertModel
@@ -42,6 +43,7 @@ from .models.pretrained import load_checkpoint_weights
 from .predict_cli import main  # noqa: F401  the console script, also run as python -m memobert_plugin.inference
 from .prepare.files import atomic_open
 from .tasks.emotion_readout import EmotionReadout
+from .streams import input_streams
 from .tasks.memobert_emotion import MemobertEmotionConfig
 
 __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
@@ -50,8 +52,8 @@ __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
 @dataclass
 class Utterance:
     text: str = ""
-    visual: Optional[np.ndarray] = None  # [frames, face feature dim]
-    acoustic: Optional[np.ndarray] = None  # [frames, speech feature dim]
+    #: input stream (``visual``, ``acoustic``, ...) -> ``[frames, feature dim]``; a stream left out has no frames
+    frames: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     id: str = ""
     tokens: Optional[List[int]] = None  # the text's vocabulary ids when already tokenised (used instead of text)
     problems: List[str] = dataclasses.field(default_factory=list)  # why a modality is missing
@@ -107,8 +109,9 @@ class EmotionPredictor:
         self.model.to(device).eval()
         self.device = device
         self.text_format = self.readout.text_format()
-        self.limits = FrameLimits(visual=task_cfg.visual_max_frames, acoustic=task_cfg.acoustic_max_frames)
-        self.dims = {"visual": model_cfg.visual_feature_dim, "acoustic": model_cfg.acoustic_feature_dim, "visual_fer": 1}
+        self.limits = frame_limits(task_cfg)
+        self.dims = {s.name: getattr(model_cfg, s.dim_option, 0) for s in input_streams()}
+        self.dims = {stream: dim for stream, dim in self.dims.items() if dim}  # the streams the model reads
 
     @property
     def class_names(self) -> List[str]:
@@ -163,23 +166,26 @@ class EmotionPredictor:
                     except ItemError as err:
                         utt.problems.append(f"{name}: {err}")
                         continue
-                    setattr(utt, name, frames[name].astype(STORE_DTYPE))  # what training read: the stored precision
+                    utt.frames[name] = frames[name].astype(STORE_DTYPE)  # what training read: the stored precision
                 out.append(utt)
         return out
 
     def _item(self, index: int, utt: Utterance) -> dict:
         tokens = self.readout.encode(utt.text) if utt.tokens is None else utt.tokens
         item = {"id": index, "text": self.text_format.build(np.asarray(tokens, dtype=np.int64))}
-        for stream in ("visual", "acoustic"):
-            frames = getattr(utt, stream)
+        unknown = sorted(set(utt.frames) - set(self.dims))
+        if unknown:
+            raise ValueError(f"utterance {utt.id or index}: the model reads no {', '.join(unknown)} frames "
+                             f"(its streams: {', '.join(self.dims)})")
+        for stream in self.dims:
+            frames = utt.frames.get(stream)
             frames = np.zeros((0, self.dims[stream]), np.float32) if frames is None else np.asarray(frames, np.float32)
             if frames.ndim != 2 or frames.shape[1] != self.dims[stream]:
                 raise ValueError(f"utterance {utt.id or index}: {stream} frames have shape {frames.shape}, "
                                  f"the checkpoint expects [frames, {self.dims[stream]}]")
             if not np.isfinite(frames).all():
                 raise ValueError(f"utterance {utt.id or index}: non-finite {stream} features")
-            item[stream] = torch.from_numpy(frames[: self.limits.of(stream)])
-        item["visual_fer"] = torch.zeros(0, 1)
+            item[stream] = torch.from_numpy(frames[: self.limits[stream]])
         return item
 
     @torch.no_grad()
@@ -200,16 +206,17 @@ def _read_inputs(path: str) -> List[Utterance]:
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         if not reader.fieldnames or "id" not in reader.fieldnames:
-            raise ValueError(f"{path}:1: the header needs an 'id' column (and any of text, visual, acoustic)")
+            columns = ", ".join(["text"] + [s.name for s in input_streams()])
+            raise ValueError(f"{path}:1: the header needs an 'id' column (and any of {columns})")
         for line_no, row in enumerate(reader, start=2):
             utt = Utterance(text=row.get("text") or "", id=row["id"])
-            for stream in ("visual", "acoustic"):
+            for stream in (s.name for s in input_streams()):
                 if row.get(stream):
                     npy = row[stream] if os.path.isabs(row[stream]) else os.path.join(base, row[stream])
                     if not os.path.isfile(npy):
                         raise FileNotFoundError(f"{path}:{line_no}: {stream} features {npy} do not exist")
                     try:
-                        setattr(utt, stream, np.load(npy))
+                        utt.frames[stream] = np.load(npy)
                     except (OSError, ValueError, EOFError) as err:
                         raise ValueError(f"{path}:{line_no}: cannot read {stream} features {npy}: {err}") from None
             utterances.append(utt)
