@@ -1,7 +1,7 @@
 """What MEmoBERT should show, measured on the demo world: Table 2 and Fig. 3 (no labels, 5% and all of
 them), the negative control, and Table 3's pretraining ablations; means over seeds.
 
-    python benchmarks/demo_world.py --out demo-bench                 # 3 seeds, ~25 min on 2 idle cores
+    python benchmarks/demo_world.py --out demo-bench                 # 3 seeds, ~40 min of 2 cores
     python benchmarks/demo_world.py --out demo-bench --ablations     # + Table 3 on the first seed
 
 Every run is ``examples/quickstart/run.sh`` (the quickstart's exact commands) with other knobs:

@@ -45,6 +45,7 @@ def export_hf(checkpoint: str, out_dir: str, vocab_path: Optional[str] = None) -
     # torch and fairseq (the vocabulary) are imported here, not for --help
     from .data.vocabulary import BertVocabulary
     from .models.encoder import LAYER_NORM_EPS
+    from .models.memobert import upgrade_embedder_names
     from .models.pretrained import EXPORT_FORMAT, bert_state_from_memobert
     from .files import atomic_open, write_json
     from .checkpoint_policy import load_memobert_checkpoint
@@ -58,7 +59,8 @@ def export_hf(checkpoint: str, out_dir: str, vocab_path: Optional[str] = None) -
     if not os.path.isfile(vocab_path):
         raise FileNotFoundError(f"{vocab_path}: the checkpoint's dictionary is not there; pass --vocab")
     vocab = BertVocabulary.load(vocab_path)
-    weights = state["model"]
+    weights = dict(state["model"])
+    upgrade_embedder_names(weights)
     if weights["text.tokens.weight"].shape[0] != len(vocab):
         raise ValueError(f"{vocab_path} has {len(vocab)} entries but the checkpoint's word embeddings "
                          f"{weights['text.tokens.weight'].shape[0]}: pass the data dir's dict.txt with --vocab")

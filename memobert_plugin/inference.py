@@ -10,7 +10,7 @@ From media, with the extractors and settings the model's training data was prepa
 
 From features extracted elsewhere::
 
-    probs = predictor.predict_proba([Utterance(text="i am so glad", acoustic=np.load("u1.npy"))])
+    probs = predictor.predict_proba([Utterance(text="i am so glad", frames={"acoustic": np.load("u1.npy")})])
 
 Any modality may be missing (no text, no faces, no voice). Frames longer than the
 checkpoint's limits are truncated, as in training.
@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from fairseq.utils import apply_to_sample
 from omegaconf import MissingMandatoryValue, OmegaConf
 from tqdm import tqdm
 
@@ -46,8 +47,8 @@ __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
 @dataclass
 class Utterance:
     text: str = ""
-    visual: Optional[np.ndarray] = None  # [frames, face feature dim]
-    acoustic: Optional[np.ndarray] = None  # [frames, speech feature dim]
+    #: input stream (``visual``, ``acoustic``, ...) -> ``[frames, feature dim]``; a stream left out has no frames
+    frames: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     id: str = ""
     tokens: Optional[List[int]] = None  # the text's vocabulary ids when already tokenised (used instead of text)
     problems: List[str] = dataclasses.field(default_factory=list)  # why a modality is missing
@@ -165,22 +166,27 @@ class EmotionPredictor:
                     except ItemError as err:
                         utt.problems.append(f"{name}: {err}")
                         continue
-                    setattr(utt, name, frames[name].astype(STORE_DTYPE))  # what training read: the stored precision
+                    utt.frames[name] = frames[name].astype(STORE_DTYPE)  # what training read: the stored precision
                 out.append(utt)
         return out
 
     @torch.no_grad()
     def predict_proba(self, utterances: Sequence[Utterance], batch_size: int = 32) -> np.ndarray:
         """``[len(utterances), classes]`` probabilities, columns in ``class_names`` order."""
+        names = [u.id or str(i) for i, u in enumerate(utterances)]
+        streams = list(self.model.frames)  # the input streams the model reads
+        for name, utt in zip(names, utterances):
+            unknown = sorted(set(utt.frames) - set(streams))
+            if unknown:
+                raise ValueError(f"utterance {name}: the model reads no {', '.join(unknown)} frames "
+                                 f"(its streams: {', '.join(streams)})")
         dataset = self.task.build_dataset_for_inference(
             [self.task.readout.encode(u.text) if u.tokens is None else u.tokens for u in utterances],
-            {stream: [getattr(u, stream) for u in utterances] for stream in ("visual", "acoustic")},
-            [u.id or str(i) for i, u in enumerate(utterances)],
-        )
+            {stream: [u.frames.get(stream) for u in utterances] for stream in streams}, names)
         out = []
         for start in range(0, len(dataset), batch_size):
             batch = dataset.collater([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            net_input = {k: v.to(self.device) for k, v in batch["net_input"].items()}
+            net_input = apply_to_sample(lambda tensor: tensor.to(self.device), batch["net_input"])
             out.append(torch.softmax(self.task.class_logits(self.model, net_input).float(), -1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
 
@@ -191,16 +197,17 @@ def _read_inputs(path: str) -> List[Utterance]:
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         if not reader.fieldnames or "id" not in reader.fieldnames:
-            raise ValueError(f"{path}:1: the header needs an 'id' column (and any of text, visual, acoustic)")
+            columns = ", ".join(["text"] + [s.name for s in input_streams()])
+            raise ValueError(f"{path}:1: the header needs an 'id' column (and any of {columns})")
         for line_no, row in enumerate(reader, start=2):
             utt = Utterance(text=row.get("text") or "", id=row["id"])
-            for stream in ("visual", "acoustic"):
+            for stream in (s.name for s in input_streams()):
                 if row.get(stream):
                     npy = row[stream] if os.path.isabs(row[stream]) else os.path.join(base, row[stream])
                     if not os.path.isfile(npy):
                         raise FileNotFoundError(f"{path}:{line_no}: {stream} features {npy} do not exist")
                     try:
-                        setattr(utt, stream, np.load(npy))
+                        utt.frames[stream] = np.load(npy)
                     except (OSError, ValueError, EOFError) as err:
                         raise ValueError(f"{path}:{line_no}: cannot read {stream} features {npy}: {err}") from None
             utterances.append(utt)

@@ -26,7 +26,8 @@ def _utterances():
     with open(os.path.join(FIXTURES, "expected.json"), encoding="utf-8") as handle:
         texts = json.load(handle)["texts"]
     frames = np.load(os.path.join(FIXTURES, "inputs.npz"))
-    return [Utterance(text=text, id=f"u{i}", visual=frames.get(f"visual_{i}"), acoustic=frames.get(f"acoustic_{i}"))
+    return [Utterance(text=text, id=f"u{i}", frames={stream: frames[f"{stream}_{i}"] for stream in ("visual", "acoustic")
+                                                     if f"{stream}_{i}" in frames})
             for i, text in enumerate(texts)]
 
 

@@ -1,5 +1,7 @@
 """The model: shapes with absent modalities, packing equivalence, BERT parity and initialisation reports."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +35,8 @@ def _batch(samples):
         return out
 
     text, vis, ac = zip(*samples)
-    return dict(src_tokens=pad(text), visual=pad(vis), visual_lengths=torch.tensor([len(v) for v in vis]),
-                acoustic=pad(ac), acoustic_lengths=torch.tensor([len(a) for a in ac]))
+    return dict(src_tokens=pad(text), frames={"visual": pad(vis), "acoustic": pad(ac)},
+                frame_lengths={"visual": torch.tensor([len(v) for v in vis]), "acoustic": torch.tensor([len(a) for a in ac])})
 
 
 def test_packing_matches_each_sample_alone():
@@ -63,7 +65,7 @@ def test_absent_modalities_whole_batch():
     text = torch.tensor(rng.integers(1, VOCAB, (3, 6)))
     out = model(text)  # no frames at all
     assert out.hidden.shape == (3, 6, 32) and set(out.layout.spans) == {"text"}
-    out = model(text, visual=torch.zeros(3, 0, 6), visual_lengths=torch.zeros(3, dtype=torch.long))
+    out = model(text, frames={"visual": torch.zeros(3, 0, 6)}, frame_lengths={"visual": torch.zeros(3, dtype=torch.long)})
     assert out.hidden.shape == (3, 6, 32)
 
 
@@ -73,16 +75,59 @@ def test_masked_frames_hide_their_content():
     batch = _batch([_sample(rng, 4, 5, 3)])
     mask = torch.tensor([[False, True, True, True, False]])
     with torch.no_grad():
-        a = model(**batch, visual_mask=mask).hidden
-        batch["visual"][0, 1:4] += 100.0  # change only masked frames
-        b = model(**batch, visual_mask=mask).hidden
+        a = model(**batch, frame_masks={"visual": mask}).hidden
+        batch["frames"]["visual"][0, 1:4] += 100.0  # change only masked frames
+        b = model(**batch, frame_masks={"visual": mask}).hidden
     torch.testing.assert_close(a, b)
+
+
+def test_masked_frames_receive_the_learned_mask_vector():
+    """What a masked frame becomes before positions and type are added is the embedder's mask vector."""
+    rng = np.random.default_rng(3)
+    embedder = _model().frames["visual"]
+    frames = torch.tensor(rng.standard_normal((2, 5, 6)), dtype=torch.float32)
+    mask = torch.tensor([[False, True, False, True, True], [True, False, False, False, False]])
+    with torch.no_grad():
+        embedder.mask_embedding.copy_(torch.linspace(-1.0, 1.0, 32))
+        got = embedder(frames, mask)
+        expected = embedder.finish(torch.where(mask[..., None], embedder.mask_embedding, embedder.projection(frames)))
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got[mask], embedder.finish(embedder.projection(frames))[mask])
+
+
+def test_checkpoint_saved_before_the_stream_registry_gives_the_same_outputs():
+    """A checkpoint saved with embedders named ``visual``/``acoustic`` loads through fairseq (its names
+    upgraded) and gives the outputs recorded when it was saved (tests/fixtures/pre_stream_registry)."""
+    from fairseq import checkpoint_utils
+
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "pre_stream_registry")
+    old_names = torch.load(os.path.join(fixture, "checkpoint.pt"), weights_only=False)["model"]
+    assert "visual.projection.weight" in old_names and "frames.visual.projection.weight" not in old_names
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task(
+        [os.path.join(fixture, "checkpoint.pt")], arg_overrides={"data": fixture})
+    model = models[0].eval()
+    recorded = torch.load(os.path.join(fixture, "expected_outputs.pt"))
+    old = recorded["net_input"]
+    streams = ("visual", "acoustic")
+    with torch.no_grad():
+        out = model(old["src_tokens"], frames={s: old[s] for s in streams},
+                    frame_lengths={s: old[f"{s}_lengths"] for s in streams},
+                    frame_masks={s: old[f"{s}_mask"] for s in streams})
+        states = {m: out.layout.modality_states(out.hidden, m) for m in ("text", *streams)}
+        got = {"hidden": out.hidden, "padding_mask": out.padding_mask, "lm_logits": model.lm_head(states["text"]),
+               "head_span_mvfr": model.heads["span_mvfr"](states["visual"]),
+               "head_span_mvfc_kl": model.heads["span_mvfc_kl"](states["visual"]),
+               "head_span_mafr": model.heads["span_mafr"](states["acoustic"])}
+    assert set(got) == set(recorded["expected"])
+    for name, value in recorded["expected"].items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def test_frame_dim_mismatch_is_reported():
     model = _model()
     with pytest.raises(ValueError, match="expects 6-d features, got 7-d"):
-        model(torch.ones(1, 3, dtype=torch.long), visual=torch.zeros(1, 2, 7), visual_lengths=torch.tensor([2]))
+        model(torch.ones(1, 3, dtype=torch.long), frames={"visual": torch.zeros(1, 2, 7)},
+              frame_lengths={"visual": torch.tensor([2])})
 
 
 def test_bert_parity_and_init_report(minilm_dir):
@@ -95,7 +140,7 @@ def test_bert_parity_and_init_report(minilm_dir):
     report = load_bert_weights(model, minilm_dir, vocab.symbols)
     assert "encoder.layers.5.attention.qkv.weight" in report.loaded and "text.tokens.weight" in report.loaded
     assert "lm_head.dense.weight" in report.fresh  # a BertModel checkpoint has no MLM head
-    assert "visual.projection.weight" in report.fresh and "acoustic.type_embedding" in report.fresh
+    assert "frames.visual.projection.weight" in report.fresh and "frames.acoustic.type_embedding" in report.fresh
     assert report.unused == []
     reference = BertModel.from_pretrained(minilm_dir).eval()
     enc = BertTokenizer(f"{minilm_dir}/vocab.txt")(

@@ -90,7 +90,7 @@ def _prepared_features(data, texts) -> dict:
     meta = read_tsv(data / "all.meta.tsv")
     stores = {s: FeatureStore(str(data), "all", s) for s in ("acoustic", "visual")}
     return {row["id"]: Utterance(text=texts[row["id"]], id=row["id"],
-                                 **{s: store[i].astype(np.float32) for s, store in stores.items()})
+                                 frames={s: store[i].astype(np.float32) for s, store in stores.items()})
             for i, row in enumerate(meta)}
 
 

@@ -1,12 +1,14 @@
 """The worked extension in user_dir/: a new objective and a new label set, through fairseq's --user-dir."""
 
+import math
 import os
+import shutil
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, json_logs, run_cli
 
 BIN = os.path.dirname(sys.executable)
 USER_DIR = os.path.join(REPO_ROOT, "user_dir")
@@ -21,8 +23,10 @@ def test_extension_objective_and_task(demo_corpus, tmp_path):
     out = run_cli([f"{BIN}/fairseq-train", demo_corpus.pretrain_data, "--user-dir", USER_DIR, "--task", "memobert_pretrain",
                    "--arch", "memobert_tiny", "--criterion", "memobert_pretrain", "--objectives", "wwmlm,span_mafc",
                    "--objective-ratios", "[0.5,0.5]", "--mafc-codebook", codebook, "--optimizer", "adam", "--lr", "1e-3",
-                   "--max-update", "20", "--batch-size", "16", "--cpu", "--num-workers", "0", "--save-dir", pretrain])
-    assert "span_mafc_acc" in out.stdout + out.stderr
+                   "--max-update", "20", "--batch-size", "16", "--cpu", "--num-workers", "0", "--save-dir", pretrain,
+                   "--log-format", "json"])
+    (epoch,) = json_logs(out.stdout + out.stderr, "train")[-1:]
+    assert int(epoch["train_span_mafc_nbatches"]) > 0 and math.isfinite(float(epoch["train_span_mafc_acc"]))
 
     finetuned = str(tmp_path / "valence")
     run_cli([f"{BIN}/fairseq-train", demo_corpus.emotion_data, "--user-dir", USER_DIR, "--task", "memobert_valence",
@@ -35,6 +39,47 @@ def test_extension_objective_and_task(demo_corpus, tmp_path):
                          "memobert_valence", "--path", os.path.join(finetuned, "checkpoint_best.pt"),
                          "--valid-subset", "test", "--batch-size", "16", "--cpu"])
     assert "| wa " in validated.stdout + validated.stderr
+
+
+def _with_prosody(source: str, target, dim: int = 25) -> str:
+    """The pretraining corpus plus a prosody stream: 0-60 frames per utterance, descriptors of unlike scales."""
+    from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter
+
+    shutil.copytree(source, target)
+    rng = np.random.default_rng(0)
+    scales = np.geomspace(0.01, 300.0, dim)  # jitter ... pitch in Hz
+    for split in ("train", "valid"):
+        writer = FeatureStoreWriter(str(target), split, "prosody", dim)
+        for i in range(len(FeatureStore(source, split, "acoustic"))):
+            frames = rng.standard_normal((rng.integers(0, 61), dim)).cumsum(0) * 0.1 + 1.0
+            writer.append((frames * scales).astype(np.float32), item=f"{split}:{i}")
+        writer.close()
+    return str(target)
+
+
+def test_extension_frame_stream(demo_corpus, tmp_path):
+    """user_dir/prosody.py declares a stream, its embedder and span_mpfr: fairseq-train and fairseq-validate
+    read the stream, bound it by --prosody-max-frames and train the objective on it."""
+    import torch
+
+    data = _with_prosody(demo_corpus.pretrain_data, tmp_path / "data")
+    save_dir = str(tmp_path / "prosody")
+    out = run_cli([f"{BIN}/fairseq-train", data, "--user-dir", USER_DIR, "--task", "memobert_pretrain",
+                   "--arch", "memobert_tiny", "--criterion", "memobert_pretrain", "--objectives", "wwmlm,span_mpfr",
+                   "--objective-ratios", "[0.5,0.5]", "--prosody-max-frames", "40", "--optimizer", "adam", "--lr", "1e-3",
+                   "--max-update", "12", "--batch-size", "16", "--cpu", "--num-workers", "0", "--save-dir", save_dir,
+                   "--log-format", "json"])
+    (epoch,) = json_logs(out.stdout + out.stderr, "train")[-1:]
+    assert int(epoch["train_span_mpfr_nbatches"]) > 0 and math.isfinite(float(epoch["train_span_mpfr_loss"]))
+    checkpoint = os.path.join(save_dir, "checkpoint_last.pt")
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["cfg"]["task"]["prosody_max_frames"] == 40 and state["cfg"]["model"]["prosody_feature_dim"] == 25
+    assert state["model"]["frames.prosody.projection.weight"].shape == (64, 25)
+    validated = run_cli([f"{BIN}/fairseq-validate", data, "--user-dir", USER_DIR, "--task", "memobert_pretrain",
+                         "--path", checkpoint, "--valid-subset", "valid", "--batch-size", "16", "--cpu",
+                         "--log-format", "json"])
+    (valid,) = json_logs(validated.stdout + validated.stderr, "valid")
+    assert int(valid["valid_span_mpfr_nbatches"]) > 0 and math.isfinite(float(valid["valid_span_mpfr_loss"]))
 
 
 def test_valence_classes(demo_corpus):

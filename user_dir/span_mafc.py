@@ -25,7 +25,7 @@ class SpanMAFC(SpanMaskedFrames):
     """Masks speech spans like SpanMAFR (same --frame-mask-span / --acoustic-mask-prob), but predicts
     each masked frame's nearest centroid with cross-entropy instead of regressing the frame."""
 
-    modality = target_stream = "acoustic"
+    modality = "acoustic"
     extra_sums = ("correct",)
     derived = {"acc": ("correct", "count")}
 
@@ -38,15 +38,17 @@ class SpanMAFC(SpanMaskedFrames):
             raise ValueError(f"{cfg.mafc_codebook}: centroids of shape {tuple(self.centroids.shape)}, "
                              f"expected [clusters, {data.stream_dims['acoustic']}]")
 
-    def build_head(self, hidden_dim: int):
-        from memobert_plugin.models.heads import MLPHead
+    @property
+    def mask_prob(self) -> float:
+        return self.cfg.acoustic_mask_prob
 
-        return MLPHead(hidden_dim, self.centroids.shape[0])
+    def head_outputs(self) -> int:
+        return self.centroids.shape[0]
 
-    def compute_loss(self, model, output, targets) -> ObjectiveLoss:
-        frames = targets["frames"].float()
+    def compute_loss(self, head, states, view) -> ObjectiveLoss:
+        frames = view.targets.float()
         clusters = torch.cdist(frames, self.centroids.to(frames.device)).argmin(-1)
-        logits = model.heads[self.name](self.masked_states(output, targets)).float()
+        logits = head(states).float()
         loss = F.cross_entropy(logits, clusters, reduction="sum")
         correct = (logits.argmax(-1) == clusters).sum()
         return ObjectiveLoss(loss, int(clusters.numel()), {"correct": correct})

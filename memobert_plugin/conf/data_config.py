@@ -1,24 +1,46 @@
-"""The data options every memobert task has."""
+"""The data options every memobert task has; each input stream adds its ``--{stream}-max-frames``."""
 
 from dataclasses import dataclass, field
+from typing import Dict
 
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II, MISSING
 
-__all__ = ["MultimodalDataConfig"]
+from ..streams import FrameStream, frame_streams, with_stream_fields
+
+__all__ = ["MultimodalDataConfig", "frame_limit_field", "frame_limits"]
+
+
+def frame_limit_field(stream: FrameStream) -> tuple:
+    return (stream.limit_option, int,
+            field(default=stream.max_frames, metadata={"help": f"most {stream.frames} per utterance; more are truncated"}))
 
 
 @dataclass
-class MultimodalDataConfig(FairseqDataclass):
+class _DataConfig(FairseqDataclass):
     data: str = field(
         default=MISSING,
-        metadata={"help": "data dir: dict.txt, {split}.bin/.idx text, {split}.{visual,visual_fer,acoustic}.npy/.len"},
+        metadata={"help": "data dir: dict.txt, {split}.bin/.idx text, {split}.{stream}.npy/.len frame streams"},
     )
     text_max_tokens: int = field(
         default=30, metadata={"help": "longest text in tokens, [CLS] and [SEP] included; longer is truncated"}
     )
-    visual_max_frames: int = field(default=36, metadata={"help": "most face frames per utterance; more are truncated"})
-    acoustic_max_frames: int = field(
-        default=64, metadata={"help": "most speech frames (60 ms each) per utterance; more are truncated"}
-    )
     seed: int = II("common.seed")
+
+
+MultimodalDataConfig = with_stream_fields(_DataConfig, frame_limit_field, name="MultimodalDataConfig")
+
+
+def frame_limits(cfg) -> Dict[str, int]:
+    """Most frames per utterance of every declared stream; a target stream takes its input stream's limit."""
+    limits: Dict[str, int] = {}
+    for stream in frame_streams():  # an input stream is declared before its targets
+        if not stream.is_input:
+            limits[stream.name] = limits[stream.target_of]
+            continue
+        limits[stream.name] = getattr(cfg, stream.limit_option, None)
+        if limits[stream.name] is None:
+            raise ValueError(f"the task's options lack --{stream.limit_option.replace('_', '-')}: its config class "
+                             f"was made before stream {stream.name!r} was declared; declare streams after "
+                             "importing the tasks")
+    return limits

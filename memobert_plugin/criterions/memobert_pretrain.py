@@ -1,13 +1,16 @@
 """``memobert_pretrain`` criterion: the masked objectives' losses, with exact per-objective metrics."""
 
 from dataclasses import dataclass
+from typing import Any, Dict
 
 import torch
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..data.objective_batches import MaskedView
 from ..objectives import OBJECTIVE_REGISTRY
+from ..streams import TEXT
 from .unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
@@ -21,6 +24,10 @@ class MemobertPretrainCriterionConfig(FairseqDataclass):
 @register_criterion("memobert_pretrain", dataclass=MemobertPretrainCriterionConfig)
 class MemobertPretrainCriterion(FairseqCriterion):
     """Sum over the batch's objectives of weight x mean loss per masked unit.
+
+    For each objective the batch was masked for, the model encodes the masked batch, and the
+    objective gets its head (the model's masked-LM head or its own) and the encoder states of
+    its stream at the masked positions.
 
     The returned loss is already a per-batch mean, so ``sample_size`` is 1 and fairseq
     averages batches across workers and ``--update-freq`` steps alike. Every logging
@@ -41,12 +48,14 @@ class MemobertPretrainCriterion(FairseqCriterion):
             logging_output.update(dict.fromkeys(objective.sum_keys(), 0))
             logging_output.update(dict.fromkeys(objective.tensor_sum_keys(), zero))
         loss = None
-        for name, masked in sample["objectives"].items():
-            objective = self.task.objectives[name]
-            output = model(**{**sample["net_input"], **masked["net_input"]})
-            result = objective.compute_loss(model, output, masked["targets"])
+        for name, entry in sample["objectives"].items():
+            objective, view = self.task.objectives[name], MaskedView(**entry)
+            output = model(**_masked_input(sample["net_input"], view))
+            states = output.layout.modality_states(output.hidden, view.stream)[view.positions]
+            head = model.lm_head if objective.uses_lm_head else model.heads[name]
+            result = objective.compute_loss(head, states, view)
             if result.count > 0:
-                term = masked["weight"] * result.loss_sum / result.count
+                term = view.weight * result.loss_sum / result.count
                 loss = term if loss is None else loss + term
             logging_output[f"{name}_loss_sum"] = result.loss_sum.detach()
             logging_output[f"{name}_count"] = result.count
@@ -72,3 +81,10 @@ class MemobertPretrainCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def _masked_input(net_input: Dict[str, Any], view: MaskedView) -> Dict[str, Any]:
+    """The model's arguments with the view's stream masked: the text's replaced tokens, or the frames to hide."""
+    if view.stream == TEXT:
+        return {**net_input, "src_tokens": view.tokens}
+    return {**net_input, "frame_masks": {view.stream: view.positions}}

@@ -9,14 +9,10 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
+from ..streams import frame_streams
 from .feature_store import FeatureStore
 
-__all__ = [
-    "FRAME_STREAMS", "TextFormat", "FrameLimits", "SizedByAllModalities", "MultimodalDataset", "collate_utterances",
-]
-
-#: frame streams in a data dir; visual_fer holds the FER model's K soft labels per face frame
-FRAME_STREAMS = ("visual", "visual_fer", "acoustic")
+__all__ = ["TextFormat", "SizedByAllModalities", "MultimodalDataset", "collate_utterances", "UtteranceBatch"]
 
 
 @dataclass(frozen=True)
@@ -46,15 +42,6 @@ class TextFormat:
 
     def sizes(self, body_lengths: np.ndarray) -> np.ndarray:
         return np.minimum(body_lengths, self.budget) + (self.max_tokens - self.budget)
-
-
-@dataclass(frozen=True)
-class FrameLimits:
-    visual: int = 36
-    acoustic: int = 64
-
-    def of(self, stream: str) -> int:
-        return self.acoustic if stream == "acoustic" else self.visual
 
 
 class SizedByAllModalities(FairseqDataset):
@@ -87,10 +74,11 @@ class SizedByAllModalities(FairseqDataset):
 
 
 class MultimodalDataset(SizedByAllModalities):
-    """Joins a split's binarized text with its frame streams, index for index.
+    """Joins a split's binarized text with its frame streams (every declared one), index for index.
 
     ``text`` is a fairseq indexed dataset whose lines end with ``[SEP]`` (fairseq's eos).
     A stream may be absent (``None``): every utterance then has zero frames of it.
+    ``limits``: most frames per utterance of each stream.
     """
 
     def __init__(
@@ -100,7 +88,7 @@ class MultimodalDataset(SizedByAllModalities):
         pad: int,
         stores: Dict[str, Optional[FeatureStore]],
         dims: Dict[str, int],
-        limits: FrameLimits,
+        limits: Dict[str, int],
         name: str,
     ):
         super().__init__()
@@ -108,25 +96,26 @@ class MultimodalDataset(SizedByAllModalities):
         self.stores, self.dims, self.limits = stores, dims, limits
         body_lengths = np.asarray(text.sizes, dtype=np.int64) - 1
         self.frame_lengths = {}
-        for stream in FRAME_STREAMS:
-            store = stores.get(stream)
+        self.sizes = text_format.sizes(body_lengths)
+        for stream in frame_streams():
+            store = stores.get(stream.name)
             if store is not None and len(store) != len(text):
                 raise ValueError(
                     f"{name}: {store.len_path} lists {len(store)} utterances but the text has {len(text)}; "
                     "the modalities of this split disagree"
                 )
             lengths = store.lengths if store is not None else np.zeros(len(text), dtype=np.int64)
-            self.frame_lengths[stream] = np.minimum(lengths, limits.of(stream))
-        if stores.get("visual_fer") is not None and stores.get("visual") is not None:
-            differ = np.flatnonzero(stores["visual_fer"].lengths != stores["visual"].lengths)
-            if len(differ):
-                raise ValueError(
-                    f"{name}: utterance {differ[0]} has {stores['visual'].lengths[differ[0]]} face frames but "
-                    f"{stores['visual_fer'].lengths[differ[0]]} FER label rows"
-                )
-        self.sizes = (
-            text_format.sizes(body_lengths) + self.frame_lengths["visual"] + self.frame_lengths["acoustic"]
-        )
+            self.frame_lengths[stream.name] = np.minimum(lengths, limits[stream.name])
+            if stream.is_input:
+                self.sizes = self.sizes + self.frame_lengths[stream.name]
+            elif store is not None and stores.get(stream.target_of) is not None:
+                source = stores[stream.target_of]
+                differ = np.flatnonzero(store.lengths != source.lengths)
+                if len(differ):
+                    raise ValueError(
+                        f"{name}: utterance {differ[0]} has {source.lengths[differ[0]]} {stream.target_of} frames "
+                        f"but {store.lengths[differ[0]]} {stream.name} rows (one per {stream.target_of} frame)"
+                    )
 
     def __len__(self) -> int:
         return len(self.text)
@@ -135,7 +124,7 @@ class MultimodalDataset(SizedByAllModalities):
         store = self.stores.get(stream)
         if store is None:
             return torch.zeros(0, self.dims[stream])
-        frames = np.asarray(store[index][: self.limits.of(stream)], dtype=np.float32)
+        frames = np.asarray(store[index][: self.limits[stream]], dtype=np.float32)
         # FeatureStoreWriter refuses NaN/Inf; a store written otherwise is checked here, per
         # utterance as it is read, rather than by scanning the whole corpus at start-up
         if not np.isfinite(frames).all():
@@ -148,8 +137,8 @@ class MultimodalDataset(SizedByAllModalities):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         body = self.text[index].numpy()[:-1]  # drop the binarizer's trailing [SEP]
         item = {"id": index, "text": self.text_format.build(body)}
-        for stream in FRAME_STREAMS:
-            item[stream] = self._frames(stream, index)
+        for stream in frame_streams():
+            item[stream.name] = self._frames(stream.name, index)
         return item
 
     @property
@@ -161,23 +150,47 @@ class MultimodalDataset(SizedByAllModalities):
 
 
 def collate_utterances(samples: Sequence[Dict[str, Any]], pad: int, dims: Dict[str, int]) -> Dict[str, Any]:
-    """Pad each modality on its own: ``net_input`` for the model, ``visual_fer`` beside it (a target)."""
+    """Pad each stream on its own: the text and input streams in ``net_input`` (the model's arguments),
+    target streams in ``frame_targets`` and ``frame_target_lengths``. ``dims``: the streams to collate."""
     if len(samples) == 0:
         return {}
-    net_input: Dict[str, torch.Tensor] = {"src_tokens": data_utils.collate_tokens([s["text"] for s in samples], pad)}
+    net_input: Dict[str, Any] = {
+        "src_tokens": data_utils.collate_tokens([s["text"] for s in samples], pad), "frames": {}, "frame_lengths": {},
+    }
     batch: Dict[str, Any] = {
         "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
         "nsentences": len(samples),
-        "ntokens": sum(len(s["text"]) + len(s["visual"]) + len(s["acoustic"]) for s in samples),
+        "ntokens": sum(len(s["text"]) for s in samples),
         "net_input": net_input,
+        "frame_targets": {},
+        "frame_target_lengths": {},
     }
-    for stream in FRAME_STREAMS:
-        frames, lengths = _pad_frames([s[stream] for s in samples], dims[stream])
-        if stream == "visual_fer":
-            batch[stream] = frames
+    for stream in frame_streams():
+        if stream.name not in dims:
+            continue
+        frames, lengths = _pad_frames([s[stream.name] for s in samples], dims[stream.name])
+        if stream.is_input:
+            net_input["frames"][stream.name], net_input["frame_lengths"][stream.name] = frames, lengths
+            batch["ntokens"] += int(lengths.sum())
         else:
-            net_input[stream], net_input[f"{stream}_lengths"] = frames, lengths
+            batch["frame_targets"][stream.name], batch["frame_target_lengths"][stream.name] = frames, lengths
     return batch
+
+
+@dataclass
+class UtteranceBatch:
+    """A collated batch as the objectives read it, whatever the collated keys are."""
+
+    ids: torch.Tensor  # [B] data indices
+    tokens: torch.Tensor  # [B, L] ``[CLS] ... [SEP]``, padded
+    frames: Dict[str, torch.Tensor]  # every collated stream, input or target: [B, T, dim]
+    frame_lengths: Dict[str, torch.Tensor]  # [B] per stream
+
+    @classmethod
+    def of(cls, batch: Dict[str, Any]) -> "UtteranceBatch":
+        net_input = batch["net_input"]
+        return cls(batch["id"], net_input["src_tokens"], {**net_input["frames"], **batch["frame_targets"]},
+                   {**net_input["frame_lengths"], **batch["frame_target_lengths"]})
 
 
 def _pad_frames(frames: List[torch.Tensor], dim: int):

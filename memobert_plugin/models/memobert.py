@@ -1,6 +1,7 @@
-"""The MEmoBERT model: three modality embedders, one shared encoder, BERT's MLM head and pooler.
+"""The MEmoBERT model: a text embedder and one embedder per input stream, one shared encoder, BERT's MLM head and pooler.
 
-One sequence per sample, ``[CLS] text [SEP]`` then visual frames then acoustic frames.
+One sequence per sample, ``[CLS] text [SEP]`` then each input stream's frames in declaration
+order (visual, acoustic, then any an extension declares; see ``memobert_plugin/streams.py``).
 Each modality is padded on its own in the batch; the embedded modalities are then packed
 left so a sample's sequence has no gaps and the batch is padded only at the end (so
 ``--max-tokens``, which counts all modalities, bounds the encoder's real work).
@@ -12,26 +13,34 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 from fairseq.dataclass import FairseqDataclass
-from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
+from fairseq.models import MODEL_DATACLASS_REGISTRY, BaseFairseqModel, register_model, register_model_architecture
 from fairseq.utils import safe_getattr
 from torch import nn
 
+from ..registered_configs import replace_registered_config
+from ..streams import TEXT, FrameStream, input_streams, on_stream_registered, with_stream_fields
 from .embedders import FrameEmbedder, TextEmbedder, ModalityEmbedder
 from .encoder import TransformerEncoder
 from .heads import MaskedLMHead, Pooler
 
-__all__ = ["MemobertConfig", "MemobertModel", "EncoderOutput", "SequenceLayout", "MODALITIES"]
+__all__ = ["MemobertConfig", "MemobertModel", "EncoderOutput", "SequenceLayout", "upgrade_embedder_names"]
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("text", "visual", "acoustic")
+#: frame embedders' names before they were kept by stream in ``frames`` (checkpoints saved before are upgraded)
+_LEGACY_EMBEDDERS = ("visual", "acoustic")
 _SHAPE_HELP = "architecture default; replaced by the shape of --bert-init / --memobert-init when given"
 #: state-dict prefixes of older checkpoints -> today's (applied by ``upgrade_state_dict_named``)
 RENAMED_PREFIXES = {"heads.emotion_classifier.": "emotion_heads.emotion."}
 
 
+def _feature_dim_field(stream: FrameStream) -> tuple:
+    return (stream.dim_option, int, field(
+        default=0, metadata={"help": f"raw features per {stream.name} frame ({stream.dim} by default); 0: read from the data"}))
+
+
 @dataclass
-class MemobertConfig(FairseqDataclass):
+class _ModelConfig(FairseqDataclass):
     encoder_layers: int = field(default=12, metadata={"help": "transformer layers; " + _SHAPE_HELP})
     encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size; " + _SHAPE_HELP})
     encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward size; " + _SHAPE_HELP})
@@ -40,13 +49,7 @@ class MemobertConfig(FairseqDataclass):
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention weights"})
     max_text_positions: int = field(default=512, metadata={"help": "rows of the text position table"})
     max_frame_positions: int = field(
-        default=128, metadata={"help": "rows of the visual and of the acoustic position table"}
-    )
-    visual_feature_dim: int = field(
-        default=0, metadata={"help": "raw face feature dim (342 for FER+ DenseNet); 0: read from the data"}
-    )
-    acoustic_feature_dim: int = field(
-        default=0, metadata={"help": "raw speech feature dim (768 for wav2vec 2.0 base); 0: read from the data"}
+        default=128, metadata={"help": "rows of each input stream's position table"}
     )
     bert_init: str = field(
         default="",
@@ -57,6 +60,10 @@ class MemobertConfig(FairseqDataclass):
         default="",
         metadata={"help": "memobert_pretrain checkpoint to initialise from (Pretrain+Finetune / Pretrain+Prompt)"},
     )
+
+
+#: a ``{stream}_feature_dim`` field per input stream declared when the package is imported
+MemobertConfig = with_stream_fields(_ModelConfig, _feature_dim_field, name="MemobertConfig")
 
 
 @dataclass
@@ -95,18 +102,34 @@ def _init_bert_weights(module: nn.Module) -> None:
         module.mask_embedding.data.normal_(mean=0.0, std=0.02)
 
 
+def upgrade_embedder_names(state_dict: Dict[str, torch.Tensor], prefix: str = "") -> None:
+    """Rename, in place, a checkpoint's ``visual.*``/``acoustic.*`` embedder tensors (saved before the
+    stream registry) to ``frames.visual.*``/``frames.acoustic.*``, as RoBERTa upgrades old names."""
+    for stream in _LEGACY_EMBEDDERS:
+        old = f"{prefix}{stream}."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[f"{prefix}frames.{key[len(prefix):]}"] = state_dict.pop(key)
+
+
 @register_model("memobert", dataclass=MemobertConfig)
 class MemobertModel(BaseFairseqModel):
     """Embedders + cross-modality encoder; objective heads live in ``self.heads``, emotion read-outs are
-    registered in ``self.emotion_heads`` (:meth:`register_emotion_head`)."""
+    registered in ``self.emotion_heads`` (:meth:`register_emotion_head`).
+
+    ``frames`` holds an embedder per input stream whose feature dim the config records; a
+    config from before a stream was declared (an older checkpoint's) has none for it.
+    """
 
     def __init__(self, cfg: MemobertConfig, vocab_size: int, padding_idx: int):
         super().__init__()
         self.cfg = cfg
         dim = cfg.encoder_embed_dim
         self.text = TextEmbedder(vocab_size, padding_idx, dim, cfg.max_text_positions, cfg.dropout)
-        self.visual = FrameEmbedder(cfg.visual_feature_dim, dim, cfg.max_frame_positions, cfg.dropout)
-        self.acoustic = FrameEmbedder(cfg.acoustic_feature_dim, dim, cfg.max_frame_positions, cfg.dropout)
+        self.frames = nn.ModuleDict({
+            stream.name: (stream.embedder or FrameEmbedder)(
+                safe_getattr(cfg, stream.dim_option), dim, cfg.max_frame_positions, cfg.dropout)
+            for stream in input_streams() if safe_getattr(cfg, stream.dim_option, 0)
+        })
         self.encoder = TransformerEncoder(
             cfg.encoder_layers, dim, cfg.encoder_ffn_embed_dim, cfg.encoder_attention_heads,
             cfg.dropout, cfg.attention_dropout,
@@ -119,9 +142,9 @@ class MemobertModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg: MemobertConfig, task) -> "MemobertModel":
-        for name in ("visual_feature_dim", "acoustic_feature_dim"):
-            if getattr(cfg, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} is unset; the task fills it from the data")
+        if not any(safe_getattr(cfg, stream.dim_option, 0) for stream in input_streams()):
+            options = ", ".join(f"--{stream.dim_option.replace('_', '-')}" for stream in input_streams())
+            raise ValueError(f"none of {options} is set; the task fills them from the data")
         return cls(cfg, len(task.source_dictionary), task.source_dictionary.pad())
 
     @property
@@ -138,8 +161,11 @@ class MemobertModel(BaseFairseqModel):
         return self.emotion_heads[head](self(**net_input), net_input["src_tokens"], self)
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, torch.Tensor], name: str) -> None:
-        """Older checkpoints' names become today's (as RoBERTa's upgrade does), then fairseq's own upgrades."""
+        """Older checkpoints' names become today's (as RoBERTa's upgrade does): the frame embedders saved
+        before the stream registry (``visual.*``, ``acoustic.*``: now ``frames.*``) and the emotion
+        classifier saved before it was a registered head; then fairseq's own upgrades."""
         prefix = f"{name}." if name else ""
+        upgrade_embedder_names(state_dict, prefix)
         for old, new in RENAMED_PREFIXES.items():
             for key in [k for k in state_dict if k.startswith(prefix + old)]:
                 state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
@@ -159,29 +185,26 @@ class MemobertModel(BaseFairseqModel):
         return super().load_state_dict(state_dict, strict, model_cfg, args)
 
     def max_positions(self) -> Optional[int]:
-        return self.text.max_positions + self.visual.max_positions + self.acoustic.max_positions
+        return self.text.max_positions + sum(embedder.max_positions for embedder in self.frames.values())
 
     def forward(
         self,
         src_tokens: torch.Tensor,
-        visual: Optional[torch.Tensor] = None,
-        visual_lengths: Optional[torch.Tensor] = None,
-        acoustic: Optional[torch.Tensor] = None,
-        acoustic_lengths: Optional[torch.Tensor] = None,
-        visual_mask: Optional[torch.Tensor] = None,
-        acoustic_mask: Optional[torch.Tensor] = None,
+        frames: Optional[Dict[str, torch.Tensor]] = None,
+        frame_lengths: Optional[Dict[str, torch.Tensor]] = None,
+        frame_masks: Optional[Dict[str, torch.Tensor]] = None,
     ) -> EncoderOutput:
-        """Encode a batch. Frame inputs are ``[B, T, dim]`` with per-sample ``lengths``;
-        ``*_mask`` marks frames to hide (zeroed, replaced by the learned mask vector)."""
+        """Encode a batch. ``frames[stream]`` is ``[B, T, dim]`` with per-sample ``frame_lengths[stream]``;
+        ``frame_masks[stream]`` marks frames to hide (zeroed, replaced by the learned mask vector).
+        A stream may be absent; streams the model has no embedder for are not read."""
         pad = self.text.tokens.padding_idx
-        parts = [("text", self.text(src_tokens), src_tokens.ne(pad))]
-        for name, embedder, frames, lengths, mask in (
-            ("visual", self.visual, visual, visual_lengths, visual_mask),
-            ("acoustic", self.acoustic, acoustic, acoustic_lengths, acoustic_mask),
-        ):
-            if frames is not None and frames.shape[1] > 0:
-                valid = torch.arange(frames.shape[1], device=frames.device)[None] < lengths[:, None]
-                parts.append((name, embedder(frames, mask), valid))
+        frames, frame_lengths, frame_masks = frames or {}, frame_lengths or {}, frame_masks or {}
+        parts = [(TEXT, self.text(src_tokens), src_tokens.ne(pad))]
+        for name, embedder in self.frames.items():
+            stream = frames.get(name)
+            if stream is not None and stream.shape[1] > 0:
+                valid = torch.arange(stream.shape[1], device=stream.device)[None] < frame_lengths[name][:, None]
+                parts.append((name, embedder(stream, frame_masks.get(name)), valid))
         x, padding_mask, layout, padded = self._pack(parts)
         # a batch of equal lengths attends without a mask (the fused kernels that take none apply)
         return EncoderOutput(self.encoder(x, padding_mask if padded else None), padding_mask, layout)
@@ -210,6 +233,15 @@ def _default_shape(cfg, layers: int, dim: int, ffn: int, heads: int) -> None:
     for name, value in (("encoder_layers", layers), ("encoder_embed_dim", dim),
                         ("encoder_ffn_embed_dim", ffn), ("encoder_attention_heads", heads)):
         setattr(cfg, name, safe_getattr(cfg, name, value))
+
+
+def _add_feature_dim_option(stream: FrameStream) -> None:
+    """A stream declared later (an extension's --user-dir) adds its feature-dim field to the model config."""
+    config = with_stream_fields(MODEL_DATACLASS_REGISTRY["memobert"], _feature_dim_field)
+    replace_registered_config("model", "memobert", MemobertModel, config)
+
+
+on_stream_registered(_add_feature_dim_option)
 
 
 @register_model_architecture("memobert", "memobert_base")

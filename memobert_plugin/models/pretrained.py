@@ -19,6 +19,7 @@ import torch
 
 from ..checkpoint_policy import check_memobert_checkpoint, load_memobert_checkpoint
 from ..safe_loading import load_checkpoint_weights_only
+from ..streams import input_streams
 from ..vocab_file import read_vocab_file
 
 __all__ = [
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: model config fields that a pretrained source dictates
 SHAPE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads")
+#: our type vectors that BERT's two token types (segments A and B) initialise and export to
+_BERT_TOKEN_TYPES = ("text.type_embedding", "frames.visual.type_embedding")
 _BERT_SHAPE_KEYS = dict(zip(SHAPE_FIELDS, ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")))
 
 
@@ -163,7 +166,7 @@ def load_bert_weights(model: torch.nn.Module, bert_dir: str, vocab_symbols: Opti
         # BERT's segment A row types the text; its segment B row starts the visual type
         types = state.get("embeddings.token_type_embeddings.weight")
         if types is not None:
-            for row, mine in enumerate(("text.type_embedding", "visual.type_embedding")[: types.shape[0]]):
+            for row, mine in enumerate(_BERT_TOKEN_TYPES[: types.shape[0]]):
                 _copy(ours[mine], types[row], f"token type row {row}")
                 copied.add(mine)
             copied.add("embeddings.token_type_embeddings.weight")
@@ -234,7 +237,7 @@ def _checkpoint_model_cfg(path: str) -> tuple:
 def memobert_checkpoint_shape(path: str) -> Dict[str, int]:
     """Encoder shape and feature dims recorded in a memobert checkpoint."""
     _, model_cfg = _checkpoint_model_cfg(path)
-    keys = SHAPE_FIELDS + ("visual_feature_dim", "acoustic_feature_dim", "max_text_positions", "max_frame_positions")
+    keys = SHAPE_FIELDS + tuple(s.dim_option for s in input_streams()) + ("max_text_positions", "max_frame_positions")
     shape = {k: model_cfg[k] for k in keys if k in model_cfg}
     bad = {k: v for k, v in shape.items() if type(v) is not int or v < 0}
     if bad:
@@ -252,7 +255,7 @@ def load_memobert_weights(model: torch.nn.Module, path: str) -> InitReport:
         raise ValueError(f"--memobert-init {path}: {err}") from None
     return InitReport(
         source=path,
-        loaded=sorted(k for k in model.state_dict() if k in weights),
+        loaded=sorted(k for k in model.state_dict() if k not in result.missing_keys),
         fresh=sorted(result.missing_keys),
         unused=sorted(result.unexpected_keys),
     )
@@ -269,5 +272,5 @@ def bert_state_from_memobert(weights: Dict[str, torch.Tensor], layers: int) -> D
                 state[f"encoder.layer.{i}.attention.self.{part}.{kind}"] = tensor
     state["embeddings.position_embeddings.weight"] = weights["text.positions.weight"]
     state["embeddings.token_type_embeddings.weight"] = torch.stack(
-        [weights["text.type_embedding"], weights["visual.type_embedding"]])
+        [weights[name] for name in _BERT_TOKEN_TYPES])
     return {key: value.contiguous() for key, value in state.items()}

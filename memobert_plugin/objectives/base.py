@@ -1,8 +1,11 @@
 """The pretraining-objective registry and the contract each objective fulfils.
 
-An objective is one self-contained unit: how it masks a batch (one modality only:
-conditional masking), the head it adds to the model, its loss, and its metrics. The
-``memobert_pretrain`` task and criterion only ever talk to this interface, so a new
+An objective is one self-contained unit: how it masks a batch (one stream only:
+conditional masking), the head it scores with, its loss, and its metrics. It sees typed
+values only: the collated batch as an :class:`UtteranceBatch`, its masking as a
+:class:`MaskedView`, and in its loss its head and the encoder states of its stream at the
+masked positions; never the collated key names, the model's arguments or its internals.
+The ``memobert_pretrain`` task and criterion only ever talk to this interface, so a new
 objective (see ``user_dir/``) is registered from outside the package and needs no edit
 here. Its config dataclass's fields become ``memobert_pretrain`` options.
 """
@@ -17,6 +20,8 @@ from fairseq import metrics, utils
 from fairseq.dataclass import FairseqDataclass
 from torch import nn
 
+from ..data.multimodal_dataset import UtteranceBatch
+from ..data.objective_batches import MaskedView
 from ..data.vocabulary import BertVocabulary
 
 __all__ = [
@@ -36,7 +41,7 @@ class ObjectiveData:
     """What an objective may know about the data: the vocabulary and each stream's dim."""
 
     vocab: BertVocabulary
-    stream_dims: Dict[str, int]  # visual, visual_fer, acoustic
+    stream_dims: Dict[str, int]  # every declared frame stream
 
 
 @dataclass
@@ -51,11 +56,13 @@ class ObjectiveLoss:
 
 
 class PretrainingObjective:
-    """Base class; subclasses set ``modality`` and implement the four hooks."""
+    """Base class; subclasses set ``modality`` and implement masking, the head's size and the loss."""
 
     name: ClassVar[str] = ""
-    modality: ClassVar[str] = ""  # "text", "visual" or "acoustic": the only one it masks
-    target_stream: ClassVar[str] = ""  # the frame stream it predicts, if any (e.g. visual_fer)
+    modality: ClassVar[str] = ""  # "text" or an input frame stream: the only one it masks
+    target_stream: ClassVar[str] = ""  # the frame stream it predicts at the masked frames, if any (e.g. visual_fer)
+    #: scored by the model's masked-LM head (tied to the word embeddings) instead of an MLP head of its own
+    uses_lm_head: ClassVar[bool] = False
     config_class: ClassVar[Optional[Type[FairseqDataclass]]] = None
     #: extra logged sums beyond loss_sum/count/nbatches, and the ratios derived from them
     extra_sums: ClassVar[Tuple[str, ...]] = ()
@@ -68,25 +75,28 @@ class PretrainingObjective:
         self.salt = zlib.crc32(self.name.encode())
 
     # --- masking --------------------------------------------------------------------
-    def can_mask(self, sample: Dict[str, Any]) -> bool:
-        """Whether this sample has anything of the objective's modality to mask."""
-        return len(sample[self.modality]) > 0 and (not self.target_stream or len(sample[self.target_stream]) > 0)
+    def can_mask(self, batch: UtteranceBatch) -> bool:
+        """Whether some utterance of the batch has frames of the objective's stream (and their targets)."""
+        has = batch.frame_lengths[self.modality] > 0
+        if self.target_stream:
+            has &= batch.frame_lengths[self.target_stream] > 0
+        return bool(has.any())
 
-    def mask_batch(
-        self, samples: Sequence[Dict[str, Any]], rngs: Sequence[np.random.Generator], batch: Dict[str, Any]
-    ) -> Dict[str, Dict[str, torch.Tensor]]:
-        """Mask a collated batch. Returns ``{"net_input": overrides, "targets": ...}``.
+    def mask_batch(self, batch: UtteranceBatch, rngs: Sequence[np.random.Generator]) -> MaskedView:
+        """Mask the objective's stream in a collated batch.
 
-        ``rngs[i]`` is sample i's generator, derived from (seed, epoch, index, salt).
+        ``rngs[i]`` is utterance i's generator, derived from (seed, epoch, index, salt).
         """
         raise NotImplementedError
 
     # --- model side -----------------------------------------------------------------
-    def build_head(self, hidden_dim: int) -> Optional[nn.Module]:
-        """The head this objective adds to ``model.heads[name]``, if any."""
-        return None
+    def head_outputs(self) -> int:
+        """Outputs per masked position of the objective's own head (an MLP on its stream's states)."""
+        raise NotImplementedError
 
-    def compute_loss(self, model: nn.Module, output: Any, targets: Dict[str, torch.Tensor]) -> ObjectiveLoss:
+    def compute_loss(self, head: nn.Module, states: torch.Tensor, view: MaskedView) -> ObjectiveLoss:
+        """The loss at the masked positions: ``states`` are the encoder's ``[masked, dim]`` states of the
+        objective's stream there, in ``view.positions`` order; ``view.targets`` what to predict."""
         raise NotImplementedError
 
     # --- metrics --------------------------------------------------------------------

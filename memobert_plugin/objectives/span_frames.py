@@ -1,15 +1,13 @@
-"""Span masking of face or voice frames, shared by SpanMAFR, SpanMVFR and SpanMVFC-KL."""
+"""Span masking of one input frame stream, shared by SpanMAFR, SpanMVFR and SpanMVFC-KL."""
 
 from dataclasses import dataclass, field
-from typing import Dict
 
-import torch
 import torch.nn.functional as F
 from fairseq.dataclass import FairseqDataclass
 
 from .base import ObjectiveLoss, PretrainingObjective, pad_masks
 from ..data.masking import span_mask
-from ..models.heads import MLPHead
+from ..data.objective_batches import MaskedView
 
 __all__ = ["FrameMaskingConfig", "SpanMaskedFrames", "SpanMaskedFrameRegression"]
 
@@ -24,30 +22,31 @@ class FrameMaskingConfig(FairseqDataclass):
 
 
 class SpanMaskedFrames(PretrainingObjective):
-    """Masks non-overlapping spans of one frame stream; subclasses add the head and loss."""
+    """Masks non-overlapping spans of one frame stream; subclasses give the masked fraction, head and loss.
 
-    def mask_batch(self, samples, rngs, batch):
-        prob = getattr(self.cfg, f"{self.modality}_mask_prob")
-        frames = batch["net_input"][self.modality]
-        lengths = batch["net_input"][f"{self.modality}_lengths"].tolist()
-        masks = [span_mask(rng, n, prob, self.cfg.frame_mask_span) for n, rng in zip(lengths, rngs)]
-        mask = pad_masks(masks, frames.shape[1])
-        # model inputs sit in net_input; target-only streams (visual_fer) at the batch's top level
-        source = batch["net_input"] if self.target_stream in batch["net_input"] else batch
-        targets = {"positions": mask, "frames": source[self.target_stream][mask]}
-        return {"net_input": {f"{self.modality}_mask": mask}, "targets": targets}
+    The target at each masked frame is the frame itself, or the row of ``target_stream`` there.
+    """
 
-    def masked_states(self, output, targets: Dict[str, torch.Tensor]) -> torch.Tensor:
-        return output.layout.modality_states(output.hidden, self.modality)[targets["positions"]]
+    @property
+    def mask_prob(self) -> float:
+        """The fraction of the stream's frames to mask (an option of the objective's config)."""
+        raise NotImplementedError
 
-    def build_head(self, hidden_dim: int) -> MLPHead:
-        return MLPHead(hidden_dim, self.data.stream_dims[self.target_stream])
+    def mask_batch(self, batch, rngs) -> MaskedView:
+        frames = batch.frames[self.modality]
+        lengths = batch.frame_lengths[self.modality].tolist()
+        masks = [span_mask(rng, n, self.mask_prob, self.cfg.frame_mask_span) for n, rng in zip(lengths, rngs)]
+        positions = pad_masks(masks, frames.shape[1])
+        return MaskedView(self.modality, positions, batch.frames[self.target_stream or self.modality][positions])
+
+    def head_outputs(self) -> int:
+        return self.data.stream_dims[self.target_stream or self.modality]
 
 
 class SpanMaskedFrameRegression(SpanMaskedFrames):
     """L2 regression of the original frames at masked positions (mean over feature dims)."""
 
-    def compute_loss(self, model, output, targets) -> ObjectiveLoss:
-        predicted = model.heads[self.name](self.masked_states(output, targets))
-        squared = F.mse_loss(predicted.float(), targets["frames"].float(), reduction="none")
+    def compute_loss(self, head, states, view) -> ObjectiveLoss:
+        predicted = head(states)
+        squared = F.mse_loss(predicted.float(), view.targets.float(), reduction="none")
         return ObjectiveLoss(squared.mean(-1).sum(), int(predicted.shape[0]), {})

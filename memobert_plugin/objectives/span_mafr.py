@@ -10,4 +10,8 @@ __all__ = ["SpanMAFR"]
 class SpanMAFR(SpanMaskedFrameRegression):
     """Reconstruct masked speech frames from text, faces and the unmasked speech."""
 
-    modality = target_stream = "acoustic"
+    modality = "acoustic"
+
+    @property
+    def mask_prob(self) -> float:
+        return self.cfg.acoustic_mask_prob

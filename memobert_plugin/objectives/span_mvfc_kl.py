@@ -17,9 +17,13 @@ class SpanMVFCKL(SpanMaskedFrames):
     extra_sums = ("agree",)
     derived = {"agree": ("agree", "count")}  # argmax of prediction == argmax of target
 
-    def compute_loss(self, model, output, targets) -> ObjectiveLoss:
-        logits = model.heads[self.name](self.masked_states(output, targets)).float()
-        target = targets["frames"].float()
+    @property
+    def mask_prob(self) -> float:
+        return self.cfg.visual_mask_prob
+
+    def compute_loss(self, head, states, view) -> ObjectiveLoss:
+        logits = head(states).float()
+        target = view.targets.float()
         # stored in float16: renormalise so each target is a distribution
         target = target / target.sum(-1, keepdim=True).clamp(min=1e-6)
         kl = F.kl_div(F.log_softmax(logits, -1), target, reduction="sum")

@@ -10,4 +10,8 @@ __all__ = ["SpanMVFR"]
 class SpanMVFR(SpanMaskedFrameRegression):
     """Reconstruct masked face features from text, voice and the unmasked faces."""
 
-    modality = target_stream = "visual"
+    modality = "visual"
+
+    @property
+    def mask_prob(self) -> float:
+        return self.cfg.visual_mask_prob

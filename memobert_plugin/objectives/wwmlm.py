@@ -1,16 +1,15 @@
 """WWMLM: whole-word masked language modelling, conditioned on the intact face and voice streams."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fairseq.data import data_utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .base import ObjectiveLoss, PretrainingObjective, pad_masks, register_objective
+from .base import ObjectiveLoss, PretrainingObjective, register_objective
 from ..data.masking import whole_word_mask
+from ..data.objective_batches import MaskedView
+from ..streams import TEXT
 
 __all__ = ["WwmlmConfig", "WholeWordMLM"]
 
@@ -29,7 +28,8 @@ class WwmlmConfig(FairseqDataclass):
 class WholeWordMLM(PretrainingObjective):
     """Cross-entropy at masked positions only, scored by BERT's tied MLM head."""
 
-    modality = "text"
+    modality = TEXT
+    uses_lm_head = True
     extra_sums = ("correct",)
     derived = {"acc": ("correct", "count")}
 
@@ -47,17 +47,21 @@ class WholeWordMLM(PretrainingObjective):
         self.mask_idx = vocab.mask_index
         self.pad_idx = vocab.pad()
 
-    def can_mask(self, sample: Dict[str, Any]) -> bool:
-        return bool((~self.special[sample["text"].numpy()]).any())
+    def can_mask(self, batch) -> bool:
+        return bool((~self.special[batch.tokens.numpy()]).any())  # padding is a special token
 
-    def mask_batch(self, samples, rngs, batch):
-        masked, positions = [], []
-        for sample, rng in zip(samples, rngs):
-            tokens = sample["text"].numpy()
-            new_tokens, targets = whole_word_mask(
+    def mask_batch(self, batch, rngs) -> MaskedView:
+        """Each utterance's tokens masked in a copy of the collated text (right-padded: a row's
+        tokens are its first non-padding ones)."""
+        tokens = batch.tokens.numpy()
+        masked, positions = tokens.copy(), np.zeros(tokens.shape, dtype=bool)
+        for row, rng in enumerate(rngs):
+            length = int((tokens[row] != self.pad_idx).sum())
+            utterance = tokens[row, :length]
+            masked[row, :length], positions[row, :length] = whole_word_mask(
                 rng,
-                tokens,
-                maskable=~self.special[tokens],
+                utterance,
+                maskable=~self.special[utterance],
                 word_start=self.word_start,
                 mask_prob=self.cfg.mlm_mask_prob,
                 mask_idx=self.mask_idx,
@@ -66,16 +70,11 @@ class WholeWordMLM(PretrainingObjective):
                 random_token_prob=self.cfg.mlm_random_token_prob,
                 whole_word=self.cfg.mlm_masking_unit == "word",
             )
-            masked.append(torch.from_numpy(new_tokens))
-            positions.append(targets)
-        original = batch["net_input"]["src_tokens"]
-        src_tokens = data_utils.collate_tokens(masked, self.pad_idx)
-        mask = pad_masks(positions, original.shape[1])
-        return {"net_input": {"src_tokens": src_tokens}, "targets": {"positions": mask, "tokens": original[mask]}}
+        positions = torch.from_numpy(positions)
+        return MaskedView(TEXT, positions, batch.tokens[positions], tokens=torch.from_numpy(masked))
 
-    def compute_loss(self, model, output, targets) -> ObjectiveLoss:
-        states = output.layout.modality_states(output.hidden, "text")[targets["positions"]]
-        logits = model.lm_head(states)
-        loss = F.cross_entropy(logits.float(), targets["tokens"], reduction="sum")
-        correct = (logits.argmax(-1) == targets["tokens"]).sum()
-        return ObjectiveLoss(loss, int(targets["tokens"].numel()), {"correct": correct})
+    def compute_loss(self, head, states, view) -> ObjectiveLoss:
+        logits = head(states)
+        loss = F.cross_entropy(logits.float(), view.targets, reduction="sum")
+        correct = (logits.argmax(-1) == view.targets).sum()
+        return ObjectiveLoss(loss, int(view.targets.numel()), {"correct": correct})

@@ -22,9 +22,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 from tqdm import tqdm
 
 from ..data.feature_store import FeatureStore, FeatureStoreWriter
-from ..data.multimodal_dataset import FRAME_STREAMS
 from ..data.utterance_meta import META_COLUMNS
 from ..data.vocabulary import BertVocabulary
+from ..streams import frame_streams
 from .binarize import TextBinarizer, save_dictionary
 from ..files import atomic_open, read_json, sha256_file, write_json
 from .manifest import PAPER_LABELS
@@ -155,7 +155,7 @@ class _SplitFiles:
         names += [f"{self.split}.{s}.{ext}" for s in self.writers for ext in ("npy", "len")]
         for name in names:
             os.replace(os.path.join(self.staging, name), os.path.join(out_dir, name))
-        for stream in set(FRAME_STREAMS) - set(self.writers):  # a modality left out this time
+        for stream in {s.name for s in frame_streams()} - set(self.writers):  # a modality left out this time
             for ext in ("npy", "len"):
                 stale = os.path.join(out_dir, f"{self.split}.{stream}.{ext}")
                 if os.path.exists(stale):

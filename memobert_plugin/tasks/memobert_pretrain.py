@@ -7,14 +7,16 @@ from typing import Dict, List
 
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import TASK_DATACLASS_REGISTRY, register_task
-from hydra.core.config_store import ConfigStore
 from omegaconf import II
 
-from ..conf import MultimodalDataConfig
+from ..conf import MultimodalDataConfig, frame_limit_field
 from ..data.objective_batches import ObjectiveBatchesDataset
+from ..models.heads import MLPHead
 from ..objectives import OBJECTIVE_REGISTRY, ObjectiveData, PretrainingObjective
 from ..objectives import objective_config_classes, on_objective_registered
 from ..option_lists import split_list
+from ..registered_configs import replace_registered_config
+from ..streams import TEXT, with_stream_fields
 from .multimodal_task import MultimodalTask
 
 __all__ = ["PretrainBaseConfig", "MemobertPretrainTask", "pretrain_config", "DEFAULT_OBJECTIVES"]
@@ -47,7 +49,8 @@ class PretrainBaseConfig(MultimodalDataConfig):
 
 def _compose_config() -> type:
     """The task's options: the base fields plus every registered objective's config fields."""
-    return make_dataclass("MemobertPretrainConfig", [], bases=(PretrainBaseConfig, *objective_config_classes()))
+    config = make_dataclass("MemobertPretrainConfig", [], bases=(PretrainBaseConfig, *objective_config_classes()))
+    return with_stream_fields(config, frame_limit_field)  # and the streams declared since the base was made
 
 
 def pretrain_config() -> type:
@@ -89,12 +92,12 @@ class MemobertPretrainTask(MultimodalTask):
         """An objective whose modality the data lacks is never drawn (said once); one whose targets
         are missing while its modality is there cannot work at all (an error, not a later crash)."""
         for name, objective in self.objectives.items():
-            if ratios[name] <= 0 or objective.modality == "text":
+            if ratios[name] <= 0 or objective.modality == TEXT:
                 continue
             if objective.modality not in self.present_streams:
                 logger.warning("%s: no %s frames in %s, so objective %s is never drawn", self.cfg.data,
                                objective.modality, self.cfg.data, name)
-            elif objective.target_stream not in self.present_streams:
+            elif objective.target_stream and objective.target_stream not in self.present_streams:
                 raise ValueError(
                     f"{self.cfg.data}: objective {name} needs the {objective.target_stream} stream "
                     f"({{split}}.{objective.target_stream}.npy/.len) beside {objective.modality}; "
@@ -103,9 +106,8 @@ class MemobertPretrainTask(MultimodalTask):
 
     def add_heads(self, model) -> None:
         for name, objective in self.objectives.items():
-            head = objective.build_head(model.hidden_dim)
-            if head is not None:
-                model.heads[name] = head
+            if not objective.uses_lm_head:
+                model.heads[name] = MLPHead(model.hidden_dim, objective.head_outputs())
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
         dataset = self.load_multimodal(split)
@@ -122,14 +124,8 @@ class MemobertPretrainTask(MultimodalTask):
 
 
 def _refresh_config() -> None:
-    """An objective registered later adds its options where fairseq reads the task's: its dataclass registry
-    (argument parsing, ``setup_task``), the task class (``add_args``) and hydra's config store."""
-    config = _compose_config()
-    TASK_DATACLASS_REGISTRY[TASK_NAME] = config
-    setattr(MemobertPretrainTask, "__dataclass", config)
-    node = config()
-    node._name = TASK_NAME
-    ConfigStore.instance().store(name=TASK_NAME, group="task", node=node, provider="fairseq")
+    """An objective registered later (an extension's --user-dir) adds its options to the task."""
+    replace_registered_config("task", TASK_NAME, MemobertPretrainTask, _compose_config())
 
 
 on_objective_registered(_refresh_config)

@@ -10,15 +10,15 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 from fairseq.data import ListDataset, SortDataset, data_utils
-from fairseq.tasks import FairseqTask
+from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY, FairseqTask
 from omegaconf import open_dict
 
 from ..checkpoint_policy import require_memobert_model
-from ..conf import MultimodalDataConfig
+from ..conf import MultimodalDataConfig, frame_limit_field, frame_limits
 from ..data.consistency import check_split_files
 from ..data.feature_store import FeatureStore, npy_shape
 from ..data.given_frames import GivenFrames
-from ..data.multimodal_dataset import FRAME_STREAMS, FrameLimits, MultimodalDataset, TextFormat
+from ..data.multimodal_dataset import MultimodalDataset, TextFormat
 from ..criterions.non_finite import report_non_finite
 from ..data.vocabulary import BertVocabulary
 from ..models.pretrained import (
@@ -27,14 +27,12 @@ from ..models.pretrained import (
     load_memobert_weights,
     memobert_checkpoint_shape,
 )
+from ..registered_configs import replace_registered_config
+from ..streams import FrameStream, frame_streams, input_streams, on_stream_registered, with_stream_fields
 
-__all__ = ["MultimodalTask", "DEFAULT_STREAM_DIMS"]
+__all__ = ["MultimodalTask"]
 
 logger = logging.getLogger(__name__)
-
-#: dims used when a stream is absent from the whole data dir (FER+ DenseNet, 8 FER+ classes, wav2vec 2.0 base)
-DEFAULT_STREAM_DIMS = {"visual": 342, "visual_fer": 8, "acoustic": 768}
-_MODEL_DIM_FIELDS = {"visual": "visual_feature_dim", "acoustic": "acoustic_feature_dim"}
 
 
 class MultimodalTask(FairseqTask):
@@ -60,9 +58,9 @@ class MultimodalTask(FairseqTask):
 
     @staticmethod
     def _stream_dims(data_dir: str) -> Tuple[Dict[str, int], Set[str]]:
-        """Each stream's feature size, and which streams the data dir has at all."""
-        dims, present = dict(DEFAULT_STREAM_DIMS), set()
-        for stream in FRAME_STREAMS if data_dir else ():  # no data dir: a bundle's task, for prediction
+        """Each stream's feature size (its declared one when absent), and which streams the data dir has at all."""
+        dims, present = {stream.name: stream.dim for stream in frame_streams()}, set()
+        for stream in dims if data_dir else ():  # no data dir: a bundle's task, for prediction
             found = sorted(glob.glob(os.path.join(data_dir, f"*.{stream}.npy")))
             if found:
                 shape = npy_shape(found[0])
@@ -81,7 +79,8 @@ class MultimodalTask(FairseqTask):
         return self.vocab
 
     def max_positions(self) -> int:
-        return self.cfg.text_max_tokens + self.cfg.visual_max_frames + self.cfg.acoustic_max_frames
+        limits = frame_limits(self.cfg)
+        return self.cfg.text_max_tokens + sum(limits[stream.name] for stream in input_streams())
 
     def text_format(self) -> TextFormat:
         return TextFormat(self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens)
@@ -97,18 +96,15 @@ class MultimodalTask(FairseqTask):
         if text is None:
             raise FileNotFoundError(f"split {split!r}: no binarized text at {path}.bin/.idx")
         self._check_token_ids(text, path)
-        stores = {s: FeatureStore.open_if_present(self.cfg.data, split, s) for s in FRAME_STREAMS}
+        stores = {s: FeatureStore.open_if_present(self.cfg.data, split, s) for s in self.stream_dims}
         for stream, store in stores.items():
             if store is not None and store.dim != self.stream_dims[stream]:
                 raise ValueError(
                     f"{store.npy_path}: {store.dim}-d features, but this data dir's {stream} stream is "
                     f"{self.stream_dims[stream]}-d elsewhere"
                 )
-        return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims,
-                                 self.frame_limits(), path)
-
-    def frame_limits(self) -> FrameLimits:
-        return FrameLimits(visual=self.cfg.visual_max_frames, acoustic=self.cfg.acoustic_max_frames)
+        return MultimodalDataset(
+            text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, frame_limits(self.cfg), path)
 
     def build_dataset_for_inference(self, src_tokens: Sequence[Sequence[int]],
                                     frames: Dict[str, Sequence[Optional[np.ndarray]]],
@@ -123,7 +119,7 @@ class MultimodalTask(FairseqTask):
                            sizes=np.array([len(ids) + 1 for ids in src_tokens], dtype=np.int64))
         stores = {stream: GivenFrames(stream, given, self.stream_dims[stream], names) for stream, given in frames.items()}
         return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims,
-                                 self.frame_limits(), "the given utterances")
+                                 frame_limits(self.cfg), "the given utterances")
 
     def _check_token_ids(self, text, path: str) -> None:
         """Every token id must index the dictionary: a shorter dict.txt fails here, not deep in a batch."""
@@ -206,7 +202,12 @@ class MultimodalTask(FairseqTask):
             cfg[key] = value
 
     def _check_feature_dims(self, cfg, from_checkpoint: bool) -> None:
-        for stream, key in _MODEL_DIM_FIELDS.items():
+        for stream, key in ((s.name, s.dim_option) for s in input_streams()):
+            if from_checkpoint and not cfg.get(key):
+                # a checkpoint from before the stream was declared: the model has no embedder for it
+                if stream in self.present_streams:
+                    logger.warning("%s: the model was trained without %s frames; they are not read", self.cfg.data, stream)
+                continue
             if stream not in self.present_streams:
                 # nothing of it to read: the model keeps its size (a new model the default one)
                 self.stream_dims[stream] = cfg[key] = cfg.get(key) or self.stream_dims[stream]
@@ -220,3 +221,14 @@ class MultimodalTask(FairseqTask):
                     f"{self.cfg.data}: {stream} features are {data_dim}-d but {origin} expects {cfg[key]}-d; "
                     "extract the features with the same model as the checkpoint's data"
                 )
+
+
+def _add_frame_limit_option(stream: FrameStream) -> None:
+    """A stream declared later (an extension's --user-dir) adds its --{stream}-max-frames to every memobert task."""
+    for name, task in TASK_REGISTRY.items():
+        if issubclass(task, MultimodalTask) and name in TASK_DATACLASS_REGISTRY:
+            config = with_stream_fields(TASK_DATACLASS_REGISTRY[name], frame_limit_field)
+            replace_registered_config("task", name, task, config)
+
+
+on_stream_registered(_add_frame_limit_option)
