@@ -39,6 +39,7 @@ from .data.vocabulary import BertVocabulary
 from .checkpoint_policy import load_memobert_checkpoint
 from .predict_cli import main  # noqa: F401  the console script, also run as python -m memobert_plugin.inference
 from .files import atomic_open
+from .streams import input_streams
 from .tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
 
 __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
