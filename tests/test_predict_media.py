@@ -126,7 +126,7 @@ def test_manifest_prediction_uses_the_training_extractors(trained, media):
     expected = EmotionPredictor(trained["checkpoint"]).predict_proba(list(stored.values()))
     for uid, probs in zip(stored, expected):
         assert np.allclose(predicted[uid], probs, atol=2e-6), uid
-    faces = stored["astronaut-0"].visual
+    faces = stored["astronaut-0"].frames["visual"]
     assert len(faces) == 15  # 1.5 s at 10 frames a second, a face in each: the moving face was followed
 
 
