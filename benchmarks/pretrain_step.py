@@ -73,7 +73,7 @@ def demo_lengths() -> List[Lengths]:
     from memobert_plugin.prepare.demo_corpus import write_demo_corpus
 
     with tempfile.TemporaryDirectory() as root:
-        corpus = write_demo_corpus(root, utterances_per_speaker=1, pretrain_utterances=400)
+        corpus = write_demo_corpus(root, pretrain_utterances=400, labelled_scale=0.02)  # labelled part unused
         task = MemobertPretrainTask.setup_task(MemobertPretrainConfig(data=corpus.pretrain_data))
         data = task.load_multimodal("train")
         visual, acoustic = data.frame_lengths["visual"], data.frame_lengths["acoustic"]
