@@ -94,16 +94,18 @@ def fairseq_rows(shape: str, batch_size: int, device: str, updates: int, peak) -
     cuda = device.startswith("cuda")
     # fairseq 0.12 runs neither --fp16 nor --bf16 on CPU (those rows say why): the distributed row runs fp32 there
     cpu, backend, distributed_precision = ([], "nccl", "--bf16") if cuda else (["--cpu"], "gloo", "")
-    runs = [("--fp16", []), ("--bf16", []),
+    # memobert_adam's decay groups need the fp32 weights unflattened (fairseq's flat fp16 copy is one 1-d tensor)
+    runs = [("--fp16", ["--fp16-no-flatten-grads"]), ("--bf16", []),
             (distributed_precision, ["--distributed-world-size", "1", "--distributed-rank", "0", "--distributed-backend",
                                      backend, "--distributed-init-method", f"tcp://127.0.0.1:{_free_port()}",
                                      "--ddp-backend", "pytorch_ddp", "--distributed-no-spawn"])]
     rows = []
-    for flag, distributed in runs:
+    for flag, options in runs:
+        distributed = "--distributed-world-size" in options
         what = f"fairseq-train {flag or 'fp32'}" + (f", 1-rank {backend} distributed" if distributed else "")
         try:
             seconds = pretrain_step.fairseq_train_update(shape, batch_size, updates, 1, rng,
-                                                         [*cpu, *filter(None, [flag]), *distributed])
+                                                         [*cpu, *filter(None, [flag]), *options])
         except RuntimeError as err:
             rows.append((what, "-", "", f"not run: {err}"))
             continue

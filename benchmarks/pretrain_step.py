@@ -38,6 +38,8 @@ sys.modules.setdefault("torchaudio", None)  # transformers would import fairseq'
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from fairseq.optim.adam import FairseqAdam  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from memobert_plugin.criterions.memobert_pretrain import MemobertPretrainCriterion  # noqa: E402
 from memobert_plugin.data.multimodal_dataset import collate_utterances  # noqa: E402
@@ -45,6 +47,7 @@ from memobert_plugin.data.objective_batches import ObjectiveBatchesDataset  # no
 from memobert_plugin.data.vocabulary import BertVocabulary  # noqa: E402
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel  # noqa: E402
 from memobert_plugin.objectives import OBJECTIVE_REGISTRY, ObjectiveData  # noqa: E402
+from memobert_plugin.optim.memobert_adam import MemobertAdam, MemobertAdamConfig, decay_groups  # noqa: E402
 from memobert_plugin.tasks.memobert_pretrain import (  # noqa: E402
     DEFAULT_OBJECTIVES,
     MemobertPretrainTask,
@@ -70,7 +73,7 @@ def demo_lengths() -> List[Lengths]:
     from memobert_plugin.prepare.demo_corpus import write_demo_corpus
 
     with tempfile.TemporaryDirectory() as root:
-        corpus = write_demo_corpus(root, utterances_per_speaker=1, pretrain_utterances=400)
+        corpus = write_demo_corpus(root, pretrain_utterances=400, labelled_scale=0.02)  # labelled part unused
         task = MemobertPretrainTask.setup_task(pretrain_config()(data=corpus.pretrain_data))
         data = task.load_multimodal("train")
         visual, acoustic = data.frame_lengths["visual"], data.frame_lengths["acoustic"]
@@ -155,8 +158,41 @@ def _samples(vocab, lengths: Sequence[Lengths], rng):
     return samples
 
 
+def memobert_adam(params, **overrides) -> MemobertAdam:
+    """``--optimizer memobert_adam`` with the benchmark's AdamW settings."""
+    settings = dict(lr=[ADAMW["lr"]], adam_betas=str(ADAMW["betas"]), weight_decay=ADAMW["weight_decay"], tpu=False)
+    return MemobertAdam(OmegaConf.structured(MemobertAdamConfig(**settings, **overrides)), params)
+
+
 #: autocast dtypes of the mixed-precision steps (fp32: none)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _memobert_model(shape: str, vocab: BertVocabulary) -> Tuple[MemobertModel, _Task]:
+    """The pretraining model with every objective's head, and the task parts the criterion uses."""
+    cfg = MemobertConfig(visual_feature_dim=DIMS["visual"], acoustic_feature_dim=DIMS["acoustic"], **SHAPES[shape])
+    model = MemobertModel(cfg, len(vocab), vocab.pad()).train()
+    data = ObjectiveData(vocab=vocab, stream_dims=DIMS)
+    task = _Task({n: OBJECTIVE_REGISTRY[n](pretrain_config()(), data) for n in DEFAULT_OBJECTIVES})
+    task.add_heads(model)
+    return model, task
+
+
+def optimizer_updates(shape: str, rounds: int) -> Dict[str, float]:
+    """Seconds of one update of the pretraining model's parameters (random gradients; fastest of ``rounds``,
+    interleaved): fairseq's Adam, one parameter at a time, and memobert_adam's fused update."""
+    params = list(_memobert_model(shape, _vocab())[0].parameters())
+    for p in params:
+        p.grad = torch.randn_like(p)
+    fused = memobert_adam(params)
+    optimizers = {"fairseq's Adam (loop)": FairseqAdam(fused.cfg, decay_groups(params, False)), "memobert_adam": fused}
+    best = dict.fromkeys(optimizers, float("inf"))
+    for _ in range(rounds + 1):  # the first update allocates the moments
+        for name, optimizer in optimizers.items():
+            start = time.perf_counter()
+            optimizer.step()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def memobert_steps(shape: str, batch_lengths: List[List[Lengths]], rng, device: str = "cpu",
@@ -165,15 +201,11 @@ def memobert_steps(shape: str, batch_lengths: List[List[Lengths]], rng, device: 
     from fairseq.utils import apply_to_sample
 
     vocab = _vocab()
-    cfg = MemobertConfig(visual_feature_dim=DIMS["visual"], acoustic_feature_dim=DIMS["acoustic"], **SHAPES[shape])
-    model = MemobertModel(cfg, len(vocab), vocab.pad()).train()
-    data = ObjectiveData(vocab=vocab, stream_dims=DIMS)
-    objectives = {n: OBJECTIVE_REGISTRY[n](pretrain_config()(), data) for n in DEFAULT_OBJECTIVES}
-    task = _Task(objectives)
-    task.add_heads(model)
+    model, task = _memobert_model(shape, vocab)
+    objectives = task.objectives
     model.to(device)
     criterion = MemobertPretrainCriterion(None, task)
-    optimizer = torch.optim.AdamW(model.parameters(), **ADAMW)
+    optimizer = memobert_adam(model.parameters()).optimizer  # the torch optimizer inside fairseq's wrapper
     dtype = PRECISIONS[precision]
     scaler = torch.amp.GradScaler(device, enabled=dtype is torch.float16)  # fp16 needs loss scaling
 
@@ -219,7 +251,8 @@ def transformers_steps(shape: str, batch_lengths: List[List[Lengths]], rng) -> D
                         max_position_embeddings=512)
     full = BertForMaskedLM(config).train()
     careful = BertForMaskedLM(config).train()
-    optimizers = {id(m): torch.optim.AdamW(m.parameters(), **ADAMW) for m in (full, careful)}
+    # torch's fused AdamW, as fast as memobert_adam's: the step comparison is about the model
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), **ADAMW, fused=True) for m in (full, careful)}
     inputs = [_padded_concatenation(lengths, rng) for lengths in batch_lengths]
 
     def full_step(input_ids, attention_mask, labels):
@@ -296,7 +329,7 @@ def fairseq_train_update(shape: str, batch_size: int, updates: int, warmup: int,
         data = _fixed_shape_data(root, batch_size * (updates + warmup + 1), rng)
         command = [
             data, "--user-dir", os.path.dirname(memobert_plugin.__file__), "--task", "memobert_pretrain",
-            "--arch", f"memobert_{shape}", "--criterion", "memobert_pretrain", "--optimizer", "adam",
+            "--arch", f"memobert_{shape}", "--criterion", "memobert_pretrain", "--optimizer", "memobert_adam",
             "--adam-betas", str(ADAMW["betas"]), "--weight-decay", str(ADAMW["weight_decay"]), "--lr", str(ADAMW["lr"]),
             "--batch-size", str(batch_size), "--max-update", str(updates + warmup + 1), "--num-workers", "0",
             "--no-save", "--disable-validation", "--log-interval", "1", "--seed", "1", *options,
@@ -360,6 +393,22 @@ def benchmark(shape: str, kind: str, batch_size: int, rounds: int, variable_batc
     return rows
 
 
+def profile(shape: str, batch_size: int, rng, top: int = 12) -> None:
+    """torch.profiler of one memobert step per objective (fixed batch): the ops taking the most time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for name, (function,) in memobert_steps(shape, batches("fixed", batch_size, 1, rng), rng).items():
+        function()  # warm-up: the optimizer's moments, the allocator
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            function()
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        print(f"\n{shape} {name}: {total / 1e6:.2f} s of op time; top ops by own time")
+        for event in events[:top]:
+            print(f"  {event.key:<52}{event.self_cpu_time_total / total:7.1%}{event.count:7d} calls", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", default="tiny,base")
@@ -369,22 +418,30 @@ def main() -> None:
     parser.add_argument("--variable-batches", type=int, default=3, help="distinct variable-length batches")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fairseq-train", action="store_true", help="also time fairseq-train updates (fixed batches)")
+    parser.add_argument("--profile", action="store_true", help="only profile one memobert step per objective")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     for shape in args.shapes.split(","):
         batch_size = args.batch_size or (32 if shape == "tiny" else 8)
+        if args.profile:
+            profile(shape, batch_size, rng)
+            continue
+        rounds = args.rounds or (10 if shape == "tiny" else 3)
+        updates = optimizer_updates(shape, rounds)
+        old, new = updates.values()
+        print(f"\n{shape} shape, optimizer update: " + ", ".join(f"{k} {v:.3f} s" for k, v in updates.items())
+              + f" ({old / new:.1f}x)", flush=True)
         for kind in args.batches.split(","):
-            rows = benchmark(shape, kind, batch_size, args.rounds or (10 if shape == "tiny" else 3),
-                             args.variable_batches, rng)
+            rows = benchmark(shape, kind, batch_size, rounds, args.variable_batches, rng)
             if args.fairseq_train and kind == "fixed":
                 # a separate process, so not interleaved: its share uses the throughput measured just before and after
                 products = layer_products(shape, batch_size, TEXT + VISUAL + ACOUSTIC)
                 before = products()
                 update = fairseq_train_update(shape, batch_size, updates=3, warmup=2, rng=rng)
                 rate = (before + products()) / 2
-                print(f"  {'fairseq-train update (adam, data, logs)':<38}{batch_size / update:10.2f}"
+                print(f"  {'fairseq-train update (optimizer, data, logs)':<38}{batch_size / update:10.2f}"
                       f"{rows[-1].useful_flops / rate / update:8.0%}   (throughput then {rate / 1e9:.1f} GFLOP/s)", flush=True)
 
 

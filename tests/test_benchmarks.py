@@ -53,3 +53,18 @@ def test_gpu_check_runs_every_row_the_cpu_allows():
     for row in rows:
         assert row[1] != "-" or row[3].startswith(("not run:", "failed:")), row
     assert all(row[1] != "-" for row in rows[:3] + rows[5:])  # what fairseq 0.12 runs on CPU does run
+
+
+def test_variable_batches_have_the_demo_corpus_lengths_and_the_baselines_pad_each_modality():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    drawn = pretrain_step.batches("variable", 4, 2, rng)
+    pool = set(pretrain_step.demo_lengths())
+    assert len(drawn) == 2 and all(len(batch) == 4 and set(batch) <= pool for batch in drawn)
+    lengths = [(3, 0, 2), (5, 4, 1)]
+    input_ids, attention_mask, labels = pretrain_step._padded_concatenation(lengths, rng)
+    assert attention_mask.shape == (2, 5 + 4 + 2)  # each modality padded to its batch maximum, concatenated
+    assert attention_mask[0].tolist() == [1, 1, 1, 0, 0] + [0] * 4 + [1, 1]
+    assert attention_mask.sum(1).tolist() == [5, 10]
+    assert labels.ne(-100).logical_and(attention_mask.eq(0)).sum() == 0

@@ -184,3 +184,23 @@ def test_attention_takes_a_mask_only_when_the_batch_is_padded(monkeypatch):
         assert len(masks) == 2 and all(mask is None for mask in masks)
         model(**_batch([_sample(rng, 4, 3, 5), _sample(rng, 6, 2, 3)]))  # 12 and 11
     assert len(masks) == 4 and all(mask is not None and mask.shape == (2, 1, 1, 12) for mask in masks[2:])
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cpu_training_attention_is_torchs_attention_with_the_same_dropout(padded):
+    """The CPU training path (fewer passes than torch's reference kernel) draws the same dropout, same results."""
+    from memobert_plugin.models.encoder import SelfAttention
+
+    torch.manual_seed(0)
+    attention = SelfAttention(16, 4, dropout=0.5).train()
+    x = torch.randn(3, 7, 16)
+    mask = None
+    if padded:
+        mask = torch.ones(3, 1, 1, 7, dtype=torch.bool)
+        mask[0, ..., 5:] = False
+    torch.manual_seed(1)
+    ours = attention(x, mask)
+    torch.manual_seed(1)
+    qkv = attention.qkv(x).view(3, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
+    reference = torch.nn.functional.scaled_dot_product_attention(*qkv.unbind(0), attn_mask=mask, dropout_p=0.5)
+    torch.testing.assert_close(ours, attention.out(reference.transpose(1, 2).reshape(3, 7, 16)), rtol=1e-5, atol=1e-6)

@@ -88,3 +88,25 @@ def test_acoustic_stage_batches_a_shard_and_keeps_each_utterances_report(pockets
         alone = stage.extract(entries[index])["acoustic"]  # outside run_shard: one utterance at a time
         assert np.allclose(store[index].astype(np.float32), alone, rtol=2 ** -9, atol=2e-3)
     assert len(store[1]) == len(store[3]) == 0
+
+
+def test_expression_network_inference_copy_gives_the_networks_outputs():
+    """FerModel runs a folded, channels-last copy of the network: the same features and probabilities."""
+    from memobert_plugin.prepare.fer_model import DenseNetFER, FerModel, face_tensor
+
+    torch.manual_seed(0)
+    network = DenseNetFER(depth=16).eval()
+    with torch.no_grad():
+        for module in network.modules():  # trained-like statistics, so that a wrong fold shows
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.0, 0.2)
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    features, probs = FerModel(network, batch_size=2)(faces)
+    with torch.inference_mode():
+        reference, logits = network(face_tensor(faces))
+    np.testing.assert_allclose(features, reference.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probs, torch.softmax(logits, -1).numpy(), rtol=1e-4, atol=1e-6)
+    assert isinstance(network.features[1].body[3], torch.nn.BatchNorm2d)  # the caller's network is left as it was

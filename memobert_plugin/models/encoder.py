@@ -29,10 +29,30 @@ class SelfAttention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if self.training and self.dropout > 0 and x.device.type == "cpu":
+            y = _attention_with_dropout(q, k, v, attn_mask, self.dropout)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out(y.transpose(1, 2).reshape(batch, length, dim))
+
+
+def _attention_with_dropout(q, k, v, attn_mask: Optional[torch.Tensor], dropout: float) -> torch.Tensor:
+    """``scaled_dot_product_attention`` with dropout, as torch computes it on CPU (the same dropout draw)
+    in fewer passes: torch's kernel there is its reference path (separate q and k scaling, a mask
+    converted in every layer, a softmax checked for all-masked rows; ~30% of attention's time)."""
+    batch, heads, length, head_dim = q.shape
+    q, k, v = (t.reshape(batch * heads, length, head_dim) for t in (q, k, v))
+    scale = head_dim ** -0.5
+    if attn_mask is None:
+        scores = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
+    else:  # True = may attend; every row has a real position, so no softmax over -inf only
+        bias = torch.zeros(attn_mask.shape, dtype=q.dtype).masked_fill_(~attn_mask, float("-inf"))
+        scores = torch.baddbmm(bias.expand(batch, heads, 1, length).reshape(batch * heads, 1, length),
+                               q, k.transpose(1, 2), alpha=scale)
+    weights = F.dropout(scores.softmax(-1), dropout)
+    return torch.bmm(weights, v).view(batch, heads, length, head_dim)
 
 
 class TransformerEncoderLayer(nn.Module):

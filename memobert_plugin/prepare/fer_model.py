@@ -7,6 +7,7 @@ architecture with the weights, so the visual extractor rebuilds exactly what was
 
 from __future__ import annotations
 
+import copy
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -18,7 +19,8 @@ from .fer_labels import FACE_SIZE, FER_CLASSES
 from ..files import atomic_open
 
 __all__ = [
-    "FER_CLASSES", "FACE_SIZE", "DenseNetFER", "FerModel", "face_tensor", "save_fer_checkpoint", "load_fer_model",
+    "FER_CLASSES", "FACE_SIZE", "DenseNetFER", "FerModel", "face_tensor", "inference_network", "save_fer_checkpoint",
+    "load_fer_model",
 ]
 
 _CHECKPOINT_FORMAT = "memobert-fer-densenet"
@@ -84,11 +86,26 @@ def face_tensor(faces: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(faces.astype(np.float32) / 127.5 - 1.0)[:, None]
 
 
+def inference_network(network: DenseNetFER) -> DenseNetFER:
+    """A copy of ``network`` for inference, the same outputs up to float rounding, faster: each dense
+    layer's bottleneck BatchNorm folded into the 1x1 convolution before it (one pass less per layer),
+    and channels-last weights (oneDNN's and cuDNN's convolution layout: no reordering per call)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(network).eval()
+    for layer in fast.modules():
+        if isinstance(layer, _DenseLayer):
+            layer.body[2] = fuse_conv_bn_eval(layer.body[2], layer.body[3])
+            layer.body[3] = nn.Identity()
+    return fast.to(memory_format=torch.channels_last)
+
+
 class FerModel:
     """Inference wrapper: faces -> (features ``[N, feature_dim]``, class probabilities ``[N, 8]``)."""
 
     def __init__(self, network: DenseNetFER, device: str = "cpu", batch_size: int = 64):
         self.network = network.to(device).eval()
+        self._fast = inference_network(self.network)
         self.device, self.batch_size = device, batch_size
         self.feature_dim = network.feature_dim
         self.num_classes = network.arch["num_classes"]
@@ -97,8 +114,8 @@ class FerModel:
     def __call__(self, faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         features, probs = [], []
         for start in range(0, len(faces), self.batch_size):
-            batch = face_tensor(faces[start: start + self.batch_size]).to(self.device)
-            feats, logits = self.network(batch)
+            batch = face_tensor(faces[start: start + self.batch_size]).to(self.device, memory_format=torch.channels_last)
+            feats, logits = self._fast(batch)
             features.append(feats.float().cpu().numpy())
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         if not features:
