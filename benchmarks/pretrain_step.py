@@ -50,8 +50,8 @@ from memobert_plugin.objectives import OBJECTIVE_REGISTRY, ObjectiveData  # noqa
 from memobert_plugin.optim.memobert_adam import MemobertAdam, MemobertAdamConfig, decay_groups  # noqa: E402
 from memobert_plugin.tasks.memobert_pretrain import (  # noqa: E402
     DEFAULT_OBJECTIVES,
-    MemobertPretrainConfig,
     MemobertPretrainTask,
+    pretrain_config,
 )
 
 SHAPES = {
@@ -74,7 +74,7 @@ def demo_lengths() -> List[Lengths]:
 
     with tempfile.TemporaryDirectory() as root:
         corpus = write_demo_corpus(root, pretrain_utterances=400, labelled_scale=0.02)  # labelled part unused
-        task = MemobertPretrainTask.setup_task(MemobertPretrainConfig(data=corpus.pretrain_data))
+        task = MemobertPretrainTask.setup_task(pretrain_config()(data=corpus.pretrain_data))
         data = task.load_multimodal("train")
         visual, acoustic = data.frame_lengths["visual"], data.frame_lengths["acoustic"]
         return list(zip((data.sizes - visual - acoustic).tolist(), visual.tolist(), acoustic.tolist()))
@@ -173,7 +173,7 @@ def _memobert_model(shape: str, vocab: BertVocabulary) -> Tuple[MemobertModel, _
     cfg = MemobertConfig(visual_feature_dim=DIMS["visual"], acoustic_feature_dim=DIMS["acoustic"], **SHAPES[shape])
     model = MemobertModel(cfg, len(vocab), vocab.pad()).train()
     data = ObjectiveData(vocab=vocab, stream_dims=DIMS)
-    task = _Task({n: OBJECTIVE_REGISTRY[n](MemobertPretrainConfig(), data) for n in DEFAULT_OBJECTIVES})
+    task = _Task({n: OBJECTIVE_REGISTRY[n](pretrain_config()(), data) for n in DEFAULT_OBJECTIVES})
     task.add_heads(model)
     return model, task
 

@@ -14,7 +14,7 @@ import shutil
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
-from .prepare.files import atomic_open
+from .files import atomic_open
 
 __all__ = ["make_checkpoint_copies_atomic"]
 

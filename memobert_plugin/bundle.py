@@ -25,7 +25,7 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
-from .prepare.files import atomic_open, read_json, sha256_file, write_json
+from .files import atomic_open, read_json, sha256_file, write_json
 
 __all__ = ["BUNDLE_FORMAT", "MODEL_FILE", "ExtractorMismatch", "ExtractorSettings", "save_bundle", "main"]
 
@@ -161,13 +161,11 @@ def save_bundle(checkpoint: str, out: str, data_dir: Optional[str] = None) -> st
     """
     import torch  # here, not at module level: memobert-bundle --help and the predictor's imports stay light
 
-    from .safe_loading import load_checkpoint_weights_only
+    from .checkpoint_policy import load_memobert_checkpoint
 
-    state = load_checkpoint_weights_only(checkpoint)
-    cfg = copy.deepcopy(state.get("cfg") or {})
-    task = cfg.get("task") or {}
-    if task.get("_name") != "memobert_emotion":
-        raise ValueError(f"{checkpoint}: a {task.get('_name')!r} checkpoint; a bundle needs a memobert_emotion one")
+    state = load_memobert_checkpoint(checkpoint, task="memobert_emotion")  # what prediction will accept
+    cfg = copy.deepcopy(state["cfg"])
+    task = cfg["task"]
     data_dir = data_dir or task.get("data")
     if not data_dir:
         raise ValueError(f"{checkpoint}: the checkpoint names no data dir; pass --data")

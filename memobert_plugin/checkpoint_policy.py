@@ -24,10 +24,7 @@ __all__ = ["require_memobert_model", "check_memobert_checkpoint", "load_memobert
 def _memobert_models() -> list:
     from fairseq.models import ARCH_MODEL_REGISTRY
 
-    from . import register
     from .models.memobert import MemobertModel
-
-    register()  # a process that imported the package before fairseq (a console script) registers now
 
     return sorted(name for name, cls in ARCH_MODEL_REGISTRY.items() if issubclass(cls, MemobertModel))
 
@@ -35,10 +32,7 @@ def _memobert_models() -> list:
 def _memobert_tasks() -> list:
     from fairseq.tasks import TASK_REGISTRY
 
-    from . import register
     from .tasks.multimodal_task import MultimodalTask
-
-    register()
 
     return sorted(name for name, cls in TASK_REGISTRY.items() if issubclass(cls, MultimodalTask))
 

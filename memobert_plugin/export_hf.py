@@ -34,7 +34,7 @@ def _untie(weights: Dict) -> tuple:
 def _write_safetensors(path: str, tensors: Dict, metadata: Dict[str, str]) -> None:
     from safetensors.torch import save
 
-    from .prepare.files import atomic_open
+    from .files import atomic_open
 
     with atomic_open(path, "wb") as handle:
         handle.write(save(tensors, metadata=metadata))
@@ -47,7 +47,7 @@ def export_hf(checkpoint: str, out_dir: str, vocab_path: Optional[str] = None) -
     from .models.encoder import LAYER_NORM_EPS
     from .models.memobert import upgrade_embedder_names
     from .models.pretrained import EXPORT_FORMAT, bert_state_from_memobert
-    from .prepare.files import atomic_open, write_json
+    from .files import atomic_open, write_json
     from .checkpoint_policy import load_memobert_checkpoint
 
     state = load_memobert_checkpoint(checkpoint)  # weights-only, its config checked

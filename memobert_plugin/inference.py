@@ -28,23 +28,19 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from fairseq.utils import apply_to_sample
 from omegaconf import MissingMandatoryValue, OmegaConf
 from tqdm import tqdm
 
 from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
 
 from .data.feature_store import STORE_DTYPE
-from .conf import frame_limits
-from .data.multimodal_dataset import collate_utterances
 from .data.vocabulary import BertVocabulary
 from .checkpoint_policy import load_memobert_checkpoint
-from .models.memobert import MemobertConfig, MemobertModel
-from .models.pretrained import load_checkpoint_weights
 from .predict_cli import main  # noqa: F401  the console script, also run as python -m memobert_plugin.inference
-from .prepare.files import atomic_open
-from .tasks.emotion_readout import EmotionReadout
+from .files import atomic_open
 from .streams import input_streams
-from .tasks.memobert_emotion import MemobertEmotionConfig
+from .tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
 
 __all__ = ["Utterance", "EmotionPredictor", "media_entry", "main"]
 
@@ -67,55 +63,60 @@ def media_entry(id: str, text: str = "", audio: str = "", video: str = "", start
     return ManifestUtterance(id=id, text=text, audio=audio, video=video, start=start, end=end)
 
 
-def _typed(default, options: dict):
-    """``options`` over a config dataclass's defaults, type-checked; fields it does not have are left out."""
-    names = {f.name for f in dataclasses.fields(default)}
-    return OmegaConf.merge(OmegaConf.structured(default), {k: v for k, v in options.items() if k in names})
+def _task_config(task_options: dict, checkpoint: str) -> MemobertEmotionConfig:
+    """The checkpoint's task options over the task's defaults, type-checked before anything is built from them."""
+    try:
+        names = {f.name for f in dataclasses.fields(MemobertEmotionConfig)}
+        default = OmegaConf.structured(MemobertEmotionConfig(seed=0))
+        task_cfg = OmegaConf.merge(default, {k: v for k, v in task_options.items() if k in names})
+        task_cfg.data  # noqa: B018  (a missing value raises here, not later)
+        return task_cfg
+    except (ValueError, KeyError, TypeError, AttributeError, MissingMandatoryValue) as err:
+        raise ValueError(f"{checkpoint}: its config is not a memobert_emotion one ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0]})") from None
 
 
 class EmotionPredictor:
     """Loads the checkpoint (weights-only) or bundle and scores utterances with its head.
 
-    ``extractors``: the training data's extractor settings (default: the bundle's, or the
-    ``dataset.json`` of the checkpoint's data dir); ``checkpoints`` replaces the recorded path of a
-    stage's extractor model (``{"acoustic": wav2vec2, "visual": fer}``), which must have the recorded checksum.
+    The model is loaded by fairseq (``load_model_ensemble_and_task``) into the checkpoint's
+    ``memobert_emotion`` task, built without its corpus; utterances become that task's dataset
+    (``build_dataset_for_inference``). ``extractors``: the training data's extractor settings
+    (default: the bundle's, or the ``dataset.json`` of the checkpoint's data dir); ``checkpoints``
+    replaces the recorded path of a stage's extractor model (``{"acoustic": wav2vec2, "visual": fer}``),
+    which must have the recorded checksum.
     """
 
     def __init__(self, checkpoint: str, vocab_path: Optional[str] = None, device: str = "cpu",
                  extractors: Optional[ExtractorSettings] = None, checkpoints: Optional[Dict[str, str]] = None):
+        from fairseq import checkpoint_utils
+
         if is_bundle(checkpoint):
             extractors = extractors or ExtractorSettings.from_bundle(checkpoint)
             vocab_path = vocab_path or os.path.join(checkpoint, DICT_FILE)
             checkpoint = os.path.join(checkpoint, MODEL_FILE)
+        # refusals (code, foreign configs, another task) before anything is built
         state = load_memobert_checkpoint(checkpoint, task="memobert_emotion")
-        cfg = state["cfg"]
-        try:  # the config is only data: check its types before anything is built from it
-            task_cfg = _typed(MemobertEmotionConfig(seed=0), cfg["task"])
-            model_cfg = OmegaConf.to_object(_typed(MemobertConfig(), cfg["model"]))
-            data = task_cfg.data
-        except (ValueError, KeyError, TypeError, AttributeError, MissingMandatoryValue) as err:
-            raise ValueError(f"{checkpoint}: its config is not a memobert_emotion one ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0]})") from None
-        self._extractors, self._data_dir = extractors, data
+        task_cfg = _task_config(state["cfg"]["task"], checkpoint)
+        self._extractors, self._data_dir = extractors, task_cfg.data
         self._checkpoints, self._stages, self._tokenizer = dict(checkpoints or {}), None, None
-        vocab_path = vocab_path or os.path.join(data, "dict.txt")
+        vocab_path = vocab_path or os.path.join(task_cfg.data, "dict.txt")
         if not os.path.isfile(vocab_path):
             raise FileNotFoundError(f"{vocab_path}: the checkpoint's dictionary is not there; pass --vocab")
         self.vocab = BertVocabulary.load(vocab_path)
-        self.readout = EmotionReadout(task_cfg, self.vocab)
-        self.model = MemobertModel(model_cfg, len(self.vocab), self.vocab.pad())
-        self.readout.add_heads(self.model)
-        load_checkpoint_weights(self.model, state["model"], checkpoint, strict=True)
+        self.task = MemobertEmotionTask(task_cfg, self.vocab)
+        state["cfg"] = OmegaConf.create(state["cfg"])  # as fairseq's reader leaves it (checked above: plain data)
+        try:  # the state read and checked above: a bundle's holds only the config and the weights
+            (self.model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], task=self.task,
+                                                                                state=state)
+        except ValueError as err:  # a feature dim or tensor shape that does not fit: the message names which
+            raise ValueError(f"{checkpoint}: {err}") from None
         self.model.to(device).eval()
         self.device = device
-        self.text_format = self.readout.text_format()
-        self.limits = frame_limits(task_cfg)
-        self.dims = {s.name: getattr(model_cfg, s.dim_option, 0) for s in input_streams()}
-        self.dims = {stream: dim for stream, dim in self.dims.items() if dim}  # the streams the model reads
 
     @property
     def class_names(self) -> List[str]:
-        return self.readout.class_names
+        return self.task.class_names
 
     @property
     def extractors(self) -> ExtractorSettings:
@@ -170,33 +171,24 @@ class EmotionPredictor:
                 out.append(utt)
         return out
 
-    def _item(self, index: int, utt: Utterance) -> dict:
-        tokens = self.readout.encode(utt.text) if utt.tokens is None else utt.tokens
-        item = {"id": index, "text": self.text_format.build(np.asarray(tokens, dtype=np.int64))}
-        unknown = sorted(set(utt.frames) - set(self.dims))
-        if unknown:
-            raise ValueError(f"utterance {utt.id or index}: the model reads no {', '.join(unknown)} frames "
-                             f"(its streams: {', '.join(self.dims)})")
-        for stream in self.dims:
-            frames = utt.frames.get(stream)
-            frames = np.zeros((0, self.dims[stream]), np.float32) if frames is None else np.asarray(frames, np.float32)
-            if frames.ndim != 2 or frames.shape[1] != self.dims[stream]:
-                raise ValueError(f"utterance {utt.id or index}: {stream} frames have shape {frames.shape}, "
-                                 f"the checkpoint expects [frames, {self.dims[stream]}]")
-            if not np.isfinite(frames).all():
-                raise ValueError(f"utterance {utt.id or index}: non-finite {stream} features")
-            item[stream] = torch.from_numpy(frames[: self.limits[stream]])
-        return item
-
     @torch.no_grad()
     def predict_proba(self, utterances: Sequence[Utterance], batch_size: int = 32) -> np.ndarray:
         """``[len(utterances), classes]`` probabilities, columns in ``class_names`` order."""
+        names = [u.id or str(i) for i, u in enumerate(utterances)]
+        streams = list(self.model.frames)  # the input streams the model reads
+        for name, utt in zip(names, utterances):
+            unknown = sorted(set(utt.frames) - set(streams))
+            if unknown:
+                raise ValueError(f"utterance {name}: the model reads no {', '.join(unknown)} frames "
+                                 f"(its streams: {', '.join(streams)})")
+        dataset = self.task.build_dataset_for_inference(
+            [self.task.readout.encode(u.text) if u.tokens is None else u.tokens for u in utterances],
+            {stream: [u.frames.get(stream) for u in utterances] for stream in streams}, names)
         out = []
-        for start in range(0, len(utterances), batch_size):
-            items = [self._item(start + i, u) for i, u in enumerate(utterances[start : start + batch_size])]
-            net_input = collate_utterances(items, self.vocab.pad(), self.dims)["net_input"]
-            net_input = {k: v.to(self.device) for k, v in net_input.items()}
-            out.append(torch.softmax(self.readout.class_logits(self.model, net_input).float(), -1).cpu().numpy())
+        for start in range(0, len(dataset), batch_size):
+            batch = dataset.collater([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            net_input = apply_to_sample(lambda tensor: tensor.to(self.device), batch["net_input"])
+            out.append(torch.softmax(self.task.class_logits(self.model, net_input).float(), -1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)))
 
 

@@ -10,7 +10,7 @@ from fairseq.optim.lr_scheduler.polynomial_decay_schedule import PolynomialDecay
 
 from memobert_plugin.criterions import MemobertEmotionCriterionConfig, MemobertPretrainCriterionConfig
 from memobert_plugin.models import MemobertConfig
-from memobert_plugin.tasks import MemobertEmotionConfig, MemobertPretrainConfig
+from memobert_plugin.tasks import MemobertEmotionConfig, pretrain_config
 
 # interpolations of fairseq's own values (``II("common.seed")``), not separate options
 SHARED_ON_PURPOSE = {"seed", "train_subset"}
@@ -28,10 +28,31 @@ def _fairseq_names() -> set:
     return names | _names(FairseqAdamConfig) | _names(PolynomialDecayLRScheduleConfig)
 
 
-@pytest.mark.parametrize("task", [MemobertPretrainConfig, MemobertEmotionConfig])
+@pytest.mark.parametrize("task", [pretrain_config(), MemobertEmotionConfig])
 def test_no_collisions(task):
     ours = [task, MemobertConfig, MemobertPretrainCriterionConfig, MemobertEmotionCriterionConfig]
     fairseq_names = _fairseq_names()
     for dc in ours:
         assert not (_names(dc) & fairseq_names) - SHARED_ON_PURPOSE, dc.__name__
     assert not _names(task) & _names(MemobertConfig)
+
+
+def test_pretrain_options_are_live_after_an_extension_registers_an_objective():
+    """user_dir's span_mafc registers after memobert_pretrain: its --mafc-codebook joins the options that
+    fairseq parses and builds the task from, and there is no module-level class left to go stale."""
+    import sys
+
+    from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
+
+    import memobert_plugin.tasks
+    import memobert_plugin.tasks.memobert_pretrain
+    from conftest import REPO_ROOT
+
+    sys.path.insert(0, REPO_ROOT)
+    import user_dir  # noqa: F401
+
+    assert "mafc_codebook" in _names(pretrain_config())
+    assert pretrain_config() is TASK_DATACLASS_REGISTRY["memobert_pretrain"]
+    assert getattr(TASK_REGISTRY["memobert_pretrain"], "__dataclass") is pretrain_config()
+    for module in (memobert_plugin.tasks, memobert_plugin.tasks.memobert_pretrain):
+        assert not hasattr(module, "MemobertPretrainConfig"), module.__name__

@@ -26,7 +26,7 @@ from memobert_plugin.models.pretrained import load_bert_weights, load_memobert_w
 from memobert_plugin.prepare.acoustic import load_wav2vec2
 from memobert_plugin.prepare.fer_model import load_fer_model
 from memobert_plugin.safe_loading import literal_conv_layers, load_checkpoint_weights_only
-from test_prepare_helpers import tiny_wav2vec2  # noqa: F401  (fixture)
+from prepare_material import tiny_wav2vec2  # noqa: F401  (fixture)
 
 SECRET_VARIABLE, SECRET = "MEMOBERT_TEST_SECRET", "s3cr3t-value-never-shown"
 TORCH_ADVICE = ("weights_only=False", "`weights_only` set to `False`", "add_safe_globals", "safe_globals(")

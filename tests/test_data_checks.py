@@ -17,8 +17,8 @@ from memobert_plugin.data.consistency import VERIFIED_NAME, DataChangedError
 from memobert_plugin.data.feature_store import FeatureStoreWriter
 from memobert_plugin.data.vocabulary import BertVocabulary
 from memobert_plugin.prepare.binarize import TextBinarizer
-from memobert_plugin.prepare.files import sha256_file
-from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainConfig, MemobertPretrainTask
+from memobert_plugin.files import sha256_file
+from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainTask, pretrain_config
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def _record_checksums(data) -> None:
 
 
 def _task(data, **options):
-    return MemobertPretrainTask.setup_task(MemobertPretrainConfig(data=str(data), seed=1, **options))
+    return MemobertPretrainTask.setup_task(pretrain_config()(data=str(data), seed=1, **options))
 
 
 def _load(data, split="train"):

@@ -99,7 +99,7 @@ def test_predict_matches_the_task(sweep, tmp_path):
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint])
     task.load_dataset("test")
-    dataset = task.dataset("test").dataset  # rows in corpus order
+    dataset = task.dataset("test")
     rows = [dataset[i] for i in range(6)]
     with torch.no_grad():
         expected = torch.softmax(task.class_logits(models[0].eval(), dataset.collater(rows)["net_input"]), -1).numpy()

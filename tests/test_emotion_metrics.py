@@ -1,5 +1,6 @@
 """WA, UAR, F1 and the confusion matrix from summed counts equal scikit-learn's, across batches and workers."""
 
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ CLASSES = 4
 
 class _Task:
     class_names = ["anger", "happy", "neutral", "sad"]
+    cfg = SimpleNamespace(emotion_head="finetune")  # a classifier: cross-entropy over the classes
 
     @staticmethod
     def class_logits(model, net_input):
@@ -97,3 +99,11 @@ def test_f1_and_per_class_match_sklearn(absent):
         assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx(
             (precision[k], recall[k], f1[k], support[k]), abs=1e-12), name
     assert report["wa"] == pytest.approx(values["wa"], abs=1e-6) and report["uar"] == pytest.approx(values["uar"], abs=1e-6)
+
+
+def test_loss_is_logged_in_nats_per_utterance():
+    """The same unit as the pretraining loss: cross-entropy with the natural log, averaged over utterances."""
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0]])
+    target = torch.tensor([0, 2, 3])
+    values = _reduce(_logging_outputs(target, logits, 2))
+    assert values["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, target).item(), abs=1e-4)

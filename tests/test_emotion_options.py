@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from memobert_plugin.criterions.memobert_emotion import MemobertEmotionCriterion, MemobertEmotionCriterionConfig
 from memobert_plugin.evaluation.cross_validation import FoldJob
+from memobert_plugin.models.emotion_heads import EMOTION_HEAD
 from memobert_plugin.models.memobert import MemobertConfig
 from memobert_plugin.optim.memobert_adam import MemobertAdam, MemobertAdamConfig
 from memobert_plugin.tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
@@ -39,7 +40,7 @@ def test_vocabulary_prompt_loss_is_the_mlm_cross_entropy_at_the_mask(demo_corpus
         output = model(**batch["net_input"])
         states = output.layout.modality_states(output.hidden, "text")[tokens.eq(task.vocab.mask_index)]
         vocab_logits = model.lm_head(states).float()  # one [MASK] per row: the label words are one piece
-        label_ids = task.readout.verbalizer.piece_ids[:, 0]
+        label_ids = model.emotion_heads[EMOTION_HEAD].piece_ids[:, 0]
         losses = {}
         for kind in ("vocabulary", "label_words"):
             criterion = MemobertEmotionCriterion(MemobertEmotionCriterionConfig(prompt_loss=kind), task)
@@ -86,7 +87,8 @@ def _train_rows(job):
                train_fraction_seed=int(args[args.index("--train-fraction-seed") + 1]))
     task = _task(**cfg)
     task.load_dataset("train")
-    return sorted(task.dataset("train").dataset.indices.tolist())
+    dataset = task.dataset("train")
+    return sorted(dataset[i]["id"] for i in range(len(dataset)))
 
 
 def test_each_seed_draws_its_own_low_resource_subset(demo_corpus):

@@ -15,7 +15,7 @@ from fairseq.file_io import PathManager
 
 from conftest import BIN, run_cli, wait_until
 from memobert_plugin.output_lock import LOCK_NAME, OutputBusyError, lock_output_dir, output_lock
-from test_prepare_helpers import prepare_here
+from prepare_material import prepare_here
 
 HOLD_LOCK = """
 import sys, time

@@ -19,8 +19,8 @@ from conftest import BIN, PLUGIN_DIR, run_cli  # noqa: E402
 from memobert_plugin.bundle import MODEL_FILE  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
 from memobert_plugin.inference import EmotionPredictor, Utterance, media_entry  # noqa: E402
-from test_prepare_helpers import FPS, astronaut_gray, pocketsphinx, speech_utterances, tiny_fer  # noqa: E402,F401
-from test_prepare_helpers import prepare_here, read_tsv, tiny_wav2vec2, write_manifest, write_video  # noqa: E402,F401
+from prepare_material import FPS, astronaut_gray, pocketsphinx, speech_utterances, tiny_fer  # noqa: E402,F401
+from prepare_material import prepare_here, read_tsv, tiny_wav2vec2, write_manifest, write_video  # noqa: E402,F401
 
 pytestmark = pytest.mark.slow  # prepares, trains and predicts: minutes on 2 loaded cores
 
@@ -126,7 +126,7 @@ def test_manifest_prediction_uses_the_training_extractors(trained, media):
     expected = EmotionPredictor(trained["checkpoint"]).predict_proba(list(stored.values()))
     for uid, probs in zip(stored, expected):
         assert np.allclose(predicted[uid], probs, atol=2e-6), uid
-    faces = stored["astronaut-0"].visual
+    faces = stored["astronaut-0"].frames["visual"]
     assert len(faces) == 15  # 1.5 s at 10 frames a second, a face in each: the moving face was followed
 
 

@@ -13,7 +13,7 @@ from memobert_plugin.prepare.audio import read_audio
 from memobert_plugin.prepare.manifest import Utterance
 from memobert_plugin.prepare.report import ItemError
 from memobert_plugin.safe_loading import UnsafeCheckpointError
-from test_prepare_helpers import pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: F401  (fixtures)
+from prepare_material import pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

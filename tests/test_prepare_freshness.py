@@ -17,9 +17,9 @@ pytest.importorskip("opensmile", reason="the egemaps extractor needs the 'extrac
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
 from memobert_plugin.prepare.opensmile_features import OpenSmileStage  # noqa: E402
 from memobert_plugin.prepare.shards import make_plan, run_stage  # noqa: E402
-from test_prepare_helpers import pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
-from test_prepare_helpers import astronaut_gray, prepare_here, read_tsv, speech_utterances  # noqa: E402
-from test_prepare_helpers import write_manifest, write_video  # noqa: E402
+from prepare_material import pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
+from prepare_material import astronaut_gray, prepare_here, read_tsv, speech_utterances  # noqa: E402
+from prepare_material import write_manifest, write_video  # noqa: E402
 
 COLUMNS = ["id", "speaker", "session", "label", "text", "audio", "video"]
 LABELS = ["happy", "sad", "neutral", "anger", "neutral", ""]

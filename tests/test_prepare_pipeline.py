@@ -16,11 +16,11 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 from conftest import BIN, PLUGIN_DIR, run_cli, wait_until  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
 from memobert_plugin.prepare.acoustic import AcousticStage  # noqa: E402
-from memobert_plugin.prepare.files import sha256_file  # noqa: E402
+from memobert_plugin.files import sha256_file  # noqa: E402
 from memobert_plugin.prepare.report import ItemError, read_problems  # noqa: E402
 from memobert_plugin.prepare.shards import FrameStage, make_plan, run_stage  # noqa: E402
-from test_prepare_helpers import FPS, pocketsphinx, speech_utterances, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
-from test_prepare_helpers import prepare_here, read_tsv, write_manifest, write_two_face_video, write_video  # noqa: E402
+from prepare_material import FPS, pocketsphinx, speech_utterances, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
+from prepare_material import prepare_here, read_tsv, write_manifest, write_two_face_video, write_video  # noqa: E402
 
 PREPARE = [sys.executable, "-m", "memobert_plugin.prepare.cli"]  # the console script's entry point
 

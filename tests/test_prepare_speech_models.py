@@ -13,7 +13,7 @@ from memobert_plugin.data.feature_store import FeatureStore
 from memobert_plugin.prepare import voice_activity
 from memobert_plugin.prepare.audio import SAMPLE_RATE, read_audio
 from memobert_plugin.prepare.voice_activity import load_voice_activity, resolve_vad
-from test_prepare_helpers import pocketsphinx, prepare_here, read_tsv, speech_utterances, write_manifest  # noqa: F401
+from prepare_material import pocketsphinx, prepare_here, read_tsv, speech_utterances, write_manifest  # noqa: F401
 
 VOICES = {"espeak-male": "en-us", "espeak-female": "en-us+f3"}
 SENTENCE = "I can't believe you did that again, it makes me so angry."

@@ -13,7 +13,7 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 from memobert_plugin.prepare.acoustic import load_wav2vec2  # noqa: E402
 from memobert_plugin.prepare.audio import read_audio  # noqa: E402
 from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces  # noqa: E402
-from test_prepare_helpers import astronaut_gray, pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: E402,F401
+from prepare_material import astronaut_gray, pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: E402,F401
 
 # features are stored as float16: agreeing to float16's precision is agreeing
 _FLOAT16 = dict(rtol=2 ** -10, atol=1e-4)

@@ -11,8 +11,8 @@ from fairseq.data import data_utils
 from conftest import BIN, PLUGIN_DIR, run_cli
 from memobert_plugin.data.vocabulary import SENTENCEPIECE_WORD_START, BertVocabulary
 from memobert_plugin.prepare.text import Tokenizer
-from memobert_plugin.prepare.wordpiece import WordPieceTokenizer
-from test_prepare_helpers import pocketsphinx, prepare_here, speech_utterances, write_manifest  # noqa: F401
+from memobert_plugin.wordpiece import WordPieceTokenizer
+from prepare_material import pocketsphinx, prepare_here, speech_utterances, write_manifest  # noqa: F401
 
 _COPYRIGHT = "/usr/share/doc/pocketsphinx-testdata/copyright"
 

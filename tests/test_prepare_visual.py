@@ -18,8 +18,8 @@ from memobert_plugin.prepare.fer_model import FER_CLASSES, DenseNetFER, FerModel
 from memobert_plugin.prepare.manifest import Utterance  # noqa: E402
 from memobert_plugin.prepare.report import ItemError  # noqa: E402
 from memobert_plugin.prepare.visual import VisualStage  # noqa: E402
-from test_prepare_helpers import FPS, astronaut_gray, pocketsphinx, tiny_fer  # noqa: E402,F401  (fixtures)
-from test_prepare_helpers import write_two_face_video, write_video  # noqa: E402
+from prepare_material import FPS, astronaut_gray, pocketsphinx, tiny_fer  # noqa: E402,F401  (fixtures)
+from prepare_material import write_two_face_video, write_video  # noqa: E402
 
 # where the astronaut's face is in skimage's 512x512 photo (x, y, width, height), checked by eye
 _ASTRONAUT_FACE = (177, 66, 95, 95)

@@ -5,12 +5,11 @@ import collections
 import pytest
 import torch
 
-from memobert_plugin.data.multimodal_dataset import UtteranceBatch
-from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainConfig, MemobertPretrainTask
+from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainTask, pretrain_config
 
 
 def _task(data, **overrides):
-    cfg = MemobertPretrainConfig(data=data, seed=3, train_subset="train", **overrides)
+    cfg = pretrain_config()(data=data, seed=3, train_subset="train", **overrides)
     return MemobertPretrainTask.setup_task(cfg)
 
 
@@ -22,12 +21,8 @@ def task(demo_corpus):
     return task
 
 
-def _masking(task, split):
-    return task.datasets[split].dataset  # SortDataset -> ObjectiveBatchesDataset
-
-
 def test_limits_truncate_never_drop(task, demo_corpus):
-    corpus = _masking(task, "train").dataset
+    corpus = task.load_multimodal("train")
     assert len(corpus) == 160  # every utterance of the split is there
     assert corpus.frame_lengths["visual"].max() == 36 and corpus.frame_lengths["acoustic"].max() == 64
     longest = max(range(len(corpus)), key=lambda i: corpus.sizes[i])
@@ -38,8 +33,15 @@ def test_limits_truncate_never_drop(task, demo_corpus):
 
 
 def _collate(task, ids, split="train"):
-    ds = _masking(task, split)
-    return ds.collater([ds.dataset[i] for i in ids])
+    ds = task.dataset(split)
+    return ds.collater([ds[i] for i in ids])
+
+
+def _drawn(task, samples, epoch: int) -> set:
+    """The objectives a training batch of ``samples`` is masked for at ``epoch``."""
+    ds = task.dataset("train")
+    ds.set_epoch(epoch)
+    return set(ds.collater(samples)["objectives"])
 
 
 def test_conditional_masking_touches_one_modality(task):
@@ -70,7 +72,7 @@ def test_conditional_masking_touches_one_modality(task):
 
 
 def test_masks_reproducible_per_epoch(task):
-    ds = _masking(task, "train")
+    ds = task.dataset("train")
     ds.set_epoch(1)
     a, b = _collate(task, range(8)), _collate(task, range(8))
     ds.set_epoch(2)
@@ -84,7 +86,7 @@ def test_masks_reproducible_per_epoch(task):
 
 
 def test_validation_scores_every_objective_the_same_way_each_epoch(task):
-    ds = _masking(task, "valid")
+    ds = task.dataset("valid")
     first = _collate(task, range(8), "valid")
     ds.set_epoch(5)
     later = _collate(task, range(8), "valid")
@@ -94,40 +96,51 @@ def test_validation_scores_every_objective_the_same_way_each_epoch(task):
 
 
 def test_objectives_drawn_by_ratio(task):
-    ds = _masking(task, "train")
-    samples = [ds.dataset[i] for i in range(160)]
+    ds = task.dataset("train")
+    samples = [ds[i] for i in range(160)]
     usable = [s for s in samples if len(s["visual"]) and len(s["acoustic"])]
     counts = collections.Counter()
     for start in range(0, 3000):
         batch = [dict(s, id=start * 1000 + j) for j, s in enumerate(usable[start % 50 : start % 50 + 4])]
-        counts.update(o.name for o in ds.choose(UtteranceBatch.of(ds.dataset.collater(batch)), epoch=1))
+        counts.update(_drawn(task, batch, epoch=1))
     total = sum(counts.values())
     for name, ratio in zip(("wwmlm", "span_mvfr", "span_mvfc_kl", "span_mafr"), (0.4, 0.2, 0.2, 0.2)):
         assert abs(counts[name] / total - ratio) < 0.03
 
 
 def test_objective_skipped_when_nothing_to_mask(task):
-    ds = _masking(task, "train")
-    no_faces = [s for s in (ds.dataset[i] for i in range(160)) if len(s["visual"]) == 0][:3]
+    ds = task.dataset("train")
+    no_faces = [s for s in (ds[i] for i in range(160)) if len(s["visual"]) == 0][:3]
     assert no_faces, "the demo corpus has utterances without faces"
+    drawn = set()
     for epoch in range(1, 30):
-        chosen = {o.name for o in ds.choose(UtteranceBatch.of(ds.dataset.collater(no_faces)), epoch)}
+        chosen = _drawn(task, no_faces, epoch)
         assert not chosen & {"span_mvfr", "span_mvfc_kl"}
+        drawn |= chosen
+    assert drawn == {"wwmlm", "span_mafr"}  # the others are still drawn
 
 
 def test_ablation_options(demo_corpus):
     task = _task(demo_corpus.pretrain_data, mlm_masking_unit="token", frame_mask_span=1,
                  objectives="wwmlm,span_mafr", objective_ratios=[1.0, 0.0])
     task.load_dataset("train")
-    ds = _masking(task, "train")
     for start in range(0, 40, 8):
         batch = _collate(task, range(start, start + 8))
         assert set(batch["objectives"]) == {"wwmlm"}
-    assert [o.name for o in ds.objectives] == ["wwmlm", "span_mafr"]
+    assert list(task.objectives) == ["wwmlm", "span_mafr"]
     with pytest.raises(ValueError, match="unknown objectives \\['nope'\\]"):
         _task(demo_corpus.pretrain_data, objectives="wwmlm,nope", objective_ratios=[1.0, 1.0])
     with pytest.raises(ValueError, match="lists 2 objectives but --objective-ratios 1"):
         _task(demo_corpus.pretrain_data, objectives="wwmlm,span_mafr", objective_ratios=[1.0])
+
+
+@pytest.mark.parametrize("option, value", [("mlm_mask_prob", 1.5), ("visual_mask_prob", -0.1),
+                                           ("acoustic_mask_prob", float("nan")), ("mlm_random_token_prob", 2.0)])
+def test_masking_probabilities_are_checked(demo_corpus, option, value):
+    with pytest.raises(ValueError, match=rf"--{option.replace('_', '-')} {value}: a probability must be within \[0, 1\]"):
+        _task(demo_corpus.pretrain_data, **{option: value})
+    with pytest.raises(ValueError, match="--mlm-leave-unmasked-prob 0.6 and --mlm-random-token-prob 0.5: together more"):
+        _task(demo_corpus.pretrain_data, mlm_leave_unmasked_prob=0.6, mlm_random_token_prob=0.5)
 
 
 def test_max_tokens_counts_every_modality(task):

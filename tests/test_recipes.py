@@ -17,8 +17,8 @@ from memobert_plugin.prepare.corpora.iemocap import build_iemocap
 from memobert_plugin.prepare.corpora.msp_improv import build_msp_improv
 from memobert_plugin.prepare.corpora.videos import extract_audio_track, read_srt
 from memobert_plugin.prepare.manifest import Utterance, read_manifest
-from test_prepare_helpers import astronaut_gray, pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: F401
-from test_prepare_helpers import read_tsv, write_two_face_video, write_video
+from prepare_material import astronaut_gray, pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: F401
+from prepare_material import read_tsv, write_two_face_video, write_video
 
 TEXTS = ["Excuse me.", "Do you have your forms?", "Yeah, I have them right here.", "That is wonderful news!"]
 

@@ -14,7 +14,7 @@ from memobert_plugin.data.vocabulary import BertVocabulary
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
 from memobert_plugin.prepare.binarize import TextBinarizer
 from memobert_plugin.tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
-from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainConfig, MemobertPretrainTask
+from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainTask, pretrain_config
 
 LONG = 100  # word pieces, over the default 30-token text limit
 
@@ -36,10 +36,10 @@ def edge_text_data(demo_corpus, tmp_path):
 
 def test_empty_and_over_long_text_train(edge_text_data):
     task = MemobertPretrainTask.setup_task(
-        MemobertPretrainConfig(data=edge_text_data, seed=1, train_subset="train", objective_mode="sum"))
+        pretrain_config()(data=edge_text_data, seed=1, train_subset="train", objective_mode="sum"))
     task.load_dataset("train")
     dataset = task.dataset("train")
-    corpus = dataset.dataset.dataset  # SortDataset -> ObjectiveBatchesDataset -> MultimodalDataset
+    corpus = task.load_multimodal("train")
     vocab = task.vocab
     assert corpus[0]["text"].tolist() == [vocab.bos(), vocab.eos()]  # empty: [CLS] [SEP]
     long = corpus[1]["text"].tolist()

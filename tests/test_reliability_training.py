@@ -283,7 +283,7 @@ def test_predict_reports_the_bad_input_by_name(emotion_checkpoint, capsys, tmp_p
     status, out, _ = _predict(capsys, emotion_checkpoint, good, tmp_path)
     assert status == 0 and [line.split("\t")[0] for line in out.splitlines()] == ["id", "u0", "u1", "u2"]
     for row, message in {
-        "u3\tok\t\tnarrow.npy": "utterance u3: acoustic frames have shape (5, 40), the checkpoint expects [frames, 768]",
+        "u3\tok\t\tnarrow.npy": "utterance u3: acoustic frames have shape (5, 40), the model expects [frames, 768]",
         "u4\tok\tnan.npy\t": "utterance u4: non-finite visual features",
         "u5\tok\t\tcut.npy": f"{tmp_path / 'input.tsv'}:5: cannot read acoustic features {tmp_path / 'cut.npy'}",
     }.items():

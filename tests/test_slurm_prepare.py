@@ -11,7 +11,7 @@ pytest.importorskip("submitit", reason="the launchers need the 'slurm' extra")
 
 from memobert_plugin.cluster.config import ConfigError, PrepareConfig, config_path, load_config  # noqa: E402
 from memobert_plugin.cluster.prepare import prepare_commands, submit_prepare  # noqa: E402
-from test_prepare_helpers import prepare_here, tiny_fer, tiny_wav2vec2, write_manifest  # noqa: E402,F401
+from prepare_material import prepare_here, tiny_fer, tiny_wav2vec2, write_manifest  # noqa: E402,F401
 from test_slurm_jobs import _accounted_state, slurm_cluster  # noqa: E402,F401
 
 UTTERANCES = 5

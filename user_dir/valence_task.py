@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from fairseq.tasks import register_task
 
+from memobert_plugin.option_lists import split_list
 from memobert_plugin.tasks import MemobertEmotionConfig, MemobertEmotionTask
 
 __all__ = ["ValenceConfig", "MemobertValenceTask"]
@@ -23,7 +24,7 @@ class MemobertValenceTask(MemobertEmotionTask):
     """Everything of memobert_emotion (folds, heads, prompting, WA/UAR); only the classes differ."""
 
     def __init__(self, cfg: ValenceConfig, vocab):
-        self.valence_of = dict(pair.split(":") for pair in cfg.valence_map.split(",") if pair)
+        self.valence_of = dict(pair.split(":") for pair in split_list(cfg.valence_map))
         super().__init__(cfg, vocab)
 
     def class_of(self, label: str) -> str:

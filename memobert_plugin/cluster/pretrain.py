@@ -72,13 +72,8 @@ def distributed_args(world_size: int, rank: int, local_rank: int, master: str, p
 
 def check_fairseq_args(argv: List[str]) -> None:
     """Parse with fairseq's own parser now, so that a typo fails here rather than after the queue."""
-    from fairseq import options
+    from fairseq import options  # memobert_plugin, imported first, registers with fairseq now
 
-    from .. import register
-
-    # this package was imported before fairseq (memobert-launch), so --user-dir finds it in
-    # sys.modules and imports nothing: without this the parser would not know memobert's tasks
-    register()
     parser = options.get_training_parser()
     try:
         options.parse_args_and_arch(parser, input_args=argv)
@@ -110,13 +105,9 @@ class PretrainJob(submitit.helpers.Checkpointable):
             env.num_tasks, env.global_rank, env.local_rank, master, port, cpu="--cpu" in self.argv,
         )
         logger.info("%s: fairseq-train %s", env, " ".join(argv))
-        from fairseq_cli.train import cli_main  # the console script fairseq-train, run in this process
-
-        from .. import register
-
-        # unpickling this job imported memobert_plugin before fairseq, so fairseq's --user-dir
-        # import finds it in sys.modules and registers nothing (tasks, models, run guards): do it here
-        register()
+        # the console script fairseq-train, run in this process; unpickling this job imported memobert_plugin
+        # first, which registers with fairseq (tasks, models, run guards) as fairseq is imported here
+        from fairseq_cli.train import cli_main
 
         sys.argv = ["fairseq-train", *argv]
         try:

@@ -5,7 +5,7 @@ evaluated data; macro and weighted F1 as in :mod:`memobert_plugin.class_metrics`
 derived in ``reduce_metrics`` from a confusion matrix of counts (``confusion_{gold}_{predicted}``)
 that fairseq sums over batches and workers, so they are exact (the authors' code averaged
 per-GPU figures instead); the summed matrix is logged too (``confusion``, rows gold).
-Logs carry fractions; tables print percents.
+Logs carry fractions; tables print percents. The loss is logged in nats (natural log), as every memobert loss.
 """
 
 import math
@@ -67,7 +67,8 @@ class MemobertEmotionCriterion(FairseqCriterion):
     def reduce_metrics(logging_outputs) -> None:
         loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
         sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
-        metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=4)
+        # in nats per utterance, as the pretraining loss (not fairseq's usual bits)
+        metrics.log_scalar("loss", loss_sum / max(sample_size, 1), sample_size, round=4)
         # all-reduced outputs may reorder their keys: name them in the matrix's row-major order
         num_classes = math.isqrt(sum(key.startswith("confusion_") for key in logging_outputs[0])) if logging_outputs else 0
         keys = [f"confusion_{g}_{p}" for g in range(num_classes) for p in range(num_classes)]

@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Dict, List
 
-from ..prepare.files import atomic_open, read_json, sha256_file
+from ..files import atomic_open, read_json, sha256_file
 
 __all__ = ["check_split_files", "DataChangedError", "VERIFIED_NAME"]
 

@@ -14,6 +14,8 @@ from typing import Iterable, List
 import numpy as np
 from fairseq.data import Dictionary
 
+from ..vocab_file import read_vocab_file
+
 __all__ = ["BertVocabulary", "SPECIAL_TOKENS"]
 
 #: role -> token, as in bert-base-uncased's vocab.txt
@@ -59,22 +61,7 @@ class BertVocabulary(Dictionary):
     @classmethod
     def load(cls, f: str) -> "BertVocabulary":
         """Read a vocab.txt (one token a line) or a fairseq dict.txt (``token count``)."""
-        with open(f, encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        symbols = []
-        for line_no, line in enumerate(lines, start=1):
-            parts = line.split(" ")
-            if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-                symbols.append(parts[0])
-            elif len(parts) == 1 and parts[0]:
-                symbols.append(parts[0])
-            else:
-                raise ValueError(
-                    f"{f}:{line_no}: expected 'token' or 'token count', got {line!r}"
-                )
-        return cls(symbols, source=os.path.abspath(f))
+        return cls(read_vocab_file(f), source=os.path.abspath(f))
 
     def special_ids(self) -> List[int]:
         """Ids of bracketed control tokens ([CLS], [unused0], ...): never masked or sampled."""

@@ -20,6 +20,7 @@ from typing import Dict, List
 
 from ..data.folds import LABELLED_SPLIT, num_folds
 from ..data.utterance_meta import read_meta
+from ..option_lists import split_list
 from ..output_lock import OutputBusyError
 from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, run_fold_job
 from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
@@ -44,7 +45,7 @@ def _pairs(values: List[str], flag: str, default_label: str = "") -> Dict[str, s
 
 def _numbers(text: str, flag: str, kind=int) -> list:
     try:
-        return [kind(part) for part in text.split(",") if part.strip()]
+        return [kind(part) for part in split_list(text)]
     except ValueError:
         raise ValueError(f"{flag} {text!r}: expected comma-separated {kind.__name__}s") from None
 
@@ -156,7 +157,7 @@ def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
     pretrained = _pairs(args.pretrained, "--pretrained")
     return plan_jobs(
         args.out, corpora,
-        settings=[s.strip() for s in args.settings.split(",") if s.strip()],
+        settings=split_list(args.settings),
         folds={name: parse_folds(args.folds, data) for name, data in corpora.items()},
         seeds=_numbers(args.seeds, "--seeds"),
         fractions=_numbers(args.fractions, "--fractions", float),

@@ -31,7 +31,7 @@ from ..data.folds import LABELLED_SPLIT, fold_split, stratified_subset
 from ..data.utterance_meta import read_meta
 from ..output_lock import output_lock
 from ..predictions_file import read_predictions
-from ..prepare.files import atomic_open
+from ..files import atomic_open
 
 __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "parse_valid_line", "PLUGIN_DIR",
            "FoldFailedError"]

@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ..class_metrics import classification_report
-from ..prepare.files import atomic_open
+from ..files import atomic_open
 from .cross_validation import SETTINGS
 
 __all__ = ["collect_results", "summarise", "write_markdown", "write_csv", "plot_low_resource", "plot_confusions",

@@ -14,14 +14,11 @@ from fairseq import options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
-import memobert_plugin
-
 __all__ = ["save_untrained_checkpoint", "main"]
 
 
 def save_untrained_checkpoint(argv) -> str:
     """Write ``checkpoint_best.pt`` for fairseq-train arguments ``argv`` without training; its path."""
-    memobert_plugin.register()  # imported before fairseq (python -m), so --user-dir would not register it
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     cfg = convert_namespace_to_omegaconf(args)
     utils.import_user_module(cfg.common)

@@ -1,25 +1,34 @@
-"""Emotion classification on top of the encoder: a finetuned classifier, or prompting the MLM head."""
+"""Emotion read-outs registered on the model, as RoBERTa's classification heads: a finetuned classifier,
+or prompting the MLM head.
+
+A head is called as ``head(output, src_tokens, model)`` by :meth:`MemobertModel.emotion_logits` and
+returns ``[batch, classes]`` scores; it may read the model's shared parts (pooler, MLM head).
+"""
 
 from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .memobert import EncoderOutput
+from .heads import MLPHead
+from .memobert import EncoderOutput, MemobertModel
 
-__all__ = ["FINETUNE_HEAD", "finetune_logits", "PromptVerbalizer", "label_pieces_from"]
+__all__ = ["EMOTION_HEAD", "EmotionClassificationHead", "PromptVerbalizer", "label_pieces_from"]
 
-#: key of the classifier in ``model.heads`` (the ``finetune`` setting)
-FINETUNE_HEAD = "emotion_classifier"
-
-
-def finetune_logits(model, output: EncoderOutput) -> torch.Tensor:
-    """Pooler on [CLS] (the first packed position), then the Linear-GELU-LayerNorm-Linear head."""
-    return model.heads[FINETUNE_HEAD](model.pooler(output.hidden[:, 0]))
+#: the name the ``memobert_emotion`` task registers its head under
+EMOTION_HEAD = "emotion"
 
 
-class PromptVerbalizer:
-    """Scores each class by its label word at the prompt's [MASK] slot(s); adds no parameters.
+class EmotionClassificationHead(MLPHead):
+    """The ``finetune`` setting: BERT's pooler on [CLS] (the first packed position), then Linear-GELU-LayerNorm-Linear."""
+
+    def forward(self, output: EncoderOutput, src_tokens: torch.Tensor, model: MemobertModel) -> torch.Tensor:
+        return super().forward(model.pooler(output.hidden[:, 0]))
+
+
+class PromptVerbalizer(nn.Module):
+    """The ``prompt`` setting: scores each class by its label word at the prompt's [MASK] slot(s); no parameters.
 
     A label word of n pieces is scored at the first n slots by the mean of its pieces'
     log-probabilities (a sum would handicap longer words from the start); for one-piece
@@ -28,6 +37,7 @@ class PromptVerbalizer:
     """
 
     def __init__(self, label_pieces: Sequence[Sequence[int]], mask_idx: int):
+        super().__init__()
         self.slots = max(len(p) for p in label_pieces)
         self.mask_idx = mask_idx
         ids = torch.zeros(len(label_pieces), self.slots, dtype=torch.long)
@@ -35,18 +45,20 @@ class PromptVerbalizer:
         for c, pieces in enumerate(label_pieces):
             ids[c, : len(pieces)] = torch.tensor(list(pieces))
             used[c, : len(pieces)] = 1.0
-        self.piece_ids, self.piece_used = ids, used
+        # derived from the task's options, not learnt: not saved in checkpoints, but moved with the model
+        self.register_buffer("piece_ids", ids, persistent=False)
+        self.register_buffer("piece_used", used, persistent=False)
 
-    def __call__(self, model, output: EncoderOutput, src_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, output: EncoderOutput, src_tokens: torch.Tensor, model: MemobertModel) -> torch.Tensor:
         slots = src_tokens.eq(self.mask_idx)
         per_row = slots.sum(1)
         if not bool((per_row == self.slots).all()):
             raise ValueError(f"every prompt needs {self.slots} [MASK] slot(s); found {per_row.tolist()}")
         states = output.layout.modality_states(output.hidden, "text")[slots].view(len(src_tokens), self.slots, -1)
         log_probs = F.log_softmax(model.lm_head(states).float(), dim=-1)  # [B, slots, V]
-        ids, used = self.piece_ids.to(src_tokens.device), self.piece_used.to(log_probs.device)
-        slot_index = torch.arange(self.slots, device=ids.device).expand_as(ids)
-        return (log_probs[:, slot_index, ids] * used).sum(-1) / used.sum(-1)  # [B, classes]
+        slot_index = torch.arange(self.slots, device=self.piece_ids.device).expand_as(self.piece_ids)
+        used = self.piece_used.to(log_probs.dtype)
+        return (log_probs[:, slot_index, self.piece_ids] * used).sum(-1) / used.sum(-1)  # [B, classes]
 
 
 def label_pieces_from(tokenize, words: Sequence[str], vocab) -> List[List[int]]:

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: frame embedders' names before they were kept by stream in ``frames`` (checkpoints saved before are upgraded)
 _LEGACY_EMBEDDERS = ("visual", "acoustic")
 _SHAPE_HELP = "architecture default; replaced by the shape of --bert-init / --memobert-init when given"
+#: state-dict prefixes of older checkpoints -> today's (applied by ``upgrade_state_dict_named``)
+RENAMED_PREFIXES = {"heads.emotion_classifier.": "emotion_heads.emotion."}
 
 
 def _feature_dim_field(stream: FrameStream) -> tuple:
@@ -111,7 +113,8 @@ def upgrade_embedder_names(state_dict: Dict[str, torch.Tensor], prefix: str = ""
 
 @register_model("memobert", dataclass=MemobertConfig)
 class MemobertModel(BaseFairseqModel):
-    """Embedders + cross-modality encoder; objective and task heads live in ``self.heads``.
+    """Embedders + cross-modality encoder; objective heads live in ``self.heads``, emotion read-outs are
+    registered in ``self.emotion_heads`` (:meth:`register_emotion_head`).
 
     ``frames`` holds an embedder per input stream whose feature dim the config records; a
     config from before a stream was declared (an older checkpoint's) has none for it.
@@ -134,6 +137,7 @@ class MemobertModel(BaseFairseqModel):
         self.lm_head = MaskedLMHead(dim, self.text.tokens)
         self.pooler = Pooler(dim)
         self.heads = nn.ModuleDict()
+        self.emotion_heads = nn.ModuleDict()
         self.apply(_init_bert_weights)
 
     @classmethod
@@ -143,15 +147,42 @@ class MemobertModel(BaseFairseqModel):
             raise ValueError(f"none of {options} is set; the task fills them from the data")
         return cls(cfg, len(task.source_dictionary), task.source_dictionary.pad())
 
-    def upgrade_state_dict_named(self, state_dict: Dict[str, torch.Tensor], name: str) -> None:
-        """Checkpoints saved before the stream registry name the frame embedders ``visual.*`` and
-        ``acoustic.*``; they are ``frames.visual.*`` and ``frames.acoustic.*`` now."""
-        upgrade_embedder_names(state_dict, f"{name}." if name else "")
-        super().upgrade_state_dict_named(state_dict, name)
-
     @property
     def hidden_dim(self) -> int:
         return self.cfg.encoder_embed_dim
+
+    def register_emotion_head(self, name: str, head: nn.Module) -> None:
+        """Attach an emotion read-out (:mod:`.emotion_heads`) under ``name``, as RoBERTa registers its
+        classification heads; the task does it before any weights are loaded."""
+        self.emotion_heads[name] = head
+
+    def emotion_logits(self, net_input: Dict[str, torch.Tensor], head: str) -> torch.Tensor:
+        """``[batch, classes]`` scores of the registered emotion head ``head`` for a collated ``net_input``."""
+        return self.emotion_heads[head](self(**net_input), net_input["src_tokens"], self)
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, torch.Tensor], name: str) -> None:
+        """Older checkpoints' names become today's (as RoBERTa's upgrade does): the frame embedders saved
+        before the stream registry (``visual.*``, ``acoustic.*``: now ``frames.*``) and the emotion
+        classifier saved before it was a registered head; then fairseq's own upgrades."""
+        prefix = f"{name}." if name else ""
+        upgrade_embedder_names(state_dict, prefix)
+        for old, new in RENAMED_PREFIXES.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super().upgrade_state_dict_named(state_dict, name)
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's loading (upgrade, prune, torch's), after naming any tensor whose shape differs from ours."""
+        self.upgrade_state_dict(state_dict)
+        ours = self.state_dict()
+        for key, value in state_dict.items():
+            if key in ours and (not isinstance(value, torch.Tensor) or ours[key].shape != value.shape):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(
+                    f"{key} has shape {shape} there but {tuple(ours[key].shape)} in the model its config describes; "
+                    "were the features extracted with another model, or is the checkpoint from another run?"
+                )
+        return super().load_state_dict(state_dict, strict, model_cfg, args)
 
     def max_positions(self) -> Optional[int]:
         return self.text.max_positions + sum(embedder.max_positions for embedder in self.frames.values())

@@ -20,6 +20,7 @@ import torch
 from ..checkpoint_policy import check_memobert_checkpoint, load_memobert_checkpoint
 from ..safe_loading import load_checkpoint_weights_only
 from ..streams import input_streams
+from ..vocab_file import read_vocab_file
 
 __all__ = [
     "InitReport",
@@ -27,7 +28,6 @@ __all__ = [
     "load_bert_weights",
     "memobert_checkpoint_shape",
     "load_memobert_weights",
-    "load_checkpoint_weights",
     "bert_state_from_memobert",
     "SHAPE_FIELDS",
     "EXPORT_FORMAT",
@@ -184,9 +184,7 @@ def _check_vocab(bert_dir: str, vocab_symbols: Sequence[str]) -> None:
     path = os.path.join(bert_dir, "vocab.txt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--bert-init {bert_dir}: no vocab.txt to check the data dictionary against")
-    with open(path, encoding="utf-8") as handle:
-        theirs = handle.read().split("\n")
-    theirs = theirs[: len(theirs) - (theirs[-1] == "")]
+    theirs = read_vocab_file(path)
     if list(vocab_symbols) != theirs:
         first = next((i for i, (a, b) in enumerate(zip(vocab_symbols, theirs)) if a != b), min(len(theirs), len(vocab_symbols)))
         raise ValueError(
@@ -247,44 +245,19 @@ def memobert_checkpoint_shape(path: str) -> Dict[str, int]:
     return shape
 
 
-def load_checkpoint_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor], path: str, strict: bool) -> tuple:
-    """``model.load_state_dict(weights)``, with a mismatch named by tensor and checkpoint.
-
-    Returns (missing, unexpected) keys; with ``strict`` either is an error too. Names of checkpoints
-    saved before a rename are upgraded first, as fairseq's loading does.
-    """
-    weights = dict(weights)
-    model.upgrade_state_dict(weights)
-    ours = model.state_dict()
-    for key, value in weights.items():
-        if key in ours and (not isinstance(value, torch.Tensor) or ours[key].shape != value.shape):
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(
-                f"{path}: {key} has shape {shape} there but {tuple(ours[key].shape)} in the model its config "
-                "describes; were the features extracted with another model, or is the checkpoint from another run?"
-            )
-    missing = sorted(k for k in ours if k not in weights)
-    unexpected = sorted(k for k in weights if k not in ours)
-    if strict and (missing or unexpected):
-        raise ValueError(f"{path}: its weights do not fit the model its config describes "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    model.load_state_dict(weights, strict=False)
-    return missing, unexpected
-
-
 def load_memobert_weights(model: torch.nn.Module, path: str) -> InitReport:
     """Load a memobert checkpoint's weights; heads absent there stay fresh, its extra heads are dropped."""
     state, _ = _checkpoint_model_cfg(path)
     weights = state["model"]
     try:
-        missing, unexpected = load_checkpoint_weights(model, weights, path, strict=False)
-    except ValueError as err:
-        raise ValueError(f"--memobert-init {err}") from None
+        result = model.load_state_dict(weights, strict=False)  # renames older names in weights first
+    except ValueError as err:  # a tensor of another shape, named
+        raise ValueError(f"--memobert-init {path}: {err}") from None
     return InitReport(
         source=path,
-        loaded=sorted(k for k in model.state_dict() if k not in missing),
-        fresh=missing,
-        unused=unexpected,
+        loaded=sorted(k for k in model.state_dict() if k not in result.missing_keys),
+        fresh=sorted(result.missing_keys),
+        unused=sorted(result.unexpected_keys),
     )
 
 

@@ -35,6 +35,9 @@ class WholeWordMLM(PretrainingObjective):
 
     def __init__(self, cfg, data):
         super().__init__(cfg, data)
+        if cfg.mlm_leave_unmasked_prob + cfg.mlm_random_token_prob > 1:
+            raise ValueError(f"--mlm-leave-unmasked-prob {cfg.mlm_leave_unmasked_prob} and --mlm-random-token-prob "
+                             f"{cfg.mlm_random_token_prob}: together more than all of the masked words")
         vocab = data.vocab
         special = np.zeros(len(vocab), dtype=bool)
         special[vocab.special_ids()] = True

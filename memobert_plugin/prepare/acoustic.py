@@ -28,7 +28,7 @@ import torch
 
 from ..safe_loading import checkpoint_options, literal_conv_layers, load_checkpoint_weights_only, refuse_interpolation
 from .audio import SAMPLE_RATE
-from .files import sha256_file
+from ..files import sha256_file
 from .manifest import Utterance
 from .report import ItemError
 from .speech_stage import SpeechStage

@@ -14,7 +14,7 @@ import torch
 from fairseq.data import indexed_dataset
 
 from ..data.vocabulary import BertVocabulary
-from .files import atomic_open
+from ..files import atomic_open
 
 __all__ = ["save_dictionary", "write_dictionary", "TextBinarizer"]
 

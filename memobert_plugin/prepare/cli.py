@@ -22,6 +22,7 @@ import pickle
 import sys
 from typing import List, Optional, Tuple
 
+from ..option_lists import split_list
 from ..output_lock import OutputBusyError, output_lock
 from .manifest import PAPER_LABELS
 from .report import read_problems
@@ -107,7 +108,7 @@ def _label_set(text: str) -> Optional[List[str]]:
     """``--labels``: the comma-separated label set, or None for ``none`` (no check)."""
     if text.strip().lower() == "none":
         return None
-    labels = [s.strip() for s in text.split(",") if s.strip()]
+    labels = split_list(text)
     if not labels:
         raise argparse.ArgumentTypeError("empty: give the label set, or 'none' for no check")
     return labels
@@ -217,7 +218,7 @@ def _visual_stage(args: argparse.Namespace):
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
     from .output import write_output
 
-    require = [s.strip() for s in args.require.split(",") if s.strip()]
+    require = split_list(args.require)
     entry = write_output(plan, args.out, args.split, require, args.labels)
     logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s, kept with a warning "
                 "(clipped or truncated media): %s; see %s", args.split, entry["utterances"], args.out, entry["dropped"],

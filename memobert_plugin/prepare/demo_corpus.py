@@ -48,8 +48,8 @@ import numpy as np
 from ..data.feature_store import FeatureStoreWriter
 from ..data.utterance_meta import META_COLUMNS
 from .fer_labels import FER_CLASSES
-from .files import atomic_open, sha256_file, write_json
-from .wordpiece import WordPieceTokenizer
+from ..files import atomic_open, sha256_file, write_json
+from ..wordpiece import WordPieceTokenizer
 
 __all__ = ["EMOTIONS", "TABLE1_COUNTS", "write_demo_corpus", "DemoCorpus"]
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..safe_loading import load_checkpoint_weights_only
 from .fer_labels import FACE_SIZE, FER_CLASSES
-from .files import atomic_open
+from ..files import atomic_open
 
 __all__ = [
     "FER_CLASSES", "FACE_SIZE", "DenseNetFER", "FerModel", "face_tensor", "inference_network", "save_fer_checkpoint",

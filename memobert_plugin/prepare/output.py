@@ -26,7 +26,7 @@ from ..data.utterance_meta import META_COLUMNS
 from ..data.vocabulary import BertVocabulary
 from ..streams import frame_streams
 from .binarize import TextBinarizer, save_dictionary
-from .files import atomic_open, read_json, sha256_file, write_json
+from ..files import atomic_open, read_json, sha256_file, write_json
 from .manifest import PAPER_LABELS
 from .report import ERROR, Problem, clean_field, read_problems
 from .shards import ShardPlan, StageIncomplete, stage_record

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.feature_store import STORE_DTYPE, FeatureStore, FeatureStoreWriter, NonFiniteFeatures
-from .files import atomic_open, file_identity, read_json, sha256_file, write_json
+from ..files import atomic_open, file_identity, read_json, sha256_file, write_json
 from .manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
 from .report import WARNING, ItemError, Problem, read_problems, write_problems
 

@@ -11,11 +11,11 @@ import io
 import os
 from typing import Dict, Iterable, List, Optional
 
-from .files import atomic_open, sha256_file
+from ..files import atomic_open, sha256_file
 from .manifest import Utterance
 from .report import Problem
 from .shards import Progress, Stage
-from .wordpiece import WordPieceTokenizer
+from ..wordpiece import WordPieceTokenizer
 
 __all__ = ["TOKENIZERS", "Tokenizer", "train_sentencepiece", "TextStage", "read_tokens"]
 

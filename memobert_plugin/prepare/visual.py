@@ -17,7 +17,7 @@ from .active_speaker import choose_speaker
 from .audio import Warn, read_audio
 from .faces import HaarFaceDetector, detect_faces, read_face_folder, track_faces, video_frames
 from .fer_model import FerModel, load_fer_model
-from .files import sha256_file
+from ..files import sha256_file
 from .manifest import Utterance
 from .report import ItemError
 from .shards import FrameStage, ShardPlan

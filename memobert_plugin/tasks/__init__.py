@@ -1,7 +1,7 @@
 """fairseq tasks: ``memobert_pretrain`` and ``memobert_emotion``."""
 
 from .memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
-from .memobert_pretrain import MemobertPretrainConfig, MemobertPretrainTask
+from .memobert_pretrain import MemobertPretrainTask, pretrain_config
 from .multimodal_task import MultimodalTask
 
-__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask", "MemobertPretrainConfig", "MemobertPretrainTask", "MultimodalTask"]
+__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask", "MemobertPretrainTask", "MultimodalTask", "pretrain_config"]

@@ -1,8 +1,5 @@
-"""How the encoder's output becomes emotion-class scores: finetune head or prompt + verbalizer.
-
-Shared by the ``memobert_emotion`` task and by inference (``memobert-predict``), which has
-the checkpoint's task options and vocabulary but no corpus.
-"""
+"""The ``memobert_emotion`` options that shape the text and the read-out: class names, the prompt template
+and its label words, and which head (:mod:`memobert_plugin.models.emotion_heads`) the model registers."""
 
 from typing import List
 
@@ -10,17 +7,13 @@ import torch
 
 from ..data.multimodal_dataset import TextFormat
 from ..data.vocabulary import BertVocabulary
-from ..models.emotion_heads import FINETUNE_HEAD, PromptVerbalizer, finetune_logits, label_pieces_from
-from ..models.heads import MLPHead
-from ..prepare.wordpiece import WordPieceTokenizer
+from ..models.emotion_heads import EmotionClassificationHead, PromptVerbalizer, label_pieces_from
+from ..option_lists import split_list
+from ..wordpiece import WordPieceTokenizer
 
-__all__ = ["EmotionReadout", "UTTERANCE_SLOT", "split_list"]
+__all__ = ["EmotionReadout", "UTTERANCE_SLOT"]
 
 UTTERANCE_SLOT = "{utterance}"
-
-
-def split_list(text: str) -> List[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class EmotionReadout:
@@ -35,7 +28,8 @@ class EmotionReadout:
         # is ordinary text ("[", "mask", "]"), so a transcript cannot inject a mask slot
         self.text_tokenizer = WordPieceTokenizer(vocab.indices)
         self.template_tokenizer = WordPieceTokenizer(vocab.indices, never_split=[vocab[vocab.mask_index]])
-        self.verbalizer = self._verbalizer() if cfg.emotion_head == "prompt" else None
+        #: each class's label-word pieces (the prompt head), None for the classifier
+        self.label_pieces = self._label_pieces() if cfg.emotion_head == "prompt" else None
 
     def _template_ids(self):
         template = self.cfg.prompt_template
@@ -59,21 +53,26 @@ class EmotionReadout:
         """WordPiece ids of an utterance's text (no [CLS]/[SEP]), as memobert-prepare tokenises it."""
         return self._ids(self.text_tokenizer, text)
 
-    def _verbalizer(self) -> PromptVerbalizer:
+    def _label_pieces(self) -> List[List[int]]:
         prefix, suffix = self._template_ids()
         if (prefix + suffix).count(self.vocab.mask_index) != 1:
             raise ValueError(f"--prompt-template {self.cfg.prompt_template!r} needs exactly one [MASK]")
         words = split_list(self.cfg.prompt_label_words) or self.class_names
         if len(words) != len(self.class_names):
             raise ValueError(f"--prompt-label-words has {len(words)} words for {len(self.class_names)} classes")
-        return PromptVerbalizer(label_pieces_from(self.text_tokenizer.tokenize, words, self.vocab), self.vocab.mask_index)
+        return label_pieces_from(self.text_tokenizer.tokenize, words, self.vocab)
+
+    @property
+    def prompt_slots(self) -> int:
+        """[MASK] slots in the prompt: a label word of n pieces needs n (0 for the classifier)."""
+        return max(map(len, self.label_pieces)) if self.label_pieces else 0
 
     def text_format(self) -> TextFormat:
         bos, eos, limit = self.vocab.bos(), self.vocab.eos(), self.cfg.text_max_tokens
-        if self.verbalizer is None:
+        if self.label_pieces is None:
             return TextFormat(bos, eos, limit)
         prefix, suffix = self._template_ids()
-        slots = [self.vocab.mask_index] * self.verbalizer.slots  # a label word of n pieces needs n slots
+        slots = [self.vocab.mask_index] * self.prompt_slots
         if self.vocab.mask_index in suffix:
             at = suffix.index(self.vocab.mask_index)
             suffix = suffix[:at] + slots + suffix[at + 1:]
@@ -82,13 +81,8 @@ class EmotionReadout:
             prefix = prefix[:at] + slots + prefix[at + 1:]
         return TextFormat(bos, eos, limit, tuple(prefix), tuple(suffix))
 
-    def add_heads(self, model) -> None:
-        if self.verbalizer is None:
-            model.heads[FINETUNE_HEAD] = MLPHead(model.hidden_dim, len(self.class_names))
-
-    def class_logits(self, model, net_input) -> torch.Tensor:
-        """``[batch, classes]`` scores for a collated batch's ``net_input``."""
-        output = model(**net_input)
-        if self.verbalizer is not None:
-            return self.verbalizer(model, output, net_input["src_tokens"])
-        return finetune_logits(model, output)
+    def build_head(self, hidden_dim: int) -> torch.nn.Module:
+        """The read-out the model registers: the classifier on [CLS], or the label words at the prompt's [MASK]."""
+        if self.label_pieces is None:
+            return EmotionClassificationHead(hidden_dim, len(self.class_names))
+        return PromptVerbalizer(self.label_pieces, self.vocab.mask_index)

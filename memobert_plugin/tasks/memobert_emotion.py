@@ -3,17 +3,19 @@
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import List
+from functools import cached_property
+from typing import List, Optional
 
 import torch
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from ..conf import MultimodalDataConfig
-from ..data.folds import CV_SCHEMES, LABELLED_SPLIT, fold_split, stratified_subset
+from ..data.folds import CV_SCHEMES, LABELLED_SPLIT, FoldSplit, fold_split, stratified_subset
 from ..data.labelled_subset import LabelledSubset
 from ..data.multimodal_dataset import TextFormat
-from ..data.utterance_meta import read_meta
+from ..data.utterance_meta import UtteranceMeta, read_meta
+from ..models.emotion_heads import EMOTION_HEAD
 from .emotion_readout import EmotionReadout
 from .multimodal_task import MultimodalTask
 from .predictions import PredictionRecorder
@@ -83,38 +85,52 @@ class MemobertEmotionTask(MultimodalTask):
         super().__init__(cfg, vocab)
         self.readout = EmotionReadout(cfg, vocab)
         self.class_names = self.readout.class_names
-        meta_path = os.path.join(cfg.data, f"{cfg.corpus_split}.meta.tsv")
-        self.meta = read_meta(meta_path)
-        self.labels = self._label_ids(meta_path)
-        self.fold = fold_split(self.meta, cfg.fold, str(cfg.cv_scheme))
-        logger.info(
-            "fold %d (%s): test speaker %s, validation %s, %d/%d/%d utterances",
-            self.fold.fold, self.fold.scheme, self.fold.test_speaker, ",".join(self.fold.valid_speakers),
-            len(self.fold.train), len(self.fold.valid), len(self.fold.test),
-        )
         self._corpus = None
-        self.predictions = (
-            PredictionRecorder(cfg.predictions_path, self.class_names, [row.id for row in self.meta],
-                               evaluated={*self.fold.valid.tolist(), *self.fold.test.tolist()})
-            if cfg.predictions_path else None
-        )
 
-    def class_of(self, label: str) -> str:
-        """The class an annotated label belongs to; a task with another label set overrides this."""
-        return label
+    # the labelled corpus is read when a split is loaded: a task built to predict (memobert-predict) has none
+    @property
+    def _meta_path(self) -> str:
+        return os.path.join(self.cfg.data, f"{self.cfg.corpus_split}.meta.tsv")
 
-    def _label_ids(self, meta_path: str) -> List[int]:
+    @cached_property
+    def meta(self) -> List[UtteranceMeta]:
+        return read_meta(self._meta_path)
+
+    @cached_property
+    def labels(self) -> List[int]:
+        """Each corpus row's class id."""
         index = {name: i for i, name in enumerate(self.class_names)}
         ids = []
         for line_no, row in enumerate(self.meta, start=2):
             name = self.class_of(row.label)
             if name not in index:
                 raise ValueError(
-                    f"{meta_path}:{line_no}: utterance {row.id!r} has label {row.label!r}, not one of {self.class_names} "
-                    "(--emotion-labels); map or remove such utterances when preparing the data"
+                    f"{self._meta_path}:{line_no}: utterance {row.id!r} has label {row.label!r}, not one of "
+                    f"{self.class_names} (--emotion-labels); map or remove such utterances when preparing the data"
                 )
             ids.append(index[name])
         return ids
+
+    @cached_property
+    def fold(self) -> FoldSplit:
+        fold = fold_split(self.meta, self.cfg.fold, str(self.cfg.cv_scheme))
+        logger.info(
+            "fold %d (%s): test speaker %s, validation %s, %d/%d/%d utterances",
+            fold.fold, fold.scheme, fold.test_speaker, ",".join(fold.valid_speakers),
+            len(fold.train), len(fold.valid), len(fold.test),
+        )
+        return fold
+
+    @cached_property
+    def predictions(self) -> Optional[PredictionRecorder]:
+        if not self.cfg.predictions_path:
+            return None
+        return PredictionRecorder(self.cfg.predictions_path, self.class_names, [row.id for row in self.meta],
+                                  evaluated={*self.fold.valid.tolist(), *self.fold.test.tolist()})
+
+    def class_of(self, label: str) -> str:
+        """The class an annotated label belongs to; a task with another label set overrides this."""
+        return label
 
     def describe_utterances(self, indices: List[int]) -> str:
         return f"{[self.meta[i].id for i in indices]} (ids in {self.cfg.corpus_split}.meta.tsv)"
@@ -140,11 +156,11 @@ class MemobertEmotionTask(MultimodalTask):
         self.datasets[split] = self.shuffled(dataset, dataset.sizes)
 
     def add_heads(self, model) -> None:
-        self.readout.add_heads(model)
+        model.register_emotion_head(EMOTION_HEAD, self.readout.build_head(model.hidden_dim))
 
     def class_logits(self, model, net_input) -> torch.Tensor:
         """``[batch, classes]`` scores for a collated batch's ``net_input``."""
-        return self.readout.class_logits(model, net_input)
+        return model.emotion_logits(net_input, EMOTION_HEAD)
 
     def record_predictions(self, sample, logits: torch.Tensor) -> None:
         """Called by the criterion with each batch's scores; kept only for evaluation passes (no gradients)."""

@@ -2,11 +2,11 @@
 
 import logging
 import math
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Dict, List
 
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import register_task
+from fairseq.tasks import TASK_DATACLASS_REGISTRY, register_task
 from omegaconf import II
 
 from ..conf import MultimodalDataConfig, frame_limit_field
@@ -14,11 +14,12 @@ from ..data.objective_batches import ObjectiveBatchesDataset
 from ..models.heads import MLPHead
 from ..objectives import OBJECTIVE_REGISTRY, ObjectiveData, PretrainingObjective
 from ..objectives import objective_config_classes, on_objective_registered
+from ..option_lists import split_list
 from ..registered_configs import replace_registered_config
 from ..streams import TEXT, with_stream_fields
 from .multimodal_task import MultimodalTask
 
-__all__ = ["MemobertPretrainConfig", "MemobertPretrainTask", "DEFAULT_OBJECTIVES"]
+__all__ = ["PretrainBaseConfig", "MemobertPretrainTask", "pretrain_config", "DEFAULT_OBJECTIVES"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +53,27 @@ def _compose_config() -> type:
     return with_stream_fields(config, frame_limit_field)  # and the streams declared since the base was made
 
 
-MemobertPretrainConfig = _compose_config()
+def pretrain_config() -> type:
+    """The ``memobert_pretrain`` options class as it is now: an objective registered later (an extension's
+    ``--user-dir``) adds its fields, so callers ask here rather than keep a class they imported."""
+    return TASK_DATACLASS_REGISTRY[TASK_NAME]
 
 
-@register_task(TASK_NAME, dataclass=MemobertPretrainConfig)
+def _check_probabilities(cfg) -> None:
+    """Every ``*_prob`` option (the objectives' masking rates, an extension's too) is a probability."""
+    for option in fields(pretrain_config()):
+        value = getattr(cfg, option.name, None) if option.name.endswith("_prob") else None
+        if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
+            raise ValueError(f"--{option.name.replace('_', '-')} {value}: a probability must be within [0, 1]")
+
+
+@register_task(TASK_NAME, dataclass=_compose_config())
 class MemobertPretrainTask(MultimodalTask):
     """Pretrains MEmoBERT: each batch is conditionally masked for one objective (or each)."""
 
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)
-        names, ratios = [n.strip() for n in cfg.objectives.split(",") if n.strip()], list(cfg.objective_ratios)
+        names, ratios = split_list(cfg.objectives), list(cfg.objective_ratios)
         if len(names) != len(ratios):
             raise ValueError(f"--objectives lists {len(names)} objectives but --objective-ratios {len(ratios)} ratios")
         unknown = [n for n in names if n not in OBJECTIVE_REGISTRY]
@@ -70,6 +82,7 @@ class MemobertPretrainTask(MultimodalTask):
                              "(an extension's objectives need its --user-dir)")
         if not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
             raise ValueError(f"--objective-ratios must be finite and >= 0 with a positive sum, got {ratios}")
+        _check_probabilities(cfg)
         data = ObjectiveData(vocab=vocab, stream_dims=self.stream_dims)
         self.objectives: Dict[str, PretrainingObjective] = {n: OBJECTIVE_REGISTRY[n](cfg, data) for n in names}
         self.objective_ratios = ratios
@@ -112,9 +125,7 @@ class MemobertPretrainTask(MultimodalTask):
 
 def _refresh_config() -> None:
     """An objective registered later (an extension's --user-dir) adds its options to the task."""
-    global MemobertPretrainConfig
-    config = MemobertPretrainConfig = _compose_config()
-    replace_registered_config("task", TASK_NAME, MemobertPretrainTask, config)
+    replace_registered_config("task", TASK_NAME, MemobertPretrainTask, _compose_config())
 
 
 on_objective_registered(_refresh_config)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
-from fairseq.data import SortDataset, data_utils
+import torch
+from fairseq.data import ListDataset, SortDataset, data_utils
 from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY, FairseqTask
 from omegaconf import open_dict
 
@@ -16,6 +17,7 @@ from ..checkpoint_policy import require_memobert_model
 from ..conf import MultimodalDataConfig, frame_limit_field, frame_limits
 from ..data.consistency import check_split_files
 from ..data.feature_store import FeatureStore, npy_shape
+from ..data.given_frames import GivenFrames
 from ..data.multimodal_dataset import MultimodalDataset, TextFormat
 from ..criterions.non_finite import report_non_finite
 from ..data.vocabulary import BertVocabulary
@@ -58,7 +60,7 @@ class MultimodalTask(FairseqTask):
     def _stream_dims(data_dir: str) -> Tuple[Dict[str, int], Set[str]]:
         """Each stream's feature size (its declared one when absent), and which streams the data dir has at all."""
         dims, present = {stream.name: stream.dim for stream in frame_streams()}, set()
-        for stream in dims:
+        for stream in dims if data_dir else ():  # no data dir: a bundle's task, for prediction
             found = sorted(glob.glob(os.path.join(data_dir, f"*.{stream}.npy")))
             if found:
                 shape = npy_shape(found[0])
@@ -103,6 +105,21 @@ class MultimodalTask(FairseqTask):
                 )
         return MultimodalDataset(
             text, self.text_format(), self.vocab.pad(), stores, self.stream_dims, frame_limits(self.cfg), path)
+
+    def build_dataset_for_inference(self, src_tokens: Sequence[Sequence[int]],
+                                    frames: Dict[str, Sequence[Optional[np.ndarray]]],
+                                    names: Sequence[str]) -> MultimodalDataset:
+        """Utterances given in memory as a split's dataset: the same items, limits and batches.
+
+        ``src_tokens``: each utterance's vocabulary ids (no [CLS]/[SEP]); ``frames``: stream ->
+        per-utterance ``[frames, dim]`` arrays (``None``: none); ``names`` name utterances in errors.
+        The model's feature dims apply, so call it after the model is built.
+        """
+        text = ListDataset([torch.tensor([*ids, self.vocab.eos()], dtype=torch.long) for ids in src_tokens],
+                           sizes=np.array([len(ids) + 1 for ids in src_tokens], dtype=np.int64))
+        stores = {stream: GivenFrames(stream, given, self.stream_dims[stream], names) for stream, given in frames.items()}
+        return MultimodalDataset(text, self.text_format(), self.vocab.pad(), stores, self.stream_dims,
+                                 frame_limits(self.cfg), "the given utterances")
 
     def _check_token_ids(self, text, path: str) -> None:
         """Every token id must index the dictionary: a shorter dict.txt fails here, not deep in a batch."""

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Dict, List, Optional
 
+from ...option_lists import split_list
 from .common import CorpusReport, ManifestRow, label_summary, write_manifest
 from .iemocap import build_iemocap
 from .msp_improv import RECORDING_TYPES, build_msp_improv
@@ -48,7 +49,7 @@ def _build(args: argparse.Namespace, report: CorpusReport) -> Dict[str, List[Man
     if args.corpus == "iemocap":
         return {"manifest": build_iemocap(args.root, report)}
     if args.corpus == "msp_improv":
-        types = [t.strip() for t in args.types.split(",") if t.strip()]
+        types = split_list(args.types)
         return {"manifest": build_msp_improv(args.root, args.transcripts, report, types)}
     return build_video_corpus(args.root, os.path.join(args.out, "audio"), report, args.valid_fraction)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 from ..audio import SAMPLE_RATE
-from ..files import atomic_open
+from ...files import atomic_open
 from ..report import ItemError
 from .common import CorpusReport, LayoutError, ManifestRow, read_lines
 

@@ -1,4 +1,4 @@
-"""Shared material for the data-preparation tests (imported by the test_prepare_* modules).
+"""Shared material for the data-preparation tests (imported by the test_prepare_* modules; not a test module itself).
 
 Real data: the speech and transcripts of Debian's ``pocketsphinx-testdata`` and
 scikit-image's astronaut photo. Models: a small randomly initialised wav2vec 2.0 saved

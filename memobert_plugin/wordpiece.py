@@ -10,17 +10,11 @@ from __future__ import annotations
 import unicodedata
 from typing import Dict, Iterable, List
 
-__all__ = ["WordPieceTokenizer", "read_vocab"]
+from .vocab_file import read_vocab_file
+
+__all__ = ["WordPieceTokenizer"]
 
 _MAX_WORD_CHARS = 100
-
-
-def read_vocab(path: str) -> Dict[str, int]:
-    with open(path, encoding="utf-8") as handle:
-        tokens = handle.read().split("\n")
-    if tokens and tokens[-1] == "":
-        tokens.pop()
-    return {tok: i for i, tok in enumerate(tokens)}
 
 
 def _is_whitespace(ch: str) -> bool:
@@ -58,7 +52,7 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_file(cls, path: str, never_split: Iterable[str] = ()) -> "WordPieceTokenizer":
-        return cls(read_vocab(path), never_split=never_split)
+        return cls({token: i for i, token in enumerate(read_vocab_file(path))}, never_split=never_split)
 
     def basic_tokens(self, text: str) -> List[str]:
         cleaned = []

@@ -1,0 +1,35 @@
+"""Frames given in memory (``memobert-predict``'s utterances) in the shape of a split's :class:`FeatureStore`."""
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+__all__ = ["GivenFrames"]
+
+
+class GivenFrames:
+    """One stream's frames per utterance (``None``: none), checked as a store's are when written.
+
+    Has what :class:`~memobert_plugin.data.multimodal_dataset.MultimodalDataset` reads of a
+    :class:`~memobert_plugin.data.feature_store.FeatureStore`: ``lengths``, ``dim``, ``len()``, items.
+    """
+
+    def __init__(self, stream: str, frames: Sequence[Optional[np.ndarray]], dim: int, names: Sequence[str]):
+        self.dim = dim
+        self.npy_path = self.len_path = f"the given {stream} frames"
+        self.frames = []
+        for name, given in zip(names, frames):
+            array = np.zeros((0, dim), np.float32) if given is None else np.asarray(given, np.float32)
+            if array.ndim != 2 or array.shape[1] != dim:
+                raise ValueError(f"utterance {name}: {stream} frames have shape {array.shape}, "
+                                 f"the model expects [frames, {dim}]")
+            if not np.isfinite(array).all():
+                raise ValueError(f"utterance {name}: non-finite {stream} features")
+            self.frames.append(array)
+        self.lengths = np.array([len(f) for f in self.frames], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.frames[index]
