@@ -24,6 +24,8 @@ import time
 from statistics import mean
 from typing import Dict, List
 
+from memobert_plugin.option_lists import split_list
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(REPO, "examples", "quickstart", "run.sh")
 SETTINGS = ("direct", "pretrain_finetune", "pretrain_prompt")
@@ -117,7 +119,7 @@ def main(argv=None) -> None:
     parser.add_argument("--collect-only", action="store_true",
                         help="run nothing: summarise the runs already in --out (e.g. seeds run as separate processes)")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in split_list(args.seeds)]
     runs: Dict[str, Dict[int, Dict]] = {"main": {}, "control": {}}
     for seed in seeds:
         base = os.path.join(args.out, f"seed{seed}")

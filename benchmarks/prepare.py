@@ -49,6 +49,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from memobert_plugin.option_lists import split_list  # noqa: E402
+
 _WORDS = ("he was not an ill disposed young man unless to be rather cold hearted and selfish had married more "
           "amiable woman might have been made still respectable than even himself ten of clubs four queen seven "
           "spades hearts eight five wonderful miserable furious delighted okay").split()
@@ -291,7 +293,7 @@ def main() -> None:
         return
     print(f"{'scale':>5} {'utts':>7} {'tok+bin utt/s':>14} {'features utt/s':>15} {'features MB/s':>14} "
           f"{'feature MB':>11} {'RSS imports MB':>15} {'peak RSS MB':>12}")
-    for scale in (int(s) for s in args.scales.split(",")):
+    for scale in (int(s) for s in split_list(args.scales)):
         root = tempfile.mkdtemp(prefix=f"prepare-bench-{scale}x-", dir=args.workdir)
         try:
             count = args.utterances * scale

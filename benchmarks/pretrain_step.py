@@ -48,6 +48,7 @@ from memobert_plugin.data.vocabulary import BertVocabulary  # noqa: E402
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel  # noqa: E402
 from memobert_plugin.objectives import OBJECTIVE_REGISTRY, ObjectiveData  # noqa: E402
 from memobert_plugin.optim.memobert_adam import MemobertAdam, MemobertAdamConfig, decay_groups  # noqa: E402
+from memobert_plugin.option_lists import split_list  # noqa: E402
 from memobert_plugin.tasks.memobert_pretrain import (  # noqa: E402
     DEFAULT_OBJECTIVES,
     MemobertPretrainTask,
@@ -423,7 +424,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    for shape in args.shapes.split(","):
+    for shape in split_list(args.shapes):
         batch_size = args.batch_size or (32 if shape == "tiny" else 8)
         if args.profile:
             profile(shape, batch_size, rng)
@@ -433,7 +434,7 @@ def main() -> None:
         old, new = updates.values()
         print(f"\n{shape} shape, optimizer update: " + ", ".join(f"{k} {v:.3f} s" for k, v in updates.items())
               + f" ({old / new:.1f}x)", flush=True)
-        for kind in args.batches.split(","):
+        for kind in split_list(args.batches):
             rows = benchmark(shape, kind, batch_size, rounds, args.variable_batches, rng)
             if args.fairseq_train and kind == "fixed":
                 # a separate process, so not interleaved: its share uses the throughput measured just before and after
