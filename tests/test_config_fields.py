@@ -39,20 +39,24 @@ def test_no_collisions(task):
 
 def test_pretrain_options_are_live_after_an_extension_registers_an_objective():
     """user_dir's span_mafc registers after memobert_pretrain: its --mafc-codebook joins the options that
-    fairseq parses and builds the task from, and there is no module-level class left to go stale."""
+    fairseq parses and builds the task from, and there is no module-level class left to go stale.
+    In a fresh interpreter: user_dir also declares a stream, which stays declared for the process."""
     import sys
 
-    from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
+    from conftest import REPO_ROOT, run_cli
 
-    import memobert_plugin.tasks
-    import memobert_plugin.tasks.memobert_pretrain
-    from conftest import REPO_ROOT
-
-    sys.path.insert(0, REPO_ROOT)
-    import user_dir  # noqa: F401
-
-    assert "mafc_codebook" in _names(pretrain_config())
-    assert pretrain_config() is TASK_DATACLASS_REGISTRY["memobert_pretrain"]
-    assert getattr(TASK_REGISTRY["memobert_pretrain"], "__dataclass") is pretrain_config()
-    for module in (memobert_plugin.tasks, memobert_plugin.tasks.memobert_pretrain):
-        assert not hasattr(module, "MemobertPretrainConfig"), module.__name__
+    script = """
+import dataclasses, sys
+sys.path.insert(0, sys.argv[1])
+from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
+import memobert_plugin.tasks, memobert_plugin.tasks.memobert_pretrain
+from memobert_plugin.tasks import pretrain_config
+import user_dir
+assert "mafc_codebook" in {f.name for f in dataclasses.fields(pretrain_config())}
+assert pretrain_config() is TASK_DATACLASS_REGISTRY["memobert_pretrain"]
+assert getattr(TASK_REGISTRY["memobert_pretrain"], "__dataclass") is pretrain_config()
+for module in (memobert_plugin.tasks, memobert_plugin.tasks.memobert_pretrain):
+    assert not hasattr(module, "MemobertPretrainConfig"), module.__name__
+print("live")
+"""
+    assert run_cli([sys.executable, "-c", script, REPO_ROOT]).stdout.strip().endswith("live")
