@@ -1,6 +1,7 @@
 """The model: shapes with absent modalities, packing equivalence, BERT parity and initialisation reports."""
 
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -187,8 +188,10 @@ def test_attention_takes_a_mask_only_when_the_batch_is_padded(monkeypatch):
 
 
 @pytest.mark.parametrize("padded", [False, True])
-def test_cpu_training_attention_is_torchs_attention_with_the_same_dropout(padded):
-    """The CPU training path (fewer passes than torch's reference kernel) draws the same dropout, same results."""
+def test_cpu_training_attention_is_softmax_attention_with_its_dropout_draw(padded):
+    """The CPU training path (fewer passes than torch's reference kernel) is softmax attention whose
+    weights go through memobert's dropout, drawn from the same seed."""
+    from memobert_plugin.models.dropout import keep_mask
     from memobert_plugin.models.encoder import SelfAttention
 
     torch.manual_seed(0)
@@ -200,7 +203,57 @@ def test_cpu_training_attention_is_torchs_attention_with_the_same_dropout(padded
         mask[0, ..., 5:] = False
     torch.manual_seed(1)
     ours = attention(x, mask)
+    q, k, v = attention.qkv(x).view(3, 7, 3, 4, 4).permute(2, 0, 3, 1, 4).unbind(0)
+    scores = q @ k.transpose(-1, -2) / 2.0  # head dim 4
+    if padded:
+        scores = scores.masked_fill(~mask, float("-inf"))
     torch.manual_seed(1)
-    qkv = attention.qkv(x).view(3, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
-    reference = torch.nn.functional.scaled_dot_product_attention(*qkv.unbind(0), attn_mask=mask, dropout_p=0.5)
-    torch.testing.assert_close(ours, attention.out(reference.transpose(1, 2).reshape(3, 7, 16)), rtol=1e-5, atol=1e-6)
+    weights = scores.softmax(-1).view(12, 7, 7) * keep_mask(torch.Size([12, 7, 7]), 0.5) * 2.0
+    reference = (weights.view(3, 4, 7, 7) @ v).transpose(1, 2).reshape(3, 7, 16)
+    torch.testing.assert_close(ours, attention.out(reference), rtol=1e-5, atol=1e-6)
+
+
+def _tied_head_step(head, tokens, hidden):
+    """The embedding lookup of ``tokens``, then the MLM head on ``hidden``, as in the model: the head's
+    gradient reaches the tied weight first."""
+    head.zero_grad(set_to_none=True)
+    lookup = head.word_embeddings(tokens)
+    (head(hidden).logsumexp(-1).sum() + lookup.square().sum()).backward()
+    return {name: p.grad.clone() for name, p in head.named_parameters()}
+
+
+def test_the_tied_output_layer_has_f_linears_gradients_and_adds_the_lookups_in_place():
+    from torch.profiler import profile
+
+    from memobert_plugin.models.heads import MaskedLMHead
+
+    torch.manual_seed(0)
+    head = MaskedLMHead(16, torch.nn.Embedding(50, 16))
+    tokens, hidden = torch.randint(0, 50, (3, 5)), torch.randn(7, 16, requires_grad=True)
+    with profile(record_shapes=True) as prof:
+        ours = _tied_head_step(head, tokens, hidden)
+    ours["hidden"] = hidden.grad
+    # only the embedding gradient is [50, 16]: summing its two parts out of place would make an aten::add of that shape
+    adds = [e.input_shapes for e in prof.events() if e.name == "aten::add" and e.input_shapes[:1] == [[50, 16]]]
+    assert adds == []
+    hidden.grad = None
+    with mock.patch("memobert_plugin.models.heads._TiedOutputProjection.apply", torch.nn.functional.linear):
+        reference = _tied_head_step(head, tokens, hidden)
+    reference["hidden"] = hidden.grad
+    for name, grad in reference.items():
+        torch.testing.assert_close(ours[name], grad, msg=name)
+
+
+def test_the_tied_output_layer_under_autocast_computes_its_gradients_in_the_forwards_dtype():
+    from memobert_plugin.models.heads import MaskedLMHead
+
+    torch.manual_seed(0)
+    head = MaskedLMHead(16, torch.nn.Embedding(50, 16))
+    tokens, hidden = torch.randint(0, 50, (3, 5)), torch.randn(7, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = _tied_head_step(head, tokens, hidden)
+        with mock.patch("memobert_plugin.models.heads._TiedOutputProjection.apply", torch.nn.functional.linear):
+            reference = _tied_head_step(head, tokens, hidden)
+    for name, grad in reference.items():
+        assert ours[name].dtype == torch.float32
+        torch.testing.assert_close(ours[name], grad, rtol=2e-2, atol=2e-2, msg=name)

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .dropout import Dropout
 from .encoder import LAYER_NORM_EPS
 
 __all__ = ["ModalityEmbedder", "TextEmbedder", "FrameEmbedder"]
@@ -21,7 +22,7 @@ class ModalityEmbedder(nn.Module):
         # BERT's token-type embedding, one row per modality (text = BERT's type 0)
         self.type_embedding = nn.Parameter(torch.zeros(dim))
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @property
     def max_positions(self) -> int:
