@@ -5,25 +5,33 @@ local executor's walltime signal, and on Slurm with ``scancel --signal=USR2``; e
 must requeue itself, resume from checkpoint_last.pt and end with exactly the model of an
 uninterrupted run. The Slurm tests bring a cluster up with slurm/local_cluster.sh and skip,
 with its reason, only where that script cannot install the packages.
+
+The preemption tests hold every rank right after the checkpoint at HOLD_AT updates until the
+signal has been handled, so the signal provably lands mid-training however fast training is.
 """
 
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
+import cloudpickle
 import pytest
+import submitit
 import torch
 
 from conftest import PLUGIN_DIR, REPO_ROOT
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
 from memobert_plugin.cluster.config import CONFIG_DIR, CVConfig, PretrainConfig, load_config
 from memobert_plugin.cluster.cv import submit_cv
-from memobert_plugin.cluster.pretrain import submit_pretrain
+from memobert_plugin.cluster import pretrain
+from memobert_plugin.cluster.pretrain import PretrainJob, submit_pretrain
 
 LOCAL_CLUSTER = os.path.join(REPO_ROOT, "slurm", "local_cluster.sh")
 MAX_UPDATE = 30
+HOLD_AT = 8  # a checkpoint (every 4 updates) well before MAX_UPDATE
 
 
 def _pretrain_config(data: str, save_dir: str, *overrides: str, cluster: str = "local") -> PretrainConfig:
@@ -45,23 +53,74 @@ def _assert_same_model(got: dict, expected: dict) -> None:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
 
 
-def _wait_for_log(job, pattern: str, timeout: float = 300) -> re.Match:
-    """The first match of ``pattern`` in rank 0's log, once it appears."""
+def _wait_for(job, found, what: str, timeout: float = 300):
+    """Poll ``found()`` until it returns something true, and return that; fail if the job ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        result = found()
+        if result:
+            return result
+        assert not job.done(), f"job ended before {what}:\n{job.stdout()[-3000:]}{job.stderr()[-3000:]}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout}s; job log: {job.paths.stdout}")
+
+
+def _wait_for_log(job, pattern: str, timeout: float = 300) -> re.Match:
+    """The first match of ``pattern`` in rank 0's log, once it appears."""
+    def search():
         if os.path.exists(job.paths.stdout):
             with open(job.paths.stdout, encoding="utf-8", errors="replace") as handle:
-                match = re.search(pattern, handle.read())
-            if match:
-                return match
-        assert not job.done(), f"job ended before {pattern!r} appeared:\n{job.stdout()[-3000:]}{job.stderr()[-3000:]}"
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} did not appear in {job.paths.stdout} within {timeout}s")
+                return re.search(pattern, handle.read())
+        return None
+
+    return _wait_for(job, search, f"{pattern!r} in rank 0's log", timeout)
 
 
-def _saved_at_least(updates: int) -> str:
-    """A log line of fairseq saving a checkpoint at ``updates`` or later (but before the end)."""
-    return rf"Saved checkpoint \S+ \(epoch \d+ @ ({'|'.join(str(u) for u in range(updates, MAX_UPDATE))}) updates"
+class HeldAtCheckpointJob(PretrainJob):
+    """The pretraining job, except that an attempt starting from scratch holds every rank right
+    after fairseq saved the checkpoint at HOLD_AT updates, until ``<save_dir>.release`` exists.
+    Each held rank first writes ``<save_dir>.held-rank<N>``. The requeued attempt resumes from a
+    checkpoint and is not held: it is fairseq-train unchanged."""
+
+    def __call__(self) -> str:
+        if not os.path.exists(os.path.join(self.save_dir, "checkpoint_last.pt")):
+            from fairseq import checkpoint_utils
+
+            save = checkpoint_utils.save_checkpoint
+
+            def save_then_hold(cfg, trainer, epoch_itr, val_loss):
+                saved = save(cfg, trainer, epoch_itr, val_loss)
+                if trainer.get_num_updates() == HOLD_AT:
+                    open(f"{self.save_dir}.held-rank{trainer.data_parallel_rank}", "w").close()
+                    deadline = time.monotonic() + 600  # a test that never signals fails rather than hangs
+                    while not os.path.exists(f"{self.save_dir}.release"):  # the signal handler raises in here
+                        assert time.monotonic() < deadline, "held for 10 minutes without a signal"
+                        time.sleep(0.05)
+                return saved
+
+            checkpoint_utils.save_checkpoint = save_then_hold
+        return super().__call__()
+
+
+def _submit_held(config: PretrainConfig, monkeypatch) -> submitit.Job:
+    """submit_pretrain with HeldAtCheckpointJob, pickled by value (the job cannot import this file);
+    returns once every rank is held, i.e. the job is at HOLD_AT updates and cannot go on by itself."""
+    monkeypatch.setattr(pretrain, "PretrainJob", HeldAtCheckpointJob)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        job = submit_pretrain(config, PLUGIN_DIR)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    held = [f"{config.save_dir}.held-rank{rank}" for rank in range(config.resources.world_size)]
+    _wait_for(job, lambda: all(os.path.exists(path) for path in held), f"all ranks held at {HOLD_AT} updates")
+    return job
+
+
+def _release_after_requeue(job, save_dir: str) -> None:
+    """Once rank 0 has handled the signal (requeued the job, leaving), let the other ranks go on:
+    they then find rank 0 gone and end, as after a real preemption."""
+    _wait_for_log(job, r"Requeued job")
+    open(f"{save_dir}.release", "w").close()
 
 
 def _task_pids(controller_pid: int) -> list:
@@ -120,19 +179,21 @@ def test_a_finished_job_run_again_changes_no_checkpoint(demo_corpus, reference_r
     assert "the run is already finished" in _log(job), _log(job)[-3000:]
 
 
-def test_preempted_pretraining_requeues_and_ends_with_the_uninterrupted_model(demo_corpus, tmp_path, reference_model):
+def test_preempted_pretraining_requeues_and_ends_with_the_uninterrupted_model(
+    demo_corpus, tmp_path, reference_model, monkeypatch,
+):
     save_dir = str(tmp_path / "ckpt")
-    job = submit_pretrain(_pretrain_config(demo_corpus.pretrain_data, save_dir), PLUGIN_DIR)
-    _wait_for_log(job, _saved_at_least(8))
+    job = _submit_held(_pretrain_config(demo_corpus.pretrain_data, save_dir), monkeypatch)
     tasks = _task_pids(int(job.job_id))
     assert len(tasks) == 2
     for pid in tasks:  # what Slurm does to every task of a preempted job
         os.kill(pid, signal.SIGUSR2)
+    _release_after_requeue(job, save_dir)
     job.results()
 
     log = _log(job)
     assert "this job is preempted" in log
-    _assert_resumed(log)
+    assert _assert_resumed(log) == HOLD_AT
     updates, model = _final_state(save_dir)
     assert updates == MAX_UPDATE
     _assert_same_model(model, reference_model)
@@ -225,19 +286,19 @@ def test_cv_array_on_slurm(slurm_cluster, demo_corpus, tmp_path, capsys):
 
 @pytest.mark.slurm
 def test_pretraining_on_slurm_requeues_and_ends_with_the_uninterrupted_model(
-    slurm_cluster, demo_corpus, tmp_path, reference_model,
+    slurm_cluster, demo_corpus, tmp_path, reference_model, monkeypatch,
 ):
     """On Slurm, fairseq takes ranks from the Slurm environment: the model must still be the local run's."""
     save_dir = str(tmp_path / "ckpt")
-    job = submit_pretrain(_pretrain_config(demo_corpus.pretrain_data, save_dir, cluster="slurm"), PLUGIN_DIR)
-    _wait_for_log(job, _saved_at_least(8))
+    job = _submit_held(_pretrain_config(demo_corpus.pretrain_data, save_dir, cluster="slurm"), monkeypatch)
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
+    _release_after_requeue(job, save_dir)
     job.results()
 
     assert _accounted_state(job) == "COMPLETED"
     log = _log(job)
     assert "fairseq-train" in log and "--distributed-init-method tcp://vm:" in log  # rank 0 on Slurm's first node
-    _assert_resumed(log)
+    assert _assert_resumed(log) == HOLD_AT
     restarts = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True).stdout
     assert "Restarts=1" in restarts, restarts
     updates, model = _final_state(save_dir)
