@@ -52,11 +52,12 @@ def test_faces_are_searched_only_where_they_may_have_moved():
     reference, times = detect_faces(still + moving, every_frame, detect_every=1)
     reused, reused_times = detect_faces(still + moving, fast, detect_every=5)
     assert every_frame.calls == 19 and reused_times == times
-    # still part: keyframes 0, 5, 10 only; moving part: every frame between keyframes that disagree
-    assert fast.calls == 3 + 8, fast.calls
-    for ref, got in zip(reference, reused):
+    # whole frames searched at the keyframes 0, 5, 10, 15 and the last (18) only: between keyframes the
+    # still face's boxes are interpolated, and the moving face is followed by searching around its last box
+    assert fast.calls == 5, fast.calls
+    for ref, got in zip(reference, reused):  # the same face, up to the cascade's 10% scale steps
         assert len(ref) == len(got) == 1
-        assert all(abs(a - b) <= 3 for a, b in zip(ref[0].box, got[0].box)), (ref[0].box, got[0].box)
+        assert all(abs(a - b) <= 0.08 * ref[0].box[2] for a, b in zip(ref[0].box, got[0].box)), (ref[0].box, got[0].box)
     assert [d.frame for f in reused for d in f] == list(range(19))
 
 
