@@ -22,16 +22,20 @@ _FLOAT16 = dict(rtol=2 ** -10, atol=1e-4)
 @pytest.mark.parametrize("layer", [None, 1])
 def test_batched_wav2vec2_gives_each_wave_its_own_features(pocketsphinx, tiny_wav2vec2, layer):  # noqa: F811
     waves = [read_audio(u["wav"], max_seconds=s) for u, s in zip(speech_utterances(pocketsphinx), (3.0, 1.2, 2.1))]
+    waves.append(waves[0][: int(2.9 * 16000)])  # padded with the 3-s wave; the others are too short for it
     fairseq = load_wav2vec2(tiny_wav2vec2["fairseq"], layer)
     huggingface = load_wav2vec2(tiny_wav2vec2["huggingface"], layer)
+    encode, batch_sizes = fairseq._encode, []
+    fairseq._encode = lambda features, padding: batch_sizes.append(len(features)) or encode(features, padding)
     batched = fairseq.batch(waves)
+    assert sorted(batch_sizes) == [1, 1, 2]  # similar lengths only share a padded batch
     with torch.inference_mode():  # the reference: each model's own forward, one wave at a time
         for wave, features in zip(waves, batched):
             source = torch.from_numpy(wave)[None]
             ref = fairseq.model.extract_features(source, padding_mask=None, mask=False,
                                                  layer=None if layer is None else layer - 1)["x"][0].numpy()
             assert features.shape == ref.shape and np.allclose(features, ref, **_FLOAT16)
-    assert len({len(f) for f in batched}) == 3  # three lengths: the batch was padded
+    assert len({len(f) for f in batched}) == 4  # four lengths: the pair was padded
     for features, hf_features in zip(batched, huggingface.batch(waves)):
         assert np.allclose(features, hf_features, **_FLOAT16)
 
