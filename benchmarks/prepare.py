@@ -1,22 +1,24 @@
 """Throughput of memobert-prepare: the extractors, and the pipeline's own work around them.
 
-Extractors (``--what extractors``), each measured before and after in one run and set against
-the same run's fp32 matrix-product throughput (a 1024^3 product):
+Extractors (``--what extractors``): the stages themselves, old code against new, each set against the
+same run's fp32 matrix-product throughput (a 1024^3 product):
 
-* wav2vec 2.0 (base shape, randomly initialised): audio seconds per second, one utterance at a
-  time through the model's own ``extract_features`` (before) vs :meth:`Wav2Vec2Features.batch`
-  over ``--audio-batch`` utterances (after);
-* face detection: faces per second, the Haar cascade on every sampled frame (before,
-  ``detect_every=1``) vs keyframes with reuse (after, ``--detect-every``), on the astronaut's face
-  (scikit-image), still for the first half of the clip and moving in the second;
-* the expression network (DenseNet-BC-100, base shape, random): faces per second through the
-  network one face per call (before, ``--fer-batch 1``) vs :class:`FerModel`, all of the clip's
-  faces per call up to 64 (after);
-* the visual stage per face: detection + expression network, before vs after.
+* "before" is the stage code of a git commit (``--before``, default ``daba31b``, the commit issue 17
+  was filed against), unpacked with ``git archive`` into a temporary folder; "after" is the working
+  tree. Each timing runs ``benchmarks/stage_timing.py`` in its own process with that code first on
+  ``PYTHONPATH``, the same media and the same thread count, in interleaved rounds (old, new, old,
+  new, ...; the best of ``--rounds`` kept, as the machine may be shared);
+* the visual stage: faces per second of ``VisualStage.extract`` (detection, active speaker, the
+  expression network DenseNet-BC-100 with random weights) on 3-s 640x480 25-fps videos of
+  scikit-image's astronaut, moving 2 px a frame, and still;
+* the acoustic stage: audio seconds per second of ``AcousticStage`` (wav2vec 2.0 base shape, random
+  weights, a fairseq checkpoint written by the benchmark) over pocketsphinx's librivox speech if
+  installed (else a synthetic wave, and the table says so).
 
-Model FLOPs are counted with ``torch.utils.flop_counter``; "share" is the achieved FLOP rate over
-the matrix-product rate. Each timing is the best of ``--rounds`` interleaved rounds (the machine
-may be shared).
+Model FLOPs are counted with ``torch.utils.flop_counter`` on the working tree's models; "share" is the
+achieved model FLOP rate over the matrix-product rate. Below the stages, the working tree's components
+are timed in this process against simple references (not the old code): the Haar cascade searching every
+frame vs :func:`detect_faces`, and the plain DenseNet one face per call vs :class:`FerModel`.
 
 Pipeline (``--what pipeline``): for each corpus size (1x and 10x by default) a fresh process
 prepares a synthetic corpus:
@@ -151,60 +153,136 @@ def _flops(run) -> int:
     return counter.get_total_flops()
 
 
-def _wav2vec2_rates(args, rounds: int) -> dict:
-    """Audio seconds per second, before and after, and the FLOPs per audio second."""
+_SPEECH = "/usr/share/pocketsphinx/test/data/librivox"  # pocketsphinx's test speech (Debian package), 16 kHz
+_VIDEO_SECONDS, _VIDEO_FPS, _VIDEO_STEP = 3, 25, 2  # the face videos: length, frame rate, pixels moved per frame
+
+
+def archive_code(commit: str, dest: str) -> str:
+    """``memobert_plugin`` as it was at ``commit``, unpacked under ``dest`` (``git archive``); returns ``dest``."""
+    import io
+    import tarfile
+
+    archive = subprocess.run(["git", "-C", REPO, "archive", commit, "memobert_plugin"], capture_output=True)
+    if archive.returncode:
+        sys.exit(f"--before {commit}: git archive failed: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def stage_timing(code: str, what: str, work: str, threads: int, media) -> Dict[str, float]:
+    """One run of ``stage_timing.py`` with ``code``'s memobert_plugin: ``{"units", "seconds"}``."""
+    env = {**os.environ, "PYTHONPATH": code, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "stage_timing.py"), what, work,
+                           str(threads), *media], capture_output=True, text=True, env=env, cwd=work)
+    if proc.returncode:
+        sys.exit(f"the {what} stage of {code} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if os.path.realpath(result["code"]) != os.path.realpath(code):  # e.g. an install shadowing PYTHONPATH
+        sys.exit(f"the {what} timing imported memobert_plugin from {result['code']}, not {code}")
+    return result
+
+
+def _write_face_video(path: str, moving: bool) -> None:
+    """A 640x480 MPEG-4 video of the astronaut's face, moving right by _VIDEO_STEP px a frame, or still."""
+    import av
+    import cv2
+    from skimage import data
+
+    frames = _VIDEO_SECONDS * _VIDEO_FPS
+    # the head only (the suit's badge passes the cascade in some frames), magnified to a 140-px face
+    head = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[20:260, 110:350], (360, 360))
+    canvas = np.full((480, 640 + _VIDEO_STEP * frames), 90, np.uint8)
+    canvas[60:420, _VIDEO_STEP * frames + 100: _VIDEO_STEP * frames + 460] = head
+    with av.open(path, "w") as container:
+        stream = container.add_stream("mpeg4", rate=_VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 640, 480, "yuv420p", 4_000_000
+        for i in range(frames):
+            left = _VIDEO_STEP * (frames - i) if moving else _VIDEO_STEP * frames
+            rgb = cv2.cvtColor(np.ascontiguousarray(canvas[:, left: left + 640]), cv2.COLOR_GRAY2RGB)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _write_speech(work: str) -> tuple:
+    """(speech wavs, what they are): pocketsphinx's librivox files, else synthetic waves of their lengths."""
+    import soundfile
+
+    names = sorted(n for n in os.listdir(_SPEECH) if n.endswith(".wav")) if os.path.isdir(_SPEECH) else []
+    if names:
+        return [os.path.join(_SPEECH, n) for n in names], f"pocketsphinx librivox speech ({len(names)} files)"
+    rng, paths = np.random.default_rng(0), []
+    for i, seconds in enumerate((7.1, 5.4, 3.0, 6.2, 4.4)):  # no speech installed: a voiced-like synthetic wave
+        t = np.arange(int(seconds * 16000)) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2 + 0.01 * rng.standard_normal(len(t))
+        paths.append(os.path.join(work, f"speech{i}.wav"))
+        soundfile.write(paths[-1], wave.astype(np.float32), 16000)
+    return paths, "SYNTHETIC waves (pocketsphinx's test speech is not installed)"
+
+
+def _write_wav2vec2(path: str) -> None:
+    """A wav2vec 2.0 base checkpoint (random weights) in fairseq's format."""
     import warnings
 
     import torch
     from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
 
-    from memobert_plugin.prepare.acoustic import _FairseqWav2Vec2
-
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        model = Wav2Vec2Model.build_model(Wav2Vec2Config()).eval()  # wav2vec 2.0 base
-    extractor = _FairseqWav2Vec2("base", model, 12, 768, False, None, "cpu")
-    rng = np.random.default_rng(0)
-    waves = [rng.standard_normal(int(s * 16000)).astype(np.float32) * 0.1
-             for s in rng.uniform(1.5, 4.0, args.audio_batch)]
-    seconds = sum(len(w) for w in waves) / 16000
-
-    def before():
-        with torch.inference_mode():
-            for wave in waves:
-                model.extract_features(torch.from_numpy(wave)[None], padding_mask=None, mask=False)
-
-    def after():
-        extractor.batch(waves)
-
-    flops = _flops(lambda: extractor.batch(waves[:1])) / (len(waves[0]) / 16000)
-    times = {"before": float("inf"), "after": float("inf")}
-    for _ in range(rounds):  # interleaved: both see the same machine load
-        times["before"] = min(times["before"], _best_time(before, 1))
-        times["after"] = min(times["after"], _best_time(after, 1))
-    return {"flops_per_unit": flops, **{k: seconds / t for k, t in times.items()}}
+        model = Wav2Vec2Model.build_model(Wav2Vec2Config())
+    torch.save({"cfg": {"model": {"_name": "wav2vec2"}, "task": {"normalize": False}}, "model": model.state_dict()}, path)
 
 
-def _face_video(frames: int):
-    """Grey frames (640x480) of the astronaut's face: still for the first half, then moving right."""
-    import cv2
-    from skimage import data
+def _wav2vec2_flops_per_second(work: str, wav: str) -> float:
+    import soundfile
 
-    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
-    canvas = np.full((480, 640 + 4 * frames), 90, np.uint8)
-    canvas[:, 4 * frames:] = cv2.resize(photo, (640, 480))
-    return [(i / 10, canvas[:, 4 * frames - 4 * max(0, i - frames // 2):][:, :640].copy()) for i in range(frames)]
+    from memobert_plugin.prepare.acoustic import load_wav2vec2
+
+    wave = soundfile.read(wav, dtype="float32")[0][:3 * 16000]
+    extractor = load_wav2vec2(os.path.join(work, "wav2vec2_base.pt"))
+    return _flops(lambda: extractor.batch([wave])) / (len(wave) / 16000)
 
 
-def _visual_rates(args, rounds: int) -> dict:
-    """Faces per second of detection and of the expression network, before and after, and FLOPs per face."""
+def _stage_rates(args, work: str) -> dict:
+    """Per stage and side, the best units per second over interleaved child-process rounds; and the media."""
+    speech, speech_kind = _write_speech(work)
+    videos = {}
+    for moving in (True, False):
+        videos[moving] = os.path.join(work, "moving.mp4" if moving else "still.mp4")
+        _write_face_video(videos[moving], moving)
+    clip = os.path.join(work, "speech_3s.wav")  # the faces' speech: the first 3 s of the first file
+    import soundfile
+
+    wave, rate = soundfile.read(speech[0], dtype="float32")
+    soundfile.write(clip, wave[: _VIDEO_SECONDS * rate], rate)
+    _write_wav2vec2(os.path.join(work, "wav2vec2_base.pt"))
+    jobs = {"visual stage, moving face": ("visual", [f"{videos[True]}:{clip}"] * args.videos),
+            "visual stage, still face": ("visual", [f"{videos[False]}:{clip}"] * args.videos),
+            "acoustic stage, wav2vec 2.0 base": ("acoustic", speech)}
+    codes = {"before": archive_code(args.before, os.path.join(work, "before")), "after": REPO}
+    rates = {name: {side: 0.0 for side in codes} for name in jobs}
+    units = {}  # faces kept per video (or audio seconds), each side: the two must do the same work
+    gflops = 0.0
+    for _ in range(args.rounds):
+        gflops = max(gflops, _matmul_gflops(1))  # between the rounds too: the machine's best of the run
+        for name, (what, media) in jobs.items():
+            for side, code in codes.items():  # old then new, each round: both see the same machine load
+                result = stage_timing(code, what, work, args.threads, media)
+                rates[name][side] = max(rates[name][side], result["units"] / result["seconds"])
+                units[name, side] = result["units"] / len(media)
+    return {"gflops": gflops, "rates": rates, "units": units, "speech": speech, "speech_kind": speech_kind, "moving": videos[True]}
+
+
+def _visual_rates(args, video: str) -> dict:
+    """Faces per second of detection and of the expression network on ``video`` (sampled at 10 fps): the working
+    tree's against simple references (searching every frame; the plain network one face per call)."""
     import torch
 
-    from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces
+    from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces, video_frames
     from memobert_plugin.prepare.fer_model import DenseNetFER, FerModel, face_tensor
 
-    frames = _face_video(args.frames)
+    frames = list(video_frames(video, None, None, 10.0, None))
     detector = HaarFaceDetector()
     faces = {}
 
@@ -222,15 +300,14 @@ def _visual_rates(args, rounds: int) -> dict:
                 network(face_tensor(crops[start: start + args.fer_batch]))
 
     times = {k: float("inf") for k in ("detect_before", "detect_after", "fer_before", "fer_after")}
-    for _ in range(rounds):
+    for _ in range(args.rounds):
         times["detect_before"] = min(times["detect_before"], _best_time(lambda: detect(1), 1))
         times["detect_after"] = min(times["detect_after"], _best_time(lambda: detect(args.detect_every), 1))
         crops = faces[1]
         times["fer_before"] = min(times["fer_before"], _best_time(fer_before, 1))
         times["fer_after"] = min(times["fer_after"], _best_time(lambda: model(crops), 1))
     found = {k: len(v) for k, v in faces.items()}
-    flops = _flops(lambda: model(crops[:1]))
-    return {"faces": found, "flops_per_face": flops,
+    return {"faces": found, "frames": len(frames),
             "detect_before": found[1] / times["detect_before"],
             "detect_after": found[args.detect_every] / times["detect_after"],
             "fer_before": len(crops) / times["fer_before"], "fer_after": len(crops) / times["fer_after"]}
@@ -243,29 +320,48 @@ def _extractors(args) -> None:
 
     disable_torchaudio()
     torch.set_num_threads(args.threads)
-    rounds = args.rounds
-    gflops = _matmul_gflops(rounds)
-    print(f"fp32 matrix products: {gflops:.1f} GFLOP/s ({args.threads} threads, 1024^3, best of {3 * rounds})")
-    w2v = _wav2vec2_rates(args, rounds)
-    visual = _visual_rates(args, rounds)
-    per_face = {k: 1 / (1 / visual[f"detect_{k}"] + 1 / visual[f"fer_{k}"]) for k in ("before", "after")}
+    work = tempfile.mkdtemp(prefix="prepare-bench-extractors-")
+    try:
+        gflops = _matmul_gflops(args.rounds)
+        stages = _stage_rates(args, work)
+        w2v_flops = _wav2vec2_flops_per_second(work, stages["speech"][0])
+        visual = _visual_rates(args, stages["moving"]) if args.components else None
+        gflops = max(gflops, stages["gflops"], _matmul_gflops(args.rounds))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    from memobert_plugin.prepare.fer_model import DenseNetFER, FerModel
+
+    faces = np.zeros((1, 48, 48), np.uint8)
+    torch.manual_seed(0)
+    face_flops = _flops(lambda: FerModel(DenseNetFER())(faces))
 
     def share(rate, flops):
         return f"{rate * flops / 1e9 / gflops:>6.0%}" if flops else f"{'-':>6}"
 
-    print(f"{'extractor':<34} {'unit':<10} {'before/s':>9} {'after/s':>9} {'speed-up':>9} "
-          f"{'GFLOP/unit':>10} {'share before':>12} {'share after':>11}")
-    rows = [
-        (f"wav2vec 2.0 base, {args.audio_batch} utts", "audio s", w2v["before"], w2v["after"], w2v["flops_per_unit"]),
-        (f"face detection (every {args.detect_every})", "face", visual["detect_before"], visual["detect_after"], 0),
-        ("expression net DenseNet-BC-100", "face", visual["fer_before"], visual["fer_after"], visual["flops_per_face"]),
-        ("visual stage (detection + net)", "face", per_face["before"], per_face["after"], visual["flops_per_face"]),
-    ]
-    for name, unit, before, after, flops in rows:
-        print(f"{name:<34} {unit:<10} {before:>9.2f} {after:>9.2f} {after / before:>8.1f}x {flops / 1e9:>10.2f} "
-              f"{share(before, flops)} {share(after, flops):>11}")
-    print(f"faces found: {visual['faces'][1]} searching every frame, {visual['faces'][args.detect_every]} with "
-          f"reuse, of {args.frames} frames")
+    def table(title, rows):
+        print(f"{title:<40} {'unit':<8} {'before/s':>9} {'after/s':>9} {'speed-up':>9} "
+              f"{'GFLOP/unit':>10} {'share before':>12} {'share after':>11}")
+        for name, unit, before, after, flops in rows:
+            print(f"{name:<40} {unit:<8} {before:>9.2f} {after:>9.2f} {after / before:>8.2f}x {flops / 1e9:>10.2f} "
+                  f"{share(before, flops):>12} {share(after, flops):>11}")
+
+    print(f"fp32 matrix products: {gflops:.1f} GFLOP/s ({args.threads} threads, 1024^3, best of the run)")
+    print(f"before: the stage code of {args.before}; after: the working tree; each in its own process, "
+          f"best of {args.rounds} interleaved rounds; speech: {stages['speech_kind']}")
+    rates = stages["rates"]
+    table("stage", [(name, "audio s" if "acoustic" in name else "face", r["before"], r["after"],
+                     w2v_flops if "acoustic" in name else face_flops) for name, r in rates.items()])
+    print("per video, faces kept before/after: " + ", ".join(
+        f"{name.split(', ')[1]} {stages['units'][name, 'before']:g}/{stages['units'][name, 'after']:g}"
+        for name in rates if "visual" in name))
+    if visual:
+        print()
+        table("components of the working tree", [
+            ("detection: full search every frame/ours", "face", visual["detect_before"], visual["detect_after"], 0),
+            ("DenseNet: plain, 1 face a call/FerModel", "face", visual["fer_before"], visual["fer_after"], face_flops),
+        ])
+        print(f"faces found in {visual['frames']} frames of the moving face: {visual['faces'][1]} searching every "
+              f"frame, {visual['faces'][args.detect_every]} with keyframes every {args.detect_every}")
 
 
 def main() -> None:
@@ -278,8 +374,10 @@ def main() -> None:
     parser.add_argument("--what", choices=("all", "extractors", "pipeline"), default="all")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the extractors (default: 2)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per extractor timing (best kept)")
-    parser.add_argument("--audio-batch", type=int, default=6, help="utterances (1.5-4 s) per wav2vec 2.0 batch")
-    parser.add_argument("--frames", type=int, default=40, help="video frames for the face timings (640x480)")
+    parser.add_argument("--before", default="daba31b", help="the git commit whose stage code is 'before'")
+    parser.add_argument("--videos", type=int, default=4, help="3-s videos per visual stage timing")
+    parser.add_argument("--components", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the working tree's detection and expression network on their own")
     parser.add_argument("--detect-every", type=int, default=5, help="keyframe interval of the fast face search")
     parser.add_argument("--fer-batch", type=int, default=1, help="faces per expression-network call 'before'")
     args = parser.parse_args()

@@ -68,3 +68,20 @@ def test_variable_batches_have_the_demo_corpus_lengths_and_the_baselines_pad_eac
     assert attention_mask[0].tolist() == [1, 1, 1, 0, 0] + [0] * 4 + [1, 1]
     assert attention_mask.sum(1).tolist() == [5, 10]
     assert labels.ne(-100).logical_and(attention_mask.eq(0)).sum() == 0
+
+
+def test_the_old_code_is_unpacked_from_git_and_imported_first_by_the_timing_child(tmp_path):
+    import prepare
+
+    if subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    code = prepare.archive_code("HEAD", str(tmp_path / "before"))
+    assert os.path.isfile(os.path.join(code, "memobert_plugin", "prepare", "visual.py"))
+    assert not os.path.exists(os.path.join(code, "tests"))  # the package only
+    # the timing child's premise: with the archive on PYTHONPATH, its code is imported, not the installed tree's
+    proc = subprocess.run([sys.executable, "-c", "import memobert_plugin; print(memobert_plugin.__file__)"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": code}, cwd=str(tmp_path),
+                          check=True)
+    assert proc.stdout.strip() == os.path.join(code, "memobert_plugin", "__init__.py")
+    with pytest.raises(SystemExit, match="--before no-such-commit: git archive failed"):
+        prepare.archive_code("no-such-commit", str(tmp_path / "missing"))

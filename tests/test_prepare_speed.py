@@ -22,16 +22,20 @@ _FLOAT16 = dict(rtol=2 ** -10, atol=1e-4)
 @pytest.mark.parametrize("layer", [None, 1])
 def test_batched_wav2vec2_gives_each_wave_its_own_features(pocketsphinx, tiny_wav2vec2, layer):  # noqa: F811
     waves = [read_audio(u["wav"], max_seconds=s) for u, s in zip(speech_utterances(pocketsphinx), (3.0, 1.2, 2.1))]
+    waves.append(waves[0][: int(2.9 * 16000)])  # padded with the 3-s wave; the others are too short for it
     fairseq = load_wav2vec2(tiny_wav2vec2["fairseq"], layer)
     huggingface = load_wav2vec2(tiny_wav2vec2["huggingface"], layer)
+    encode, batch_sizes = fairseq._encode, []
+    fairseq._encode = lambda features, padding: batch_sizes.append(len(features)) or encode(features, padding)
     batched = fairseq.batch(waves)
+    assert sorted(batch_sizes) == [1, 1, 2]  # similar lengths only share a padded batch
     with torch.inference_mode():  # the reference: each model's own forward, one wave at a time
         for wave, features in zip(waves, batched):
             source = torch.from_numpy(wave)[None]
             ref = fairseq.model.extract_features(source, padding_mask=None, mask=False,
                                                  layer=None if layer is None else layer - 1)["x"][0].numpy()
             assert features.shape == ref.shape and np.allclose(features, ref, **_FLOAT16)
-    assert len({len(f) for f in batched}) == 3  # three lengths: the batch was padded
+    assert len({len(f) for f in batched}) == 4  # four lengths: the pair was padded
     for features, hf_features in zip(batched, huggingface.batch(waves)):
         assert np.allclose(features, hf_features, **_FLOAT16)
 
@@ -52,11 +56,12 @@ def test_faces_are_searched_only_where_they_may_have_moved():
     reference, times = detect_faces(still + moving, every_frame, detect_every=1)
     reused, reused_times = detect_faces(still + moving, fast, detect_every=5)
     assert every_frame.calls == 19 and reused_times == times
-    # still part: keyframes 0, 5, 10 only; moving part: every frame between keyframes that disagree
-    assert fast.calls == 3 + 8, fast.calls
-    for ref, got in zip(reference, reused):
+    # whole frames searched at the keyframes 0, 5, 10, 15 and the last (18) only: between keyframes the
+    # still face's boxes are interpolated, and the moving face is followed by searching around its last box
+    assert fast.calls == 5, fast.calls
+    for ref, got in zip(reference, reused):  # the same face, up to the cascade's 10% scale steps
         assert len(ref) == len(got) == 1
-        assert all(abs(a - b) <= 3 for a, b in zip(ref[0].box, got[0].box)), (ref[0].box, got[0].box)
+        assert all(abs(a - b) <= 0.08 * ref[0].box[2] for a, b in zip(ref[0].box, got[0].box)), (ref[0].box, got[0].box)
     assert [d.frame for f in reused for d in f] == list(range(19))
 
 

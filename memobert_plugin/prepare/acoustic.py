@@ -38,6 +38,8 @@ __all__ = ["Wav2Vec2Features", "load_wav2vec2", "average_pool", "AcousticStage"]
 #: audio per transformer batch in the acoustic stage: enough to fill the matrix products, few enough
 #: that the padded batch's activations stay small
 _BATCH_SECONDS = 60.0
+#: longest over shortest wave (in frames) that share a padded transformer batch
+_MAX_PADDING = 1.1
 
 
 def average_pool(frames: np.ndarray, size: int) -> np.ndarray:
@@ -47,6 +49,19 @@ def average_pool(frames: np.ndarray, size: int) -> np.ndarray:
     if full < len(frames):
         pooled = np.concatenate([pooled, frames[full:].mean(axis=0, keepdims=True)])
     return pooled
+
+
+def _length_groups(lengths: Sequence[int]) -> List[List[int]]:
+    """Indices of ``lengths`` in groups padded together: similar lengths (the longest at most
+    :data:`_MAX_PADDING` over the shortest), so that padding wastes little compute; a 7-s and a 3-s
+    utterance padded together cost more than each alone (measured on CPU: 1.2x over 5 utterances)."""
+    groups: List[List[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if groups and lengths[i] <= lengths[groups[-1][0]] * _MAX_PADDING:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 class Wav2Vec2Features(ABC):
@@ -89,7 +104,8 @@ class Wav2Vec2Features(ABC):
 
     @torch.inference_mode()
     def batch(self, waves: Sequence[np.ndarray]) -> List[np.ndarray]:
-        """``[frames, dim]`` features of each wave, the transformer running once on the whole batch.
+        """``[frames, dim]`` features of each wave, the transformer running once per group of similar
+        lengths (:func:`_length_groups`).
 
         The convolutional front end runs wave by wave: the base models' group norm spans a whole
         wave, so padding would change it. The transformer sees the padded batch with a padding
@@ -97,11 +113,15 @@ class Wav2Vec2Features(ABC):
         positional convolution, as that convolution's own zero padding is.
         """
         features = [self._front_end(self._source(wave))[0] for wave in waves]
-        lengths = [len(f) for f in features]
-        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
-        padding = torch.arange(padded.shape[1], device=padded.device)[None] >= torch.tensor(lengths, device=padded.device)[:, None]
-        hidden = self._encode(padded, padding if padding.any() else None).float().cpu().numpy()
-        return [hidden[i, :n] for i, n in enumerate(lengths)]
+        out: List[Optional[np.ndarray]] = [None] * len(features)
+        for group in _length_groups([len(f) for f in features]):
+            lengths = [len(features[i]) for i in group]
+            padded = torch.nn.utils.rnn.pad_sequence([features[i] for i in group], batch_first=True)
+            padding = torch.arange(padded.shape[1], device=padded.device)[None] >= torch.tensor(lengths, device=padded.device)[:, None]
+            hidden = self._encode(padded, padding if padding.any() else None).float().cpu().numpy()
+            for row, (i, n) in enumerate(zip(group, lengths)):
+                out[i] = hidden[row, :n]
+        return out
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         return self.batch([wave])[0]

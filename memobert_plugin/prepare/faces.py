@@ -3,7 +3,11 @@
 The cascade searches the whole frame only on every ``detect_every``-th sampled frame (a keyframe).
 When two consecutive keyframes hold the same faces at nearly the same place (each box overlapping
 its partner by IoU >= 0.7), the faces did not move in between, and the frames between them take
-the boxes interpolated from the two keyframes; otherwise every frame between them is searched.
+the boxes interpolated from the two keyframes. Otherwise each face is followed from frame to frame
+between them: the cascade searches only a region around the face's box in the frame before, at
+scales near its size, downscaled so that the face is about :data:`_FOLLOW_SIDE` pixels wide (a
+fraction of a full-frame search). So a face that appears between keyframes is found from the next
+keyframe on, and a face the region search loses is missing until then.
 Crops are always cut from each frame's own pixels, so expressions and mouth motion are not reused.
 
 Only small crops are kept per detection (the 48x48 face for the expression model and a
@@ -33,6 +37,9 @@ _MOUTH_SIZE = (24, 12)  # width, height of the resampled mouth patch
 _DETECT_MAX_SIDE = 640  # frames are searched at this size at most (speed); boxes are scaled back
 _TRACK_IOU = 0.3
 _STILL_IOU = 0.7  # keyframe boxes overlapping this much: the face did not move in between
+_FOLLOW_MARGIN = 0.4  # a followed face is searched for within this many face sides around its last box
+_FOLLOW_SIDE = 64  # ... in a region downscaled so that the face is about this wide (the cascade's window is 24)
+_FOLLOW_SCALE = 1.25  # ... at sizes within this factor of its last size
 
 Box = Tuple[int, int, int, int]  # x, y, width, height in frame pixels
 
@@ -103,6 +110,28 @@ class HaarFaceDetector:
 
     def detect(self, gray: np.ndarray, frame: int) -> List[Detection]:
         return crops(gray, self.boxes(gray), frame)
+
+    def follow(self, gray: np.ndarray, last: List[Box]) -> List[Box]:
+        """Where each face of ``last`` (boxes in the frame before) is in ``gray``: a search of the
+        region around each box only, near its size (module docstring); a face not found is left out."""
+        import cv2
+
+        found = []
+        for box in last:
+            x, y, w, h = box
+            margin, side = int(_FOLLOW_MARGIN * max(w, h)), max(w, h)
+            x0, y0 = max(0, x - margin), max(0, y - margin)
+            region = gray[y0: y + h + margin, x0: x + w + margin]
+            scale = min(1.0, _FOLLOW_SIDE / side)
+            small = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else region
+            low, high = int(side * scale / _FOLLOW_SCALE), int(np.ceil(side * scale * _FOLLOW_SCALE))
+            near = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(low, low),
+                                                 maxSize=(high, high))
+            candidates = [(x0 + int(round(bx / scale)), y0 + int(round(by / scale)), int(round(bw / scale)),
+                           int(round(bh / scale))) for bx, by, bw, bh in near]
+            if candidates:
+                found.append(max(candidates, key=lambda other: _iou(box, other)))
+        return found
 
 
 def crops(gray: np.ndarray, boxes: List[Box], frame: int) -> List[Detection]:
@@ -215,9 +244,11 @@ def detect_faces(frames: Iterable[Tuple[float, np.ndarray]], detector: HaarFaceD
         nonlocal key
         boxes = detector.boxes(gray)
         pairs = _still_pairs(key[1], boxes) if key[0] >= 0 else None
+        followed = key[1]
         for between, frame in waiting:
-            if pairs is None:
-                per_frame[between] = crops(frame, detector.boxes(frame), between)
+            if pairs is None:  # the faces moved: follow them from the last keyframe on
+                followed = detector.follow(frame, followed)
+                per_frame[between] = crops(frame, followed, between)
             else:
                 weight = (between - key[0]) / (index - key[0])
                 per_frame[between] = crops(frame, [_between(a, b, weight) for a, b in pairs], between)

@@ -8,7 +8,7 @@ architecture with the weights, so the visual extractor rebuilds exactly what was
 from __future__ import annotations
 
 import copy
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,27 @@ class _DenseLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, self.body(x)], dim=1)
+
+
+class _DenseBlockBuffer(nn.Module):
+    """Inference form of consecutive dense layers: each writes its k new channels into one preallocated
+    tensor, where ``torch.cat`` would copy all the channels so far at every layer (memory traffic
+    quadratic in the block's depth)."""
+
+    def __init__(self, layers: List[_DenseLayer]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        growth = self.layers[0].body[-1].out_channels
+        out = torch.empty((batch, channels + growth * len(self.layers), height, width), dtype=x.dtype,
+                          device=x.device, memory_format=torch.channels_last)
+        out[:, :channels] = x
+        for layer in self.layers:
+            out[:, channels: channels + growth] = layer.body(out[:, :channels])
+            channels += growth
+        return out
 
 
 class DenseNetFER(nn.Module):
@@ -89,14 +110,24 @@ def face_tensor(faces: np.ndarray) -> torch.Tensor:
 def inference_network(network: DenseNetFER) -> DenseNetFER:
     """A copy of ``network`` for inference, the same outputs up to float rounding, faster: each dense
     layer's bottleneck BatchNorm folded into the 1x1 convolution before it (one pass less per layer),
-    and channels-last weights (oneDNN's and cuDNN's convolution layout: no reordering per call)."""
+    each dense block writing into one preallocated tensor (:class:`_DenseBlockBuffer`), and
+    channels-last weights (oneDNN's and cuDNN's convolution layout: no reordering per call)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     fast = copy.deepcopy(network).eval()
-    for layer in fast.modules():
-        if isinstance(layer, _DenseLayer):
-            layer.body[2] = fuse_conv_bn_eval(layer.body[2], layer.body[3])
-            layer.body[3] = nn.Identity()
+    modules, block = [], []
+    for module in list(fast.features) + [None]:
+        if isinstance(module, _DenseLayer):
+            module.body[2] = fuse_conv_bn_eval(module.body[2], module.body[3])
+            module.body[3] = nn.Identity()
+            block.append(module)
+            continue
+        if block:
+            modules.append(_DenseBlockBuffer(block))
+            block = []
+        if module is not None:
+            modules.append(module)
+    fast.features = nn.Sequential(*modules)
     return fast.to(memory_format=torch.channels_last)
 
 
