@@ -79,3 +79,43 @@ def test_fold_zero_is_the_final_model_on_all_speakers(scheme):
     assert speakers(split.train) == {m.speaker for m in meta} - {"Ses05M"}
     with pytest.raises(ValueError, match=r"folds are 1\.\.10 \(or 0: a final model on all speakers\)"):
         fold_split(meta, 11)
+
+
+def _fixed_corpus():
+    """MELD-like: the same speakers in every subset, each row's subset given (written and read back)."""
+    subsets = ["train"] * 6 + ["valid"] * 2 + ["test"] * 3
+    return [UtteranceMeta(f"dia{i}_utt0", ("Ross", "Rachel", "Joey")[i % 3], "", "joy", subset)
+            for i, subset in enumerate(subsets)]
+
+
+def test_fixed_split_is_the_corpus_own(tmp_path):
+    path = tmp_path / "all.meta.tsv"
+    path.write_text("id\tspeaker\tsession\tlabel\tsubset\n"
+                    + "".join(f"{m.id}\t{m.speaker}\t\t{m.label}\t{m.subset}\n" for m in _fixed_corpus()))
+    meta = read_meta(str(path))
+    assert resolve_scheme(meta, "auto") == "fixed" and num_folds(meta) == 1
+    split = fold_split(meta, 1)
+    assert [list(split.subset(s)) for s in ("train", "valid", "test")] == [list(range(6)), [6, 7], [8, 9, 10]]
+    final = fold_split(meta, 0)  # the final model trains on train and test, validates on valid
+    assert list(final.train) == [0, 1, 2, 3, 4, 5, 8, 9, 10] and list(final.valid) == [6, 7] and not len(final.test)
+    with pytest.raises(ValueError, match=r"--fold 2: the corpus's fixed split is one fold, 1"):
+        fold_split(meta, 2)
+    assert num_folds(meta, "speaker") == 3  # speaker folds stay available on such a corpus
+
+
+def test_fixed_split_errors(tmp_path):
+    meta = _fixed_corpus()
+    meta[4] = UtteranceMeta(meta[4].id, meta[4].speaker, "", "joy")
+    with pytest.raises(ValueError, match=r"'dia4_utt0' \(meta line 6\) has none"):
+        fold_split(meta, 1)
+    no_valid = [UtteranceMeta(m.id, m.speaker, "", "joy", "train" if m.subset == "valid" else m.subset)
+                for m in _fixed_corpus()]
+    with pytest.raises(ValueError, match=r"the fixed split has no valid utterance"):
+        fold_split(no_valid, 1)
+    assert resolve_scheme(_corpus(5), "auto") == "session"  # no subset column: speaker folds as before
+    with pytest.raises(ValueError, match="fixed split needs every utterance's subset"):
+        resolve_scheme(_corpus(5), "fixed")
+    path = tmp_path / "all.meta.tsv"
+    path.write_text("id\tspeaker\tsession\tlabel\tsubset\nu1\ts1\t\tjoy\tdev\n")
+    with pytest.raises(ValueError, match=r"all.meta.tsv:2: utterance 'u1' has subset 'dev', not one of"):
+        read_meta(str(path))

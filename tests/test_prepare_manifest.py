@@ -29,6 +29,16 @@ def test_valid_rows_become_utterances_with_resolved_paths(tmp_path):
     assert Utterance.from_row(first.to_row()) == first and Utterance.from_row(second.to_row()) == second
 
 
+def test_the_fixed_subset_column(tmp_path):
+    path = _write(tmp_path, "id\ttext\tsubset\nu1\thi\ttest\nu2\tho\tdev\nu3\thum\t\n")
+    first, bad, third = list(read_manifest(path))
+    assert (first.subset, third.subset) == ("test", "")
+    assert bad == Problem("u2", 3, "manifest", "subset 'dev' is not one of train, valid, test (or empty)")
+    assert Utterance.from_row(first.to_row()) == first
+    # an entry list written before the subset field (10 cells) is read with no subset
+    assert Utterance.from_row(first.to_row()[:9] + ["2"]) == Utterance(line=2, id="u1", text="hi")
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
     path = _write(tmp_path, "\ufeffid\ttext\nu1\thi\n")
     assert [u.id for u in read_manifest(path)] == ["u1"]

@@ -105,3 +105,24 @@ def test_per_class_tables_csv_and_confusion_figures(tmp_path):
     assert float(row[header.index("happy_recall")]) == pytest.approx(recall[1], abs=1e-6)
     png = tmp_path / "confusion" / "iemocap_direct_frac1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_table_says_how_each_corpus_was_split_and_has_weighted_f1(tmp_path):
+    for corpus, scheme, fold, weighted in (("iemocap", "session", 1, 0.61), ("iemocap", "session", 2, 0.63),
+                                           ("meld", "fixed", 1, 0.57)):
+        _result(str(tmp_path), corpus, "direct", 1.0, 1, fold, 0.5, 0.5)
+        path = os.path.join(tmp_path, corpus, "direct", "frac1", "seed1", f"fold{fold}", "result.json")
+        with open(path) as handle:
+            record = json.load(handle)
+        record["cv_scheme"] = scheme
+        record["test"].update(macro_f1=0.4, weighted_f1=weighted)
+        with open(path, "w") as handle:
+            json.dump(record, handle)
+    text = write_tables(str(tmp_path))
+    assert "| setting | iemocap WA | iemocap UAR | iemocap macro-F1 | iemocap weighted-F1 | meld WA |" in text
+    assert "| direct | 50.00 | 50.00 | 40.00 | 62.00 | 50.00 | 50.00 | 40.00 | 57.00 |" in text
+    assert ("Evaluated on: iemocap: speaker folds, validated on the test speaker's session partner; "
+            "meld: the corpus's own train/valid/test split.") in text
+    with open(tmp_path / "results.csv") as handle:
+        rows = [line.split(",") for line in handle.read().splitlines()]
+    assert [row[rows[0].index("cv_scheme")] for row in rows[1:]] == ["session", "fixed"]

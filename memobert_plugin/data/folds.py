@@ -6,8 +6,12 @@ speaker(s) of that session are the validation set and the remaining sessions tra
 under ``speaker`` (leave one speaker out, for corpora without paired sessions) the next
 speaker validates and all others train. No speaker is ever in two of the three sets.
 
+Under ``fixed`` (a corpus with an official split, e.g. MELD: every utterance's ``subset`` in
+the meta file is train, valid or test) there is one fold, the corpus's own split.
+
 Fold 0 is for a final model on all labelled speakers: the last speaker by name validates
-(for checkpoint selection), every other speaker trains, and the test set is empty.
+(for checkpoint selection), every other speaker trains, and the test set is empty; under
+``fixed`` the valid subset validates and train and test train.
 """
 
 from dataclasses import dataclass
@@ -15,12 +19,12 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .utterance_meta import UtteranceMeta
+from .utterance_meta import FIXED_SUBSETS, UtteranceMeta
 
 __all__ = ["FoldSplit", "fold_split", "num_folds", "resolve_scheme", "stratified_subset", "CV_SCHEMES", "LABELLED_SPLIT",
            "FINAL_FOLD"]
 
-CV_SCHEMES = ("auto", "session", "speaker")
+CV_SCHEMES = ("auto", "session", "speaker", "fixed")
 LABELLED_SPLIT = "all"  #: the data dir's split holding every labelled utterance (``all.meta.tsv``)
 FINAL_FOLD = 0
 
@@ -46,22 +50,55 @@ def _sessions(meta: Sequence[UtteranceMeta]) -> Dict[str, set]:
     return sessions
 
 
+def _check_fixed_subsets(meta: Sequence[UtteranceMeta]) -> None:
+    """Every row has a subset, and train and valid have utterances (ValueError naming the first that fails)."""
+    for line_no, row in enumerate(meta, start=2):
+        if not row.subset:
+            raise ValueError(f"the fixed split needs every utterance's subset: {row.id!r} (meta line {line_no}) has "
+                             "none; give every manifest row a subset, or use speaker folds")
+    counts = {name: sum(row.subset == name for row in meta) for name in FIXED_SUBSETS}
+    empty = [name for name in ("train", "valid") if not counts[name]]
+    if empty:
+        raise ValueError(f"the fixed split has no {' and no '.join(empty)} utterance ({counts})")
+
+
 def resolve_scheme(meta: Sequence[UtteranceMeta], scheme: str) -> str:
-    """``auto``: ``session`` when every session has at least two speakers, else ``speaker``."""
+    """``auto``: ``fixed`` when the meta file gives subsets; else ``session`` when every session has at least
+    two speakers, else ``speaker``."""
     if scheme not in CV_SCHEMES:
         raise ValueError(f"cross-validation scheme must be one of {CV_SCHEMES}, got {scheme!r}")
-    if scheme != "auto":
-        return scheme
-    return "session" if all(len(s) >= 2 for s in _sessions(meta).values()) else "speaker"
+    if scheme == "auto":
+        if any(row.subset for row in meta):
+            scheme = "fixed"
+        else:
+            return "session" if all(len(s) >= 2 for s in _sessions(meta).values()) else "speaker"
+    if scheme == "fixed":
+        _check_fixed_subsets(meta)
+    return scheme
 
 
-def num_folds(meta: Sequence[UtteranceMeta]) -> int:
-    return len({row.speaker for row in meta})
+def num_folds(meta: Sequence[UtteranceMeta], scheme: str = "auto") -> int:
+    """Folds 1..N of the scheme: one per speaker, or the single fixed split."""
+    return 1 if resolve_scheme(meta, scheme) == "fixed" else len({row.speaker for row in meta})
+
+
+def _fixed_split(meta: Sequence[UtteranceMeta], fold: int) -> FoldSplit:
+    if fold not in (FINAL_FOLD, 1):
+        raise ValueError(f"--fold {fold}: the corpus's fixed split is one fold, 1 (or {FINAL_FOLD}: a final model)")
+    subset_of = np.array([row.subset for row in meta])
+    valid = np.flatnonzero(subset_of == "valid")
+    if fold == FINAL_FOLD:
+        return FoldSplit(fold=fold, scheme="fixed", test_speaker="", valid_speakers=(),
+                         train=np.flatnonzero(subset_of != "valid"), valid=valid, test=valid[:0])
+    return FoldSplit(fold=fold, scheme="fixed", test_speaker="", valid_speakers=(),
+                     train=np.flatnonzero(subset_of == "train"), valid=valid, test=np.flatnonzero(subset_of == "test"))
 
 
 def fold_split(meta: Sequence[UtteranceMeta], fold: int, scheme: str = "auto") -> FoldSplit:
     """Row indices of fold ``fold`` (1-based; 0: the final model's split) for train, valid and test."""
     scheme = resolve_scheme(meta, scheme)
+    if scheme == "fixed":
+        return _fixed_split(meta, fold)
     speakers = sorted({row.speaker for row in meta})
     if not 0 <= fold <= len(speakers):
         raise ValueError(f"--fold {fold}: the corpus has {len(speakers)} speakers, so folds are 1..{len(speakers)} "

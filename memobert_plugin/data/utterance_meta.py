@@ -1,4 +1,8 @@
-"""``{split}.meta.tsv``: one row per utterance (id, speaker, session, label), in data order."""
+"""``{split}.meta.tsv``: one row per utterance (id, speaker, session, label[, subset]), in data order.
+
+``subset`` (optional column) is the corpus's own fixed split of the utterance (train, valid or
+test; empty: none), for corpora evaluated on their official split instead of speaker folds.
+"""
 
 import codecs
 import csv
@@ -7,9 +11,11 @@ import os
 from dataclasses import dataclass
 from typing import List
 
-__all__ = ["UtteranceMeta", "read_meta", "META_COLUMNS"]
+__all__ = ["UtteranceMeta", "read_meta", "META_COLUMNS", "SUBSET_COLUMN", "FIXED_SUBSETS"]
 
-META_COLUMNS = ("id", "speaker", "session", "label")
+META_COLUMNS = ("id", "speaker", "session", "label")  #: the required columns
+SUBSET_COLUMN = "subset"  #: the optional column of a corpus's fixed split
+FIXED_SUBSETS = ("train", "valid", "test")  #: its values (fairseq's subset names)
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,7 @@ class UtteranceMeta:
     speaker: str
     session: str
     label: str
+    subset: str = ""  # the corpus's fixed split (FIXED_SUBSETS), or "" where it has none
 
 
 def read_meta(path: str) -> List[UtteranceMeta]:
@@ -39,14 +46,19 @@ def read_meta(path: str) -> List[UtteranceMeta]:
     if missing:
         raise ValueError(f"{path}:1: header lacks the columns {missing} (has {header})")
     col = {c: header.index(c) for c in META_COLUMNS}
+    subset_col = header.index(SUBSET_COLUMN) if SUBSET_COLUMN in header else None
     for line_no, fields in enumerate(reader, start=2):
         if len(fields) != len(header):
             raise ValueError(f"{path}:{line_no}: {len(fields)} fields, the header has {len(header)}")
-        row = UtteranceMeta(*(fields[col[c]].strip() for c in META_COLUMNS))
+        row = UtteranceMeta(*(fields[col[c]].strip() for c in META_COLUMNS),
+                            subset="" if subset_col is None else fields[subset_col].strip())
         if row.id in seen:
             raise ValueError(f"{path}:{line_no}: duplicate utterance id {row.id!r} (first on line {seen[row.id]})")
         if not row.speaker:
             raise ValueError(f"{path}:{line_no}: utterance {row.id!r} has no speaker")
+        if row.subset and row.subset not in FIXED_SUBSETS:
+            raise ValueError(f"{path}:{line_no}: utterance {row.id!r} has subset {row.subset!r}, not one of "
+                             f"{FIXED_SUBSETS} (or empty)")
         seen[row.id] = line_no
         rows.append(row)
     return rows

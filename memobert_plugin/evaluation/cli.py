@@ -62,7 +62,8 @@ def _fold_count(data: str) -> int:
 
 
 def parse_folds(spec: str, data: str) -> List[int]:
-    """``all`` (every fold of the task's default corpus split), ``1,2,5`` or ``1-4``."""
+    """``all`` (every fold of the task's default corpus split: one per speaker, or the one fixed split),
+    ``1,2,5`` or ``1-4``."""
     if spec == "all":
         return list(range(1, _fold_count(data) + 1))
     folds = []
@@ -85,6 +86,9 @@ def check_inputs(jobs: List[FoldJob]) -> None:
             folds_of[job.data] = _fold_count(job.data)
         count = folds_of[job.data]
         if not job.final and not 1 <= job.fold <= count:
+            if job.cv_scheme() == "fixed":
+                raise ValueError(f"--folds: {job.data} is evaluated on its fixed split (all.meta.tsv gives each "
+                                 f"utterance's subset), its one fold: 1, not {job.fold}")
             raise ValueError(f"--folds: {job.data} has {count} speakers, so folds are 1..{count}, not {job.fold}")
         init = SETTINGS[job.setting][0]
         if init == "memobert" and not os.path.isfile(job.init_path):
@@ -123,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pretrained", action="append", default=[], metavar="[LABEL=]CHECKPOINT",
                      help="memobert_pretrain checkpoint for the pretrain_* settings; repeat for one row each")
     run.add_argument("--bert-init", default="", help="Hugging Face BERT directory for bert_direct")
-    run.add_argument("--folds", default="all", help="'all', '1,2' or '1-4'")
+    run.add_argument("--folds", default="all",
+                     help="'all', '1,2' or '1-4': speaker folds, or 1 (= all) for a corpus with a fixed split "
+                          "(a subset column in all.meta.tsv, e.g. MELD)")
     run.add_argument("--seeds", default="1,2,3")
     run.add_argument("--fractions", default="1.0",
                      help="training fractions, e.g. 0,0.1,0.2,0.5,1.0 (Fig. 3); 0 trains nothing and tests the "

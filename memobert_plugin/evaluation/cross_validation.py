@@ -3,7 +3,7 @@
 Each job trains on its fold's training speakers, keeps the checkpoint best on the
 validation speaker (``--best-checkpoint-metric uar``), then scores the held-out test
 speaker with ``fairseq-validate --valid-subset test`` and writes ``result.json`` (WA, UAR,
-macro/weighted F1, per-class figures and the confusion matrix) and ``test_predictions.tsv``
+macro/weighted F1, per-class figures, the confusion matrix and the fold scheme) and ``test_predictions.tsv``
 (one row per test utterance). A job whose ``result.json`` exists is done; an interrupted
 one resumes from its ``checkpoint_last.pt`` (fairseq's own resumption), so rerunning a sweep
 is safe. Both commands' output streams into the job's ``train.log`` as it is printed.
@@ -27,8 +27,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import memobert_plugin
 
 from ..class_metrics import classification_report
-from ..data.folds import LABELLED_SPLIT, fold_split, stratified_subset
-from ..data.utterance_meta import read_meta
+from ..data.folds import LABELLED_SPLIT, fold_split, resolve_scheme, stratified_subset
+from ..data.utterance_meta import UtteranceMeta, read_meta
 from ..output_lock import output_lock
 from ..predictions_file import read_predictions
 from ..files import atomic_open
@@ -121,9 +121,17 @@ class FoldJob:
             args += ["--bert-init" if init == "bert" else "--memobert-init", self.init_path]
         return args
 
+    def meta(self) -> List[UtteranceMeta]:
+        """The labelled corpus's rows (all.meta.tsv)."""
+        return read_meta(os.path.join(self.data, f"{LABELLED_SPLIT}.meta.tsv"))
+
+    def cv_scheme(self) -> str:
+        """How the task makes the folds of this corpus (its --cv-scheme auto): session, speaker or fixed."""
+        return resolve_scheme(self.meta(), "auto")
+
     def train_updates(self) -> int:
         """Updates of the whole run: the fold's (subsampled) training set in batches, times the epochs."""
-        meta = read_meta(os.path.join(self.data, f"{LABELLED_SPLIT}.meta.tsv"))
+        meta = self.meta()
         train = fold_split(meta, self.fold).train
         if self.train_fraction < 1:
             train = stratified_subset(train, [row.label for row in meta], self.train_fraction, self.subset_seed)
@@ -312,7 +320,7 @@ def _run_fold_job(job: FoldJob, on_validation: Optional[Callable[[Dict], None]])
     classes, _ = read_predictions(job.predictions_path)
     confusion = metrics.pop("confusion")
     scores = {**metrics, **classification_report(confusion, classes)}  # exact figures, not the log's rounded ones
-    result = {**asdict(job), "row": job.row_label, job.evaluated_subset: scores}
+    result = {**asdict(job), "row": job.row_label, "cv_scheme": job.cv_scheme(), job.evaluated_subset: scores}
     _write_json(job.result_path, result)
     if not job.keep_checkpoints and not job.final:
         for name in ("checkpoint_best.pt", "checkpoint_last.pt"):

@@ -1,7 +1,9 @@
-"""Collect fold results into the paper's tables: Table 2/3 (mean and std of WA, UAR, macro F1) and Fig. 3.
+"""Collect fold results into the paper's tables: Table 2/3 (mean and std of WA, UAR, macro and weighted F1) and Fig. 3.
 
 Per (corpus, row, fraction, seed) the fold results are averaged (the usual
 cross-validation figure); the mean and standard deviation are then taken over seeds.
+A corpus evaluated on its own fixed split (MELD) has one "fold" per seed; the tables say
+per corpus whether speaker folds or the fixed split were used.
 Per-class recall, precision and F1 of a cell come from its confusion matrix summed over
 every fold and seed (pooled counts), drawn as one figure per cell.
 """
@@ -44,6 +46,7 @@ class SummaryRow:
     weighted_f1_mean: float = float("nan")
     weighted_f1_std: float = float("nan")
     same_folds: bool = True  # every seed of the cell has the same folds (False: a sweep still running)
+    cv_scheme: str = ""  # how the folds were made (data/folds.py: session, speaker, fixed); "" for older results
     classes: Sequence[str] = ()
     confusion: Sequence[Sequence[int]] = ()  # summed over the cell's folds and seeds; empty for older results
 
@@ -80,11 +83,12 @@ def summarise(results: Sequence[dict]) -> List[SummaryRow]:
         summary = {}
         for m in scores:
             summary[f"{m}_mean"], summary[f"{m}_std"] = float(np.mean(per_seed[m])), float(np.std(per_seed[m], ddof=ddof))
+        schemes = {f.get("cv_scheme", "") for folds in seeds.values() for f in folds}
         classes = {tuple(f.get("classes", ())) for f in fold_results}
         pooled = len(classes) == 1 and all("confusion" in f for f in fold_results)
         rows.append(SummaryRow(
             corpus=corpus, row=row, fraction=fraction, seeds=len(seeds), folds=min(len(f) for f in fold_sets),
-            same_folds=len(fold_sets) == 1, **summary,
+            same_folds=len(fold_sets) == 1, **summary, cv_scheme="/".join(sorted(schemes)),
             classes=next(iter(classes)) if pooled else (),
             confusion=np.sum([f["confusion"] for f in fold_results], axis=0).tolist() if pooled else (),
         ))
@@ -98,25 +102,39 @@ def _pct(mean: float, std: float, row: SummaryRow) -> str:
     return text if row.same_folds else text + " *"
 
 
+_TABLE_SCORES = (("wa", "WA"), ("uar", "UAR"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))
+_SCHEME_WORDS = {"session": "speaker folds, validated on the test speaker's session partner",
+                 "speaker": "speaker folds, leave one speaker out", "fixed": "the corpus's own train/valid/test split",
+                 "": "not recorded (results from before the scheme was recorded)"}
+
+
+def _evaluation_line(corpus: str, rows: Sequence[SummaryRow]) -> str:
+    schemes = sorted({r.cv_scheme for r in rows if r.corpus == corpus})
+    return f"{corpus}: " + "; ".join(_SCHEME_WORDS.get(s, s) for s in schemes)
+
+
 def write_markdown(rows: Sequence[SummaryRow], path: str) -> str:
-    """One table per training fraction: a row per setting (or checkpoint), WA and UAR per corpus, in percent."""
+    """One table per training fraction: a row per setting (or checkpoint), WA, UAR, macro and weighted F1 per
+    corpus, in percent; then how each corpus was split."""
     corpora = sorted({r.corpus for r in rows})
     lines = []
     for fraction in sorted({r.fraction for r in rows}, reverse=True):
         subset = [r for r in rows if r.fraction == fraction]
         lines.append(f"### Training data: {100 * fraction:g}%\n")
-        lines.append("| setting | " + " | ".join(f"{c} WA | {c} UAR | {c} macro-F1" for c in corpora) + " |")
-        lines.append("|---|" + "---|---|---|" * len(corpora))
+        lines.append("| setting | " + " | ".join(f"{c} {name}" for c in corpora for _, name in _TABLE_SCORES) + " |")
+        lines.append("|---|" + "---|" * len(_TABLE_SCORES) * len(corpora))
         for label in sorted({r.row for r in subset}, key=_row_key):
             cells = []
             for corpus in corpora:
                 match = [r for r in subset if r.row == label and r.corpus == corpus]
                 cells += ([_pct(getattr(match[0], f"{m}_mean"), getattr(match[0], f"{m}_std"), match[0])
-                           for m in ("wa", "uar", "macro_f1")] if match else ["", "", ""])
+                           for m, _ in _TABLE_SCORES] if match else [""] * len(_TABLE_SCORES))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         counts = {(r.seeds, r.folds) for r in subset}
         lines.append("\n" + "; ".join(f"{s} seed(s) x {f} fold(s)" for s, f in sorted(counts))
-                     + " per cell; WA/UAR/macro-F1 in %, mean ± sample std over seeds of the fold average.\n")
+                     + " per cell; WA/UAR/macro-F1/weighted-F1 in %, mean ± sample std over seeds of the fold average.\n")
+        lines.append("Evaluated on: " + "; ".join(_evaluation_line(c, subset) for c in corpora
+                                                  if any(r.corpus == c for r in subset)) + ".\n")
         if not all(r.same_folds for r in subset):
             lines.append("\\* the seeds of this cell have different folds (an unfinished sweep): not comparable yet.\n")
         lines += [_per_class_table(r) for r in subset if r.confusion]
@@ -146,12 +164,13 @@ def write_csv(rows: Sequence[SummaryRow], path: str) -> None:
         writer = csv.writer(handle)
         classes = sorted({c for r in rows for c in r.classes})
         writer.writerow(["corpus", "setting", "train_fraction", "seeds", "folds",
-                         *(f"{m}_{stat}" for m in _SCORES for stat in ("mean", "std")),
+                         *(f"{m}_{stat}" for m in _SCORES for stat in ("mean", "std")), "cv_scheme",
                          *(f"{c}_{m}" for c in classes for m in ("recall", "precision", "f1"))])
         for r in rows:
             per_class = r.report()["per_class"] if r.confusion else {}
             writer.writerow([r.corpus, r.row, r.fraction, r.seeds, r.folds,
                              *(f"{getattr(r, f'{m}_{stat}'):.6f}" for m in _SCORES for stat in ("mean", "std")),
+                             r.cv_scheme,
                              *(f"{per_class[c][m]:.6f}" if c in per_class else ""
                                for c in classes for m in ("recall", "precision", "f1"))])
 

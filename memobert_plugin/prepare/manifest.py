@@ -1,7 +1,7 @@
 """The corpus manifest: one tab-separated line per utterance (format documented in docs/prepare.md).
 
 Header columns, any order: ``id`` and ``text`` are required; ``speaker``, ``session``,
-``label``, ``audio``, ``video``, ``start``, ``end`` are optional, and any cell of an
+``label``, ``audio``, ``video``, ``start``, ``end``, ``subset`` are optional, and any cell of an
 optional column may be empty. Relative paths are relative to the manifest's folder.
 A malformed header is an error; a malformed row becomes a reported :class:`Problem`.
 """
@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Iterator, List, Optional, Union
 
+from ..data.utterance_meta import FIXED_SUBSETS, SUBSET_COLUMN
 from .report import Problem
 
 __all__ = [
@@ -20,11 +21,11 @@ __all__ = [
     "read_manifest",
 ]
 
-MANIFEST_COLUMNS = ("id", "speaker", "session", "label", "text", "audio", "video", "start", "end")
+MANIFEST_COLUMNS = ("id", "speaker", "session", "label", "text", "audio", "video", "start", "end", SUBSET_COLUMN)
 #: the emotion classes of the paper's IEMOCAP and MSP-IMPROV setups (the emotion task's default --emotion-labels)
 PAPER_LABELS = ("anger", "happy", "neutral", "sad")
 #: columns only the written metadata holds: editing them re-runs no extractor
-META_FIELDS = ("speaker", "session", "label")
+META_FIELDS = ("speaker", "session", "label", SUBSET_COLUMN)
 REQUIRED_COLUMNS = ("id", "text")
 _STAGE = "manifest"
 
@@ -46,6 +47,7 @@ class ManifestEntry:
     video: str = ""
     start: Optional[float] = None
     end: Optional[float] = None
+    subset: str = ""  # the corpus's fixed split: train, valid or test (memobert-cv evaluates on it), or none
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,11 @@ class Utterance(ManifestEntry):
 
     @classmethod
     def from_row(cls, cells: List[str]) -> "Utterance":
-        uid, text, speaker, session, label, audio, video, start, end, line = cells
+        if len(cells) == len(fields(cls)) - 1:  # an entry list written before the subset field: none
+            cells = [*cells[:-1], "", cells[-1]]
+        uid, text, speaker, session, label, audio, video, start, end, subset, line = cells
         as_time = lambda cell: float(cell) if cell else None  # noqa: E731
-        return cls(uid, text, speaker, session, label, audio, video, as_time(start), as_time(end), int(line))
+        return cls(uid, text, speaker, session, label, audio, video, as_time(start), as_time(end), subset, int(line))
 
 
 def _header(path: str, line: str) -> List[str]:
@@ -104,11 +108,14 @@ def _utterance(cells: dict, line_no: int, base_dir: str) -> Utterance:
     start, end = _seconds(cells.get("start", ""), "start"), _seconds(cells.get("end", ""), "end")
     if end is not None and end <= (start or 0.0):
         raise ValueError(f"end {end} s is not after start {start or 0.0} s")
+    subset = cells.get(SUBSET_COLUMN, "")
+    if subset not in ("",) + FIXED_SUBSETS:
+        raise ValueError(f"subset {subset!r} is not one of {', '.join(FIXED_SUBSETS)} (or empty)")
     path = lambda name: os.path.join(base_dir, cells[name]) if cells.get(name) else ""  # noqa: E731
     return Utterance(
         line=line_no, id=uid, text=cells["text"], speaker=cells.get("speaker", ""),
         session=cells.get("session", ""), label=cells.get("label", ""),
-        audio=path("audio"), video=path("video"), start=start, end=end,
+        audio=path("audio"), video=path("video"), start=start, end=end, subset=subset,
     )
 
 

@@ -1,7 +1,7 @@
 """Output stage: the finished shards of every stage -> the data dir the memobert tasks read.
 
 Writes ``dict.txt``, ``{split}.bin/.idx``, ``{split}.{stream}.npy/.len`` for each stream
-whose stage ran, ``{split}.meta.tsv`` (id, speaker, session, label), and updates
+whose stage ran, ``{split}.meta.tsv`` (id, speaker, session, label, subset), and updates
 ``report.tsv`` (every problem of every stage and what was done about it) and
 ``dataset.json`` (counts, dims, extractors, checksums). An utterance is dropped when it
 failed a required stage (by default only ``text``: empty transcripts) or has a label outside
@@ -22,7 +22,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 from tqdm import tqdm
 
 from ..data.feature_store import FeatureStore, FeatureStoreWriter
-from ..data.utterance_meta import META_COLUMNS
+from ..data.utterance_meta import META_COLUMNS, SUBSET_COLUMN
 from ..data.vocabulary import BertVocabulary
 from ..streams import frame_streams
 from .binarize import TextBinarizer, save_dictionary
@@ -41,6 +41,7 @@ MODALITY_STAGES = ("text", "acoustic", "visual")
 LABEL_STAGE = "label"
 REPORT_COLUMNS = ("split", "id", "line", "stage", "reason", "action")
 DATASET_FORMAT = "memobert-data/1"
+_WRITTEN_META = META_COLUMNS + (SUBSET_COLUMN,)  # subset: empty unless the manifest gives the corpus's fixed split
 
 
 def _install_dictionary(vocab: BertVocabulary, out_dir: str) -> str:
@@ -134,7 +135,7 @@ class _SplitFiles:
         self.binarizer = TextBinarizer(vocab, os.path.join(staging, split))
         self.writers = {s: FeatureStoreWriter(staging, split, s, d) for s, d in streams.items()}
         self.meta = open(os.path.join(staging, f"{split}.meta.tsv"), "w", encoding="utf-8")
-        self.meta.write("\t".join(META_COLUMNS) + "\n")
+        self.meta.write("\t".join(_WRITTEN_META) + "\n")
         self.count, self.unknown = 0, 0
 
     def add(self, utterance, pieces: List[str], frames: Dict[str, object]) -> None:
@@ -142,7 +143,7 @@ class _SplitFiles:
         self.binarizer.add(pieces)
         for stream, writer in self.writers.items():
             writer.append(frames[stream], item=utterance.id)
-        self.meta.write("\t".join(clean_field(getattr(utterance, c)) for c in META_COLUMNS) + "\n")
+        self.meta.write("\t".join(clean_field(getattr(utterance, c)) for c in _WRITTEN_META) + "\n")
         self.count += 1
 
     def move_to(self, out_dir: str) -> List[str]:

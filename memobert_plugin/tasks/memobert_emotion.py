@@ -14,7 +14,7 @@ from ..conf import MultimodalDataConfig
 from ..data.folds import CV_SCHEMES, LABELLED_SPLIT, FoldSplit, fold_split, stratified_subset
 from ..data.labelled_subset import LabelledSubset
 from ..data.multimodal_dataset import TextFormat
-from ..data.utterance_meta import UtteranceMeta, read_meta
+from ..data.utterance_meta import FIXED_SUBSETS, UtteranceMeta, read_meta
 from ..models.emotion_heads import EMOTION_HEAD
 from .emotion_readout import EmotionReadout
 from .multimodal_task import MultimodalTask
@@ -23,8 +23,6 @@ from .predictions import PredictionRecorder
 __all__ = ["MemobertEmotionConfig", "MemobertEmotionTask"]
 
 logger = logging.getLogger(__name__)
-
-_SUBSETS = ("train", "valid", "test")
 
 
 @dataclass
@@ -58,7 +56,9 @@ class MemobertEmotionConfig(MultimodalDataConfig):
     cv_scheme: ChoiceEnum(list(CV_SCHEMES)) = field(
         default="auto",
         metadata={"help": "session: validate on the test speaker's session partner (IEMOCAP, MSP-IMPROV); "
-                  "speaker: leave one speaker out, validate on the next; auto: session when sessions pair speakers"},
+                  "speaker: leave one speaker out, validate on the next; fixed: the corpus's own train/valid/test "
+                  "split (the meta file's subset column, e.g. MELD), one fold; auto: fixed when the meta file gives "
+                  "subsets, else session when sessions pair speakers, else speaker"},
     )
     train_fraction: float = field(
         default=1.0, metadata={"help": "fraction of the fold's training data, stratified by class (low resource)"}
@@ -114,11 +114,10 @@ class MemobertEmotionTask(MultimodalTask):
     @cached_property
     def fold(self) -> FoldSplit:
         fold = fold_split(self.meta, self.cfg.fold, str(self.cfg.cv_scheme))
-        logger.info(
-            "fold %d (%s): test speaker %s, validation %s, %d/%d/%d utterances",
-            fold.fold, fold.scheme, fold.test_speaker, ",".join(fold.valid_speakers),
-            len(fold.train), len(fold.valid), len(fold.test),
-        )
+        held_out = ("the corpus's own split" if fold.scheme == "fixed"
+                    else f"test speaker {fold.test_speaker}, validation {','.join(fold.valid_speakers)}")
+        logger.info("fold %d (%s): %s, %d/%d/%d utterances", fold.fold, fold.scheme, held_out,
+                    len(fold.train), len(fold.valid), len(fold.test))
         return fold
 
     @cached_property
@@ -139,8 +138,8 @@ class MemobertEmotionTask(MultimodalTask):
         return self.readout.text_format()
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
-        if split not in _SUBSETS:
-            raise ValueError(f"memobert_emotion subsets are {_SUBSETS} of fold {self.cfg.fold}, not {split!r}")
+        if split not in FIXED_SUBSETS:
+            raise ValueError(f"memobert_emotion subsets are {FIXED_SUBSETS} of fold {self.cfg.fold}, not {split!r}")
         if self._corpus is None:
             self._corpus = self.load_multimodal(self.cfg.corpus_split)
             if len(self._corpus) != len(self.meta):
