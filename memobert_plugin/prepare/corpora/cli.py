@@ -1,9 +1,11 @@
 """``python -m memobert_plugin.prepare.corpora``: build the manifest(s) of a corpus and report what was left out.
 
-Writes ``OUT/manifest.tsv`` (iemocap, msp_improv) or ``OUT/train.tsv`` + ``OUT/valid.tsv`` and
-``OUT/audio/`` (videos), and ``OUT/manifest_report.tsv``: every utterance excluded (a label
-outside the four classes, a recording type not asked for, an empty cue) or incomplete (no
-transcript, a missing media file), with the file and line it comes from.
+Writes ``OUT/manifest.tsv`` (iemocap, msp_improv, meld, crema_d, ravdess; meld's with each
+utterance's official subset) or ``OUT/train.tsv`` + ``OUT/valid.tsv`` (videos), ``OUT/audio/``
+where the sound is decoded from videos (videos, meld, ravdess), and ``OUT/manifest_report.tsv``:
+every utterance excluded (a label outside the classes, a recording type not asked for, an empty
+cue, a song, a missing or unreadable clip) or incomplete (no transcript, a missing media file),
+with the file and line it comes from.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import argparse
 import logging
 import os
 import sys
+from collections import Counter
 from typing import Dict, List, Optional
 
+from ...data.utterance_meta import FIXED_SUBSETS
 from ...option_lists import split_list
 from .common import CorpusReport, ManifestRow, label_summary, write_manifest
+from .crema_d import build_crema_d
 from .iemocap import build_iemocap
+from .meld import TARGETS, build_meld
 from .msp_improv import RECORDING_TYPES, build_msp_improv
+from .ravdess import build_ravdess
 from .videos import build_video_corpus
 
 PROG = "python -m memobert_plugin.prepare.corpora"
@@ -40,7 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     videos.add_argument("--root", required=True, help="folder of <name>.mp4|.mkv|.avi with <name>.srt")
     videos.add_argument("--valid-fraction", type=float, default=0.05,
                         help="fraction of the videos held out as the valid split (default: 0.05, at least one)")
-    for sub in (iemocap, msp, videos):
+    meld = corpora.add_parser("meld", help="MELD.Raw, its train/dev/test split, 7 emotions (or 3 sentiments)")
+    meld.add_argument("--root", required=True,
+                      help="the MELD.Raw folder (*_sent_emo.csv, train_splits/, dev_splits_complete/, "
+                           "output_repeated_splits_test/)")
+    meld.add_argument("--target", choices=sorted(TARGETS), default="emotion",
+                      help="the label: emotion (7 classes, default) or sentiment (negative, neutral, positive)")
+    crema = corpora.add_parser("crema_d", help="CREMA-D, 6 classes, the sentence from the file name")
+    crema.add_argument("--root", required=True, help="the CREMA-D folder (AudioWAV/, VideoFlash/ or VideoMP4/)")
+    ravdess = corpora.add_parser("ravdess", help="RAVDESS speech, 8 classes, the statement from the file name")
+    ravdess.add_argument("--root", required=True, help="the folder of Actor_01 .. Actor_24 (audio and/or video files)")
+    for sub in (iemocap, msp, videos, meld, crema, ravdess):
         sub.add_argument("--out", required=True, help=f"folder for the manifest(s) and {REPORT_NAME}")
     return parser
 
@@ -51,6 +68,12 @@ def _build(args: argparse.Namespace, report: CorpusReport) -> Dict[str, List[Man
     if args.corpus == "msp_improv":
         types = split_list(args.types)
         return {"manifest": build_msp_improv(args.root, args.transcripts, report, types)}
+    if args.corpus == "meld":
+        return {"manifest": build_meld(args.root, os.path.join(args.out, "audio"), report, args.target)}
+    if args.corpus == "crema_d":
+        return {"manifest": build_crema_d(args.root, report)}
+    if args.corpus == "ravdess":
+        return {"manifest": build_ravdess(args.root, os.path.join(args.out, "audio"), report)}
     return build_video_corpus(args.root, os.path.join(args.out, "audio"), report, args.valid_fraction)
 
 
@@ -71,8 +94,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         path = os.path.join(args.out, f"{name}.tsv")
         write_manifest(path, rows)
         labels = label_summary(rows)
+        subsets = Counter(r.subset for r in rows if r.subset)
         print(f"{args.corpus}: {path}: {len(rows)} utterances, {len({r.speaker for r in rows})} speakers"
-              + (f"; {labels}" if labels else ""))
+              + (f"; {labels}" if labels else "")
+              + (f"; subsets {', '.join(f'{name} {subsets[name]}' for name in FIXED_SUBSETS)}" if subsets else ""))
     for line in report.summary():
         print(f"  {line}")
     print(f"every excluded or incomplete utterance, with its file and line: {report_path}")

@@ -18,7 +18,7 @@ from ..manifest import MANIFEST_COLUMNS, ManifestEntry
 from ..report import write_tsv
 
 __all__ = ["LayoutError", "ManifestRow", "CorpusReport", "ReportEntry", "REPORT_COLUMNS", "write_manifest",
-           "label_summary", "MediaCheck", "read_lines"]
+           "label_summary", "MediaCheck", "read_lines", "read_text"]
 
 REPORT_COLUMNS = ("source", "id", "problem", "action")
 
@@ -30,19 +30,22 @@ class LayoutError(ValueError):
         super().__init__(f"{path}{'' if line is None else f':{line}'}: {problem}")
 
 
-def read_lines(path: str, fallback: Optional[str] = None) -> List[str]:
-    """A text file's lines, decoded as UTF-8 (a BOM is dropped), else as ``fallback``, else a LayoutError."""
+def read_text(path: str, fallback: Optional[str] = None) -> str:
+    """A text file decoded as UTF-8 (a BOM is dropped), else as ``fallback``, else a LayoutError."""
     with open(path, "rb") as handle:
         raw = handle.read()
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         if fallback:
-            text = raw.decode(fallback)
-        else:
-            raise LayoutError(path, f"not UTF-8 text ({err.reason}); convert it, e.g. iconv -f cp1252 -t utf-8",
-                              raw.count(b"\n", 0, err.start) + 1) from None
-    return text.splitlines()
+            return raw.decode(fallback)
+        raise LayoutError(path, f"not UTF-8 text ({err.reason}); convert it, e.g. iconv -f cp1252 -t utf-8",
+                          raw.count(b"\n", 0, err.start) + 1) from None
+
+
+def read_lines(path: str, fallback: Optional[str] = None) -> List[str]:
+    """A text file's lines (see :func:`read_text`)."""
+    return read_text(path, fallback).splitlines()
 
 
 @dataclass(frozen=True)
