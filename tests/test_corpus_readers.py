@@ -30,23 +30,23 @@ def _touch(path):
 
 
 class Clips:
-    """A tiny talking clip (grey frames, 0.3 s of noise as sound) made once, copied wherever asked."""
+    """One mp4 of ``frames`` (grey) with ``sound`` (16 kHz), made at the first call, copied wherever asked."""
 
-    def __init__(self, cache):
-        self.made = os.path.join(cache, "clip.mp4")
+    def __init__(self, cache, frames, sound):
+        self.made, self.frames, self.sound = os.path.join(cache, "clip.mp4"), frames, sound
 
     def __call__(self, path):
         if not os.path.isfile(self.made):
-            sound = np.random.default_rng(0).normal(0, 0.1, 4800)
-            write_video(self.made, [np.full((48, 64), 128, np.uint8)] * 3, audio=sound)
+            write_video(self.made, self.frames, audio=self.sound)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         shutil.copyfile(self.made, path)
 
 
 @pytest.fixture
 def clips(tmp_path):
+    """0.3 s of grey frames and noise."""
     pytest.importorskip("av", reason="MELD's clips are decoded with the 'extract' extra (av)")
-    return Clips(str(tmp_path))
+    return Clips(str(tmp_path), [np.full((48, 64), 128, np.uint8)] * 3, np.random.default_rng(0).normal(0, 0.1, 4800))
 
 
 # ---------------------------------------------------------------- MELD.Raw in miniature

@@ -482,3 +482,31 @@ def test_msp_improv_recipe(models, speech_wav, tmp_path):
                       **_TINY_CV, **models)
     assert "label O (other) 6, label X (no agreement) 6, recording type R 6" in log
     _check_emotion_recipe(out, "msp_improv", ("direct",), expected["kept"], {_MSP_UNTRANSCRIBED, _MSP_EMPTY})
+
+
+@pytest.mark.slow
+def test_meld_recipe(models, speech_wav, tmp_path):
+    """A tiny MELD.Raw through the recipe: the official split kept to the table, weighted F1 reported."""
+    from test_corpus_readers import _MELD_CORRUPT, _MELD_MISSING, Clips, write_meld
+
+    root = tmp_path / "MELD.Raw"
+    talking = Clips(str(tmp_path), _face_frames(0.8), soundfile.read(speech_wav)[0][:12800])
+    expected = write_meld(root, talking, test_encoding="cp1252")
+    out = tmp_path / "out"
+    log = _run_recipe("meld", tmp_path, MELD=root, OUT=out, **{**_TINY_CV, "FOLDS": "all"}, SETTINGS="direct",
+                      **models)
+    assert "subsets train 13, valid 6, test 7" in log
+    report = read_tsv(out / "manifest" / "manifest_report.tsv")
+    assert {r["id"] for r in report if r["action"] == "excluded"} == {_MELD_MISSING, _MELD_CORRUPT}
+    meta = read_tsv(out / "data" / "all.meta.tsv")
+    assert {r["id"]: (r["label"], r["subset"]) for r in meta} == {
+        uid: (e["label"], e["subset"]) for uid, e in expected.items()}
+    frames = _dataset(out)["splits"]["all"]["frames"]
+    assert frames["acoustic"] > 0 and frames["visual"] > 0
+    run_dir = out / "cv" / "meld" / "direct" / "frac1" / "seed1" / "fold1"
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["cv_scheme"] == "fixed" and result["test"]["classes"] == sorted({e["label"] for e in expected.values()})
+    assert sum(map(sum, result["test"]["confusion"])) == 7  # the 7 test utterances, nothing else
+    assert "--best-checkpoint-metric weighted_f1" in (run_dir / "train.log").read_text()
+    table = (out / "cv" / "results.md").read_text()
+    assert "| meld weighted-F1 |" in table and "meld: the corpus's own train/valid/test split" in table
