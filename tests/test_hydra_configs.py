@@ -80,7 +80,8 @@ def _recipe_cv_job(corpus: str):
     command (examples/common.sh, the recipe's defaults) plans."""
     variables = {**_defaults("examples/common.sh"), "OUT": "/data/out", "BERT": "/data/bert", "corpus": corpus,
                  "SETTINGS": "pretrain_prompt", "FOLDS": "1", "SEEDS": "1",
-                 "pretrained_args": ["--pretrained", "/data/out/pretrain/checkpoint_best.pt"]}
+                 "pretrained_args": ["--pretrained", "/data/out/pretrain/checkpoint_best.pt"],
+                 "train_args": []}  # IEMOCAP's and MSP-IMPROV's classes are the task's default
     args = build_parser().parse_args(_command("examples/common.sh", "memobert-cv", variables))
     (job,) = plan_sweep(args)
     command = job.train_command()[1:]
