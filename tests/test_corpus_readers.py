@@ -227,22 +227,6 @@ def test_crema_d_videos_as_mp4_or_none(tmp_path):
         ("", "no VideoFlash/ (or VideoMP4/) folder", "every take kept without video")]
 
 
-@pytest.mark.parametrize("name,message", [
-    ("1001_DFA_ANG.wav", "1001_DFA_ANG.wav: not a CREMA-D take name like 1001_DFA_ANG_XX"),
-    ("1092_DFA_ANG_XX.wav", "1092_DFA_ANG_XX.wav: actor 1092 is not one of CREMA-D's (1001..1091)"),
-    ("1001_XYZ_ANG_XX.wav", "1001_XYZ_ANG_XX.wav: sentence 'XYZ' is not one of CREMA-D's (IEO, TIE"),
-    ("1001_DFA_CAL_XX.wav", "1001_DFA_CAL_XX.wav: emotion 'CAL' is not one of CREMA-D's (ANG, DIS"),
-    ("1001_DFA_ANG_ZZ.wav", "1001_DFA_ANG_ZZ.wav: intensity 'ZZ' is not one of CREMA-D's (LO, MD, HI, XX)"),
-], ids=["parts", "actor", "sentence", "emotion", "intensity"])
-def test_crema_d_names_the_file_it_cannot_read(tmp_path, name, message):
-    root = tmp_path / "CREMA-D"
-    write_crema_d(root)
-    _touch(str(root / "AudioWAV" / name))
-    with pytest.raises(LayoutError) as caught:
-        build_crema_d(str(root), CorpusReport())
-    assert message in str(caught.value)
-
-
 def test_crema_d_without_videos_where_expected(tmp_path):
     root = tmp_path / "CREMA-D"
     write_crema_d(root)
@@ -321,17 +305,39 @@ def test_ravdess_audio_only_release(tmp_path):
     assert Counter(e.action for e in report.entries) == {"every take kept without video": 1, "excluded": 2}
 
 
-@pytest.mark.parametrize("name,message", [
-    ("03-01-05-01-02-01.wav", "Actor_01/03-01-05-01-02-01.wav: not a RAVDESS file name like 03-01-05-01-02-01-12.wav"),
-    ("03-01-09-01-02-01-01.wav", "Actor_01/03-01-09-01-02-01-01.wav: emotion 09 is not one of RAVDESS's (01, 02"),
-    ("03-01-05-01-02-01-02.wav", "Actor_01/03-01-05-01-02-01-02.wav: a take of actor 02 in the folder of actor 01"),
-    ("03-01-05-01-02-01-01.mp4", "Actor_01/03-01-05-01-02-01-01.mp4: modality 03 files are .wav, not .mp4"),
-    ("04-01-05-01-02-01-01.wav", "Actor_01/04-01-05-01-02-01-01.wav: modality 04 is not one of RAVDESS's (01, 02, 03)"),
-], ids=["parts", "emotion", "actor", "extension", "modality"])
-def test_ravdess_names_the_file_it_cannot_read(tmp_path, name, message):
+def _crema_d_with(tmp_path, name):
+    root = tmp_path / "CREMA-D"
+    write_crema_d(root)
+    _touch(str(root / "AudioWAV" / name))
+    return lambda: build_crema_d(str(root), CorpusReport())
+
+
+def _ravdess_with(tmp_path, name):
     root = tmp_path / "RAVDESS"
     write_ravdess(root)
     _touch(str(root / "Actor_01" / name))
+    return lambda: build_ravdess(str(root), str(tmp_path / "audio"), CorpusReport())
+
+
+@pytest.mark.parametrize("corpus,name,message", [
+    (_crema_d_with, "1001_DFA_ANG.wav", "1001_DFA_ANG.wav: not a CREMA-D take name like 1001_DFA_ANG_XX"),
+    (_crema_d_with, "1092_DFA_ANG_XX.wav", "1092_DFA_ANG_XX.wav: actor 1092 is not one of CREMA-D's (1001..1091)"),
+    (_crema_d_with, "1001_XYZ_ANG_XX.wav", "1001_XYZ_ANG_XX.wav: sentence 'XYZ' is not one of CREMA-D's (IEO, TIE"),
+    (_crema_d_with, "1001_DFA_CAL_XX.wav", "1001_DFA_CAL_XX.wav: emotion 'CAL' is not one of CREMA-D's (ANG, DIS"),
+    (_crema_d_with, "1001_DFA_ANG_ZZ.wav", "1001_DFA_ANG_ZZ.wav: intensity 'ZZ' is not one of CREMA-D's (LO, MD, HI, XX)"),
+    (_ravdess_with, "03-01-05-01-02-01.wav",
+     "Actor_01/03-01-05-01-02-01.wav: not a RAVDESS file name like 03-01-05-01-02-01-12.wav"),
+    (_ravdess_with, "03-01-09-01-02-01-01.wav",
+     "Actor_01/03-01-09-01-02-01-01.wav: emotion 09 is not one of RAVDESS's (01, 02"),
+    (_ravdess_with, "03-01-05-01-02-01-02.wav",
+     "Actor_01/03-01-05-01-02-01-02.wav: a take of actor 02 in the folder of actor 01"),
+    (_ravdess_with, "03-01-05-01-02-01-01.mp4", "Actor_01/03-01-05-01-02-01-01.mp4: modality 03 files are .wav, not .mp4"),
+    (_ravdess_with, "04-01-05-01-02-01-01.wav",
+     "Actor_01/04-01-05-01-02-01-01.wav: modality 04 is not one of RAVDESS's (01, 02, 03)"),
+], ids=["crema_d-parts", "crema_d-actor", "crema_d-sentence", "crema_d-emotion", "crema_d-intensity",
+        "ravdess-parts", "ravdess-emotion", "ravdess-actor", "ravdess-extension", "ravdess-modality"])
+def test_a_take_name_it_cannot_read_is_named(tmp_path, corpus, name, message):
+    build = corpus(tmp_path, name)
     with pytest.raises(LayoutError) as caught:
-        build_ravdess(str(root), str(tmp_path / "audio"), CorpusReport())
+        build()
     assert message in str(caught.value)
