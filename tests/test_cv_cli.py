@@ -80,3 +80,29 @@ def test_eta_counts_only_folds_run_here_and_folds_left_to_run(tmp_path, monkeypa
     assert "  c direct frac 1 seed 1 fold 3 epoch 1: valid UAR 0.5000" in lines
     assert lines[3].endswith("| ETA 0:10")  # one fold left to run (fold 5 is done), at 10 minutes a fold
     assert lines[5].endswith("| ETA 0:00")
+
+
+def test_a_corpus_with_a_fixed_split_has_one_fold(tmp_path):
+    from memobert_plugin.evaluation.cli import build_parser, check_inputs, plan_sweep
+
+    data = tmp_path / "meld"
+    data.mkdir()
+    sizes = {"train": 5, "valid": 3, "test": 3}
+    rows = [(f"{s}_dia0_utt{k}", ("Ross", "Rachel", "Joey")[k % 3], s) for s, n in sizes.items() for k in range(n)]
+    (data / "all.meta.tsv").write_text("id\tspeaker\tsession\tlabel\tsubset\n"
+                                       + "".join(f"{i}\t{sp}\t\tjoy\t{s}\n" for i, sp, s in rows))
+
+    def jobs(*extra):
+        args = build_parser().parse_args(["run", "--out", str(tmp_path / "cv"), "--corpus", f"meld={data}",
+                                          "--settings", "direct", "--seeds", "1,2", "--batch-size", "1", *extra])
+        planned = plan_sweep(args)
+        check_inputs(planned)
+        return planned
+
+    fixed = jobs()
+    assert [(j.fold, j.seed) for j in fixed] == [(1, 1), (1, 2)] and fixed[0].cv_scheme() == "fixed"
+    assert fixed[0].train_updates() == 5 * 15  # the 5 train utterances, 15 epochs
+    by_speaker = jobs("--", "--cv-scheme", "speaker")  # speaker folds stay available on such a corpus
+    assert sorted({j.fold for j in by_speaker}) == [1, 2, 3] and by_speaker[0].cv_scheme() == "speaker"
+    with pytest.raises(SystemExit, match=r"is evaluated on its fixed split .* its one fold: 1, not 2"):
+        _run(str(tmp_path / "cv"), str(data), "--settings", "direct", "--folds", "2")

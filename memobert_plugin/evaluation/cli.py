@@ -22,7 +22,7 @@ from ..data.folds import LABELLED_SPLIT, num_folds
 from ..data.utterance_meta import read_meta
 from ..option_lists import split_list
 from ..output_lock import OutputBusyError
-from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, run_fold_job
+from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, requested_cv_scheme, run_fold_job
 from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
 
 __all__ = ["main", "build_parser", "plan_sweep", "check_inputs", "write_tables", "parse_folds", "NoResultsError",
@@ -54,18 +54,17 @@ class NoResultsError(ValueError):
     """A sweep directory without any result.json (memobert-cv prints it as its error message)."""
 
 
-def _fold_count(data: str) -> int:
+def _fold_count(data: str, scheme: str) -> int:
     meta_path = os.path.join(data, f"{LABELLED_SPLIT}.meta.tsv")
     if not os.path.isfile(meta_path):
         raise ValueError(f"--corpus {data}: no {LABELLED_SPLIT}.meta.tsv there (a memobert-prepare emotion data dir?)")
-    return num_folds(read_meta(meta_path))
+    return num_folds(read_meta(meta_path), scheme)
 
 
-def parse_folds(spec: str, data: str) -> List[int]:
-    """``all`` (every fold of the task's default corpus split: one per speaker, or the one fixed split),
-    ``1,2,5`` or ``1-4``."""
+def parse_folds(spec: str, data: str, scheme: str = "auto") -> List[int]:
+    """``all`` (every fold of the ``scheme``: one per speaker, or the one fixed split), ``1,2,5`` or ``1-4``."""
     if spec == "all":
-        return list(range(1, _fold_count(data) + 1))
+        return list(range(1, _fold_count(data, scheme) + 1))
     folds = []
     for part in spec.split(","):
         start, _, end = part.partition("-")
@@ -83,7 +82,7 @@ def check_inputs(jobs: List[FoldJob]) -> None:
     folds_of: Dict[str, int] = {}
     for job in jobs:
         if job.data not in folds_of:
-            folds_of[job.data] = _fold_count(job.data)
+            folds_of[job.data] = _fold_count(job.data, requested_cv_scheme(job.extra_train_args))
         count = folds_of[job.data]
         if not job.final and not 1 <= job.fold <= count:
             if job.cv_scheme() == "fixed":
@@ -161,10 +160,11 @@ def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
     settings); :func:`check_inputs` checks them against the files."""
     corpora = _pairs(args.corpus, "--corpus")
     pretrained = _pairs(args.pretrained, "--pretrained")
+    train_args = [a for a in args.extra if a != "--"]
     return plan_jobs(
         args.out, corpora,
         settings=split_list(args.settings),
-        folds={name: parse_folds(args.folds, data) for name, data in corpora.items()},
+        folds={name: parse_folds(args.folds, data, requested_cv_scheme(train_args)) for name, data in corpora.items()},
         seeds=_numbers(args.seeds, "--seeds"),
         fractions=_numbers(args.fractions, "--fractions", float),
         pretrained=pretrained,
@@ -173,7 +173,7 @@ def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
         arch=args.arch, lr=args.lr, max_epoch=args.max_epoch, batch_size=args.batch_size,
         keep_checkpoints=args.keep_checkpoints, same_subset_for_all_seeds=args.same_subset_for_all_seeds,
         lr_schedule=args.lr_schedule, decay_norm_and_bias=args.decay_norm_and_bias, prompt_loss=args.prompt_loss,
-        extra_train_args=[a for a in args.extra if a != "--"],
+        extra_train_args=train_args,
     )
 
 

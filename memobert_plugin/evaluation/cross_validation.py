@@ -34,7 +34,7 @@ from ..predictions_file import read_predictions
 from ..files import atomic_open
 
 __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "parse_valid_line", "PLUGIN_DIR",
-           "FoldFailedError"]
+           "FoldFailedError", "requested_cv_scheme"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +126,14 @@ class FoldJob:
         return read_meta(os.path.join(self.data, f"{LABELLED_SPLIT}.meta.tsv"))
 
     def cv_scheme(self) -> str:
-        """How the task makes the folds of this corpus (its --cv-scheme auto): session, speaker or fixed."""
-        return resolve_scheme(self.meta(), "auto")
+        """How the task makes the folds of this corpus: session, speaker or fixed (its --cv-scheme, auto
+        unless the extra fairseq-train arguments give one)."""
+        return resolve_scheme(self.meta(), requested_cv_scheme(self.extra_train_args))
 
     def train_updates(self) -> int:
         """Updates of the whole run: the fold's (subsampled) training set in batches, times the epochs."""
         meta = self.meta()
-        train = fold_split(meta, self.fold).train
+        train = fold_split(meta, self.fold, requested_cv_scheme(self.extra_train_args)).train
         if self.train_fraction < 1:
             train = stratified_subset(train, [row.label for row in meta], self.train_fraction, self.subset_seed)
         return -(-len(train) // self.batch_size) * self.max_epoch
@@ -178,6 +179,16 @@ class FoldJob:
             "--valid-subset", self.evaluated_subset, "--predictions-path", self.predictions_path,
             "--batch-size", str(self.batch_size), "--log-format", "json", "--num-workers", "0",
         ]
+
+
+def requested_cv_scheme(train_args: Sequence[str]) -> str:
+    """The ``--cv-scheme`` among extra fairseq-train arguments (``--cv-scheme X`` or ``--cv-scheme=X``), else auto."""
+    for k, arg in enumerate(train_args):
+        if arg == "--cv-scheme" and k + 1 < len(train_args):
+            return train_args[k + 1]
+        if arg.startswith("--cv-scheme="):
+            return arg.split("=", 1)[1]
+    return "auto"
 
 
 def _entry_point(name: str) -> str:
