@@ -49,3 +49,16 @@ cross_validate() {
         --batch-size "$BATCH_SIZE" "${pretrained_args[@]}" "${train_args[@]}"
     echo "tables: $OUT/cv/results.md, $OUT/cv/results.csv"
 }
+
+# emotion_recipe [FAIRSEQ-TRAIN ARGS...]: a labelled corpus from its release to the table:
+#   1. the manifest: python -m memobert_plugin.prepare.corpora $RECIPE "${MANIFEST_ARGS[@]}" (set by the recipe)
+#   2. text, speech (wav2vec 2.0) and face (FER DenseNet) features (memobert-prepare)
+#   3. cross_validate $RECIPE with the arguments given
+emotion_recipe() {
+    echo "== 1/3 manifest from ${MANIFEST_ARGS[*]} -> $OUT/manifest"
+    python -m memobert_plugin.prepare.corpora "$RECIPE" "${MANIFEST_ARGS[@]}" --out "$OUT/manifest"
+    echo "== 2/3 features -> $OUT/data"
+    prepare_split all "$OUT/manifest/manifest.tsv"
+    echo "== 3/3 evaluation -> $OUT/cv"
+    cross_validate "$RECIPE" "$@"
+}

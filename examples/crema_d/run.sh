@@ -13,12 +13,5 @@ RECIPE=crema_d
 LABELS=anger,disgust,fear,happy,neutral,sad
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 : "${CREMA_D:?set CREMA_D to the CREMA-D folder (AudioWAV/, VideoFlash/)}"
-
-echo "== 1/3 manifest from $CREMA_D -> $OUT/manifest"
-python -m memobert_plugin.prepare.corpora crema_d --root "$CREMA_D" --out "$OUT/manifest"
-
-echo "== 2/3 features -> $OUT/data"
-prepare_split all "$OUT/manifest/manifest.tsv"
-
-echo "== 3/3 cross-validation -> $OUT/cv"
-cross_validate crema_d --emotion-labels "$LABELS"
+MANIFEST_ARGS=(--root "$CREMA_D")
+emotion_recipe --emotion-labels "$LABELS"

@@ -19,11 +19,5 @@ esac
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 : "${MELD:?set MELD to the MELD.Raw folder (train_sent_emo.csv, train_splits/, ...)}"
 
-echo "== 1/3 manifest from $MELD -> $OUT/manifest"
-python -m memobert_plugin.prepare.corpora meld --root "$MELD" --target "$TARGET" --out "$OUT/manifest"
-
-echo "== 2/3 features -> $OUT/data"
-prepare_split all "$OUT/manifest/manifest.tsv"
-
-echo "== 3/3 the official split -> $OUT/cv (weighted F1 is MELD's headline figure)"
-cross_validate meld --emotion-labels "$LABELS" --best-checkpoint-metric weighted_f1
+MANIFEST_ARGS=(--root "$MELD" --target "$TARGET")
+emotion_recipe --emotion-labels "$LABELS" --best-checkpoint-metric weighted_f1  # weighted F1: MELD's headline

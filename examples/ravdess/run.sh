@@ -13,12 +13,5 @@ RECIPE=ravdess
 LABELS=anger,calm,disgust,fear,happy,neutral,sad,surprise
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 : "${RAVDESS:?set RAVDESS to the folder of Actor_01 .. Actor_24}"
-
-echo "== 1/3 manifest from $RAVDESS -> $OUT/manifest"
-python -m memobert_plugin.prepare.corpora ravdess --root "$RAVDESS" --out "$OUT/manifest"
-
-echo "== 2/3 features -> $OUT/data"
-prepare_split all "$OUT/manifest/manifest.tsv"
-
-echo "== 3/3 cross-validation -> $OUT/cv"
-cross_validate ravdess --emotion-labels "$LABELS"
+MANIFEST_ARGS=(--root "$RAVDESS")
+emotion_recipe --emotion-labels "$LABELS"
