@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence
 import submitit
 
 from memobert_plugin.evaluation.cli import NoResultsError, parse_folds, write_tables
-from memobert_plugin.evaluation.cross_validation import FoldJob, plan_jobs, run_fold_job
+from memobert_plugin.evaluation.cross_validation import FoldJob, plan_jobs, requested_cv_scheme, run_fold_job
 
 from .config import ConfigError, CVConfig, Resources, waits
 from .executor import POLL_S, limit_threads, log_to_stdout, make_executor, run_throttled, wait_for
@@ -46,7 +46,8 @@ def plan(config: CVConfig) -> List[FoldJob]:
     try:
         return plan_jobs(
             config.out, dict(config.corpora), settings=config.settings,
-            folds={name: parse_folds(config.folds, data) for name, data in config.corpora.items()},
+            folds={name: parse_folds(config.folds, data, requested_cv_scheme(config.job.extra_train_args))
+                   for name, data in config.corpora.items()},
             seeds=config.seeds, fractions=config.fractions, pretrained=dict(config.pretrained),
             bert_init=config.bert_init, **dataclasses.asdict(config.job),
         )

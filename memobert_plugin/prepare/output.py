@@ -1,7 +1,7 @@
 """Output stage: the finished shards of every stage -> the data dir the memobert tasks read.
 
 Writes ``dict.txt``, ``{split}.bin/.idx``, ``{split}.{stream}.npy/.len`` for each stream
-whose stage ran, ``{split}.meta.tsv`` (id, speaker, session, label, subset), and updates
+whose stage ran, ``{split}.meta.tsv`` (id, speaker, session, label, and subset if the manifest has it), and updates
 ``report.tsv`` (every problem of every stage and what was done about it) and
 ``dataset.json`` (counts, dims, extractors, checksums). An utterance is dropped when it
 failed a required stage (by default only ``text``: empty transcripts) or has a label outside
@@ -41,7 +41,6 @@ MODALITY_STAGES = ("text", "acoustic", "visual")
 LABEL_STAGE = "label"
 REPORT_COLUMNS = ("split", "id", "line", "stage", "reason", "action")
 DATASET_FORMAT = "memobert-data/1"
-_WRITTEN_META = META_COLUMNS + (SUBSET_COLUMN,)  # subset: empty unless the manifest gives the corpus's fixed split
 
 
 def _install_dictionary(vocab: BertVocabulary, out_dir: str) -> str:
@@ -129,13 +128,14 @@ def _utterances(plan: ShardPlan, records: Dict[str, dict]) -> Iterator[tuple]:
 class _SplitFiles:
     """The split's text, streams and meta rows, built under ``staging`` and moved into place together."""
 
-    def __init__(self, staging: str, split: str, vocab: BertVocabulary, streams: Dict[str, int]):
+    def __init__(self, staging: str, split: str, vocab: BertVocabulary, streams: Dict[str, int],
+                 meta_columns: Sequence[str]):
         os.makedirs(staging, exist_ok=True)
-        self.staging, self.split, self.vocab = staging, split, vocab
+        self.staging, self.split, self.vocab, self.meta_columns = staging, split, vocab, meta_columns
         self.binarizer = TextBinarizer(vocab, os.path.join(staging, split))
         self.writers = {s: FeatureStoreWriter(staging, split, s, d) for s, d in streams.items()}
         self.meta = open(os.path.join(staging, f"{split}.meta.tsv"), "w", encoding="utf-8")
-        self.meta.write("\t".join(_WRITTEN_META) + "\n")
+        self.meta.write("\t".join(self.meta_columns) + "\n")
         self.count, self.unknown = 0, 0
 
     def add(self, utterance, pieces: List[str], frames: Dict[str, object]) -> None:
@@ -143,7 +143,7 @@ class _SplitFiles:
         self.binarizer.add(pieces)
         for stream, writer in self.writers.items():
             writer.append(frames[stream], item=utterance.id)
-        self.meta.write("\t".join(clean_field(getattr(utterance, c)) for c in _WRITTEN_META) + "\n")
+        self.meta.write("\t".join(clean_field(getattr(utterance, c)) for c in self.meta_columns) + "\n")
         self.count += 1
 
     def move_to(self, out_dir: str) -> List[str]:
@@ -189,7 +189,9 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
     os.makedirs(out_dir, exist_ok=True)
     _install_dictionary(vocab, out_dir)
 
-    files = _SplitFiles(os.path.join(plan.work_dir, "output"), split, vocab, streams)
+    # the corpus's fixed split is carried where the manifest gives one
+    meta_columns = META_COLUMNS + ((SUBSET_COLUMN,) if SUBSET_COLUMN in plan.columns else ())
+    files = _SplitFiles(os.path.join(plan.work_dir, "output"), split, vocab, streams, meta_columns)
     report_path = os.path.join(files.staging, "report.rows")
     rejected = read_problems(plan.problems_path)
     dropped, kept_without, bad_labels, warned = len(rejected), defaultdict(int), Counter(), Counter()

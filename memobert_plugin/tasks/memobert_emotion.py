@@ -1,4 +1,5 @@
-"""``memobert_emotion``: 4-class emotion recognition, by finetuning or by prompting, per CV fold."""
+"""``memobert_emotion``: emotion recognition (4 classes by default), by finetuning or by prompting, per CV fold
+(speaker folds, or the corpus's own fixed train/valid/test split)."""
 
 import logging
 import os
