@@ -98,7 +98,7 @@ def _record(tmp_path, out, split):
     return dataset["splits"][split]["extractors"]["acoustic"]["standardization"]
 
 
-def test_raw_features_never_reach_the_store(tmp_path):
+def test_raw_features_never_reach_the_store(tmp_path, caplog):
     """The training split is stored standardised with its own statistics; later splits with the same ones."""
     train = _write(tmp_path, "data", "train", [f"u{i}" for i in range(40)])
     stored, raw = _stored(tmp_path, "data", "train"), _raw(train)
@@ -112,6 +112,14 @@ def test_raw_features_never_reach_the_store(tmp_path):
     assert _record(tmp_path, "data", "valid") == record  # the training split's statistics
     np.testing.assert_array_equal(_stored(tmp_path, "data", "valid"),
                                   StreamStats.from_json(record["streams"]["acoustic"]).apply(_raw(valid)))
+
+    # the training split rewritten with other utterances: new statistics, and valid named as stale
+    with caplog.at_level("WARNING"):
+        _write(tmp_path, "data", "train", [f"u{i}" for i in range(30)])
+    assert _record(tmp_path, "data", "train")["streams"] != record["streams"]
+    assert "split(s) valid were standardised with earlier statistics of train: rewrite them" in caplog.text
+    _write(tmp_path, "data", "train", [f"u{i}" for i in range(40)])  # back: the statistics are recomputed alike
+    assert _record(tmp_path, "data", "train") == record
 
     # another corpus (a downstream one) standardised with this one's statistics
     _write(tmp_path, "downstream", "all", [f"u{i}" for i in range(200, 210)], feature_stats=str(tmp_path / "data"))

@@ -206,7 +206,8 @@ def resolve_source(choice: str, split: str, dataset: dict) -> StatsSource:
     records = _records_of(entry) if entry else {}
     if not records:
         raise ValueError(f"--feature-stats {choice}: the data dir has no split {choice!r} written with statistics; "
-                         f"write {choice} first (memobert-prepare write --split {choice}), or choose another source")
+                         f"write {choice} first (memobert-prepare write --split {choice}), or choose another source (a data "
+                         f"dir is a path with a '/', e.g. ./{choice})")
     return StatsSource(next(iter(records.values()))["from"], records)
 
 
