@@ -7,6 +7,9 @@
 #   OUT        where everything goes (default ./$RECIPE-output); a rerun resumes where it stopped
 #   WORKERS    feature-extraction processes (default 1); DEVICE torch device (default cuda if available)
 #   LABELS     the classes memobert-prepare keeps (set by each recipe; default the paper's four)
+#   FEATURE_STATS  whose mean/std standardise the stored features (memobert-prepare --feature-stats):
+#              auto (default: the data dir's first split), or the pretraining corpus's data dir
+#              (e.g. pretrain_videos-output/data) when PRETRAINED was pretrained on it (docs/prepare.md)
 : "${BERT:?set BERT to a Hugging Face bert-base-uncased folder (config.json, weights, vocab.txt)}"
 : "${WAV2VEC2:?set WAV2VEC2 to a wav2vec 2.0 checkpoint (wav2vec_small.pt or a Hugging Face folder)}"
 : "${FER_MODEL:?set FER_MODEL to a facial-expression checkpoint from memobert-train-fer}"
@@ -14,12 +17,14 @@ OUT=${OUT:-$PWD/$RECIPE-output}
 WORKERS=${WORKERS:-1}
 LABELS=${LABELS:-anger,happy,neutral,sad}
 DEVICE=${DEVICE:-$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}
+FEATURE_STATS=${FEATURE_STATS:-auto}
 
 # prepare_split SPLIT MANIFEST: text, speech and face features of MANIFEST into $OUT/data
 prepare_split() {
     local split=$1 manifest=$2
     memobert-prepare all --manifest "$manifest" --split "$split" --out "$OUT/data" --vocab "$BERT/vocab.txt" \
-        --wav2vec2 "$WAV2VEC2" --fer-model "$FER_MODEL" --workers "$WORKERS" --device "$DEVICE" --labels "$LABELS"
+        --wav2vec2 "$WAV2VEC2" --fer-model "$FER_MODEL" --workers "$WORKERS" --device "$DEVICE" --labels "$LABELS" \
+        --feature-stats "$FEATURE_STATS"
 }
 
 # cross_validate CORPUS [FAIRSEQ-TRAIN ARGS...]: cross-validation on $OUT/data (speaker folds, or the

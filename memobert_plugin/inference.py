@@ -8,7 +8,9 @@ From media, with the extractors and settings the model's training data was prepa
     entries = [media_entry("u1", text="i am so glad", audio="u1.wav", video="u1.mp4")]
     probs = predictor.predict_proba(predictor.extract(entries))
 
-From features extracted elsewhere::
+From features extracted elsewhere, as a data dir stores them (standardised with the statistics in the
+training data's ``dataset.json``; ``prepare.feature_stats.standardize_frames`` turns raw extractor output
+into that)::
 
     probs = predictor.predict_proba([Utterance(text="i am so glad", frames={"acoustic": np.load("u1.npy")})])
 
@@ -34,7 +36,7 @@ from tqdm import tqdm
 
 from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle
 
-from .data.feature_store import STORE_DTYPE
+from .prepare.feature_stats import standardize_frames
 from .data.vocabulary import BertVocabulary
 from .checkpoint_policy import load_memobert_checkpoint
 from .predict_cli import main  # noqa: F401  the console script, also run as python -m memobert_plugin.inference
@@ -167,7 +169,8 @@ class EmotionPredictor:
                     except ItemError as err:
                         utt.problems.append(f"{name}: {err}")
                         continue
-                    utt.frames[name] = frames[name].astype(STORE_DTYPE)  # what training read: the stored precision
+                    # what training read: standardised with the data's statistics, in the stored precision
+                    utt.frames[name] = standardize_frames(frames[name], name, self.extractors.extractors[name])
                 out.append(utt)
         return out
 

@@ -126,3 +126,24 @@ def test_the_table_says_how_each_corpus_was_split_and_has_weighted_f1(tmp_path):
     with open(tmp_path / "results.csv") as handle:
         rows = [line.split(",") for line in handle.read().splitlines()]
     assert [row[rows[0].index("cv_scheme")] for row in rows[1:]] == ["session", "fixed"]
+
+
+def test_low_resource_figure_spaces_every_fraction(tmp_path, monkeypatch):
+    """0% and 5% get their own places on the x axis (a linear axis put them on top of each other)."""
+    from memobert_plugin.evaluation import results
+
+    figures = []
+    monkeypatch.setattr(results, "_save", lambda fig, path: figures.append(fig))
+    rows = [results.SummaryRow("demo", row, fraction, 1, 2, 0.5, 0.01, 0.5, 0.01)
+            for row, fractions in (("direct", (0.05, 0.2, 1.0)), ("pretrain_prompt", (0.0, 0.05, 0.2, 1.0)))
+            for fraction in fractions]
+    assert results.plot_low_resource(rows, str(tmp_path / "fig.png"))
+    (ax,) = figures[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0%", "5%", "20%", "100%"]
+    ticks = ax.get_xticks()
+    width = ax.get_xlim()[1] - ax.get_xlim()[0]
+    assert min(np.diff(ticks)) / width > 0.2  # every fraction a category of its own
+    for line in ax.get_lines():  # each setting's points sit at its fractions' ticks
+        x = line.get_xdata()
+        if len(x) > 1:
+            assert np.abs(np.asarray(x) - ticks[-len(x):]).max() < 0.1

@@ -55,6 +55,10 @@ class SummaryRow:
         return classification_report(self.confusion, self.classes)
 
 
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
 def collect_results(out_dir: str) -> List[dict]:
     """Every ``result.json`` under ``out_dir``."""
     results = []
@@ -120,7 +124,7 @@ def write_markdown(rows: Sequence[SummaryRow], path: str) -> str:
     lines = []
     for fraction in sorted({r.fraction for r in rows}, reverse=True):
         subset = [r for r in rows if r.fraction == fraction]
-        lines.append(f"### Training data: {100 * fraction:g}%\n")
+        lines.append(f"### Training data: {_percent(fraction)}\n")
         lines.append("| setting | " + " | ".join(f"{c} {name}" for c in corpora for _, name in _TABLE_SCORES) + " |")
         lines.append("|---|" + "---|" * len(_TABLE_SCORES) * len(corpora))
         for label in sorted({r.row for r in subset}, key=_row_key):
@@ -211,7 +215,7 @@ def plot_confusions(rows: Sequence[SummaryRow], out_dir: str) -> List[str]:
         ax.set_yticks(range(len(r.classes)), r.classes)
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
-        ax.set_title(f"{r.corpus} / {r.row} / {100 * r.fraction:g}% data\n{r.seeds} seed(s) x {r.folds} fold(s)", fontsize=9)
+        ax.set_title(f"{r.corpus} / {r.row} / {_percent(r.fraction)} data\n{r.seeds} seed(s) x {r.folds} fold(s)", fontsize=9)
         fig.tight_layout()
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{r.corpus}_{r.row}_frac{r.fraction:g}")
         path = os.path.join(out_dir, f"{name}.png")
@@ -223,7 +227,9 @@ def plot_confusions(rows: Sequence[SummaryRow], out_dir: str) -> List[str]:
 def plot_low_resource(rows: Sequence[SummaryRow], path: str) -> bool:
     """Fig. 3: UAR against the training fraction, a line per setting, a panel per corpus.
 
-    Returns False (and draws nothing) when the sweep has a single fraction.
+    The fractions are evenly spaced categories (0%, 5%, 100% would crowd 0 and 5 on a linear axis, and 0 has no
+    place on a log one); the settings' points are spread a little around each category, so error bars do not
+    cover each other. Returns False (and draws nothing) when the sweep has a single fraction.
     """
     if len({r.fraction for r in rows}) < 2:
         return False
@@ -231,12 +237,18 @@ def plot_low_resource(rows: Sequence[SummaryRow], path: str) -> bool:
     corpora = sorted({r.corpus for r in rows})
     fig, axes = plt.subplots(1, len(corpora), figsize=(5 * len(corpora), 4), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
-        for label in sorted({r.row for r in rows if r.corpus == corpus}, key=_row_key):
+        fractions = sorted({r.fraction for r in rows if r.corpus == corpus})
+        labels = sorted({r.row for r in rows if r.corpus == corpus}, key=_row_key)
+        for i, label in enumerate(labels):
             points = sorted((r.fraction, r.uar_mean, r.uar_std) for r in rows if r.corpus == corpus and r.row == label)
             x, y, err = (np.array(v) for v in zip(*points))
-            ax.errorbar(100 * x, 100 * y, yerr=100 * err, marker="o", capsize=3, label=label)
+            spread = 0.12 * (i - (len(labels) - 1) / 2) / max(len(labels) - 1, 1)
+            ax.errorbar([fractions.index(f) + spread for f in x], 100 * y, yerr=100 * err, marker="o", capsize=3,
+                        label=label)
+        ax.set_xticks(range(len(fractions)), [_percent(f) for f in fractions])
+        ax.set_xlim(-0.5, len(fractions) - 0.5)
         ax.set_title(corpus)
-        ax.set_xlabel("training data (%)")
+        ax.set_xlabel("labelled training data used")
         ax.set_ylabel("UAR (%)")
         ax.grid(alpha=0.3)
         ax.legend()

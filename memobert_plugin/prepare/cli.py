@@ -7,7 +7,8 @@ Stages (each a subcommand; ``all`` runs them in order):
   text           tokenise the transcripts
   acoustic       wav2vec 2.0 (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
   visual         speaker's faces -> DenseNet FER features   (needs the "extract" extra)
-  write          assemble dict.txt, binarized text, feature stores, meta.tsv, report.tsv, dataset.json
+  write          assemble dict.txt, binarized text, feature stores (standardised), meta.tsv, report.tsv,
+                 dataset.json
 
 Every stage resumes where a killed run stopped. See docs/prepare.md.
 """
@@ -121,6 +122,12 @@ def _write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=_label_set, default=",".join(PAPER_LABELS),
                         help="comma-separated label set; an utterance with another (non-empty) label is dropped "
                              f"and reported. 'none': no check (default: {','.join(PAPER_LABELS)})")
+    parser.add_argument("--feature-stats", default="auto", metavar="SOURCE",
+                        help="whose per-dimension mean and std standardise the stored acoustic and visual features: "
+                             "'auto' (default): those the data dir's other splits were written with, else this "
+                             "split's own (write the training split first); a split name: that split's; a data dir "
+                             "(a path containing '/', e.g. the pretraining corpus's): that data dir's; 'none': stored "
+                             "as extracted (docs/prepare.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +226,7 @@ def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
     from .output import write_output
 
     require = split_list(args.require)
-    entry = write_output(plan, args.out, args.split, require, args.labels)
+    entry = write_output(plan, args.out, args.split, require, args.labels, args.feature_stats)
     logger.info("%s: %d utterances written to %s, %d dropped, kept without a modality: %s, kept with a warning "
                 "(clipped or truncated media): %s; see %s", args.split, entry["utterances"], args.out, entry["dropped"],
                 entry["kept_without"] or "none", entry["warnings"] or "none",

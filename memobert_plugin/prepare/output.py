@@ -7,6 +7,7 @@ whose stage ran, ``{split}.meta.tsv`` (id, speaker, session, label, and subset i
 failed a required stage (by default only ``text``: empty transcripts) or has a label outside
 the label set; otherwise it is kept and a failed modality is left empty for it (0 frames),
 which the tasks accept. A warning (clipped or truncated media) keeps what was extracted.
+Input streams are stored standardised per dimension (:mod:`.feature_stats`).
 Metadata come from the current manifest entries, so editing a label, speaker or session only
 needs this step. Files are built in the work dir and moved into the data dir together at the end.
 """
@@ -24,8 +25,9 @@ from tqdm import tqdm
 from ..data.feature_store import FeatureStore, FeatureStoreWriter
 from ..data.utterance_meta import META_COLUMNS, SUBSET_COLUMN
 from ..data.vocabulary import BertVocabulary
-from ..streams import frame_streams
+from ..streams import frame_streams, input_streams
 from .binarize import TextBinarizer, save_dictionary
+from .feature_stats import AUTO, resolve_source, stale_splits, standardize_split
 from ..files import atomic_open, read_json, sha256_file, write_json
 from .manifest import PAPER_LABELS
 from .report import ERROR, Problem, clean_field, read_problems
@@ -146,12 +148,15 @@ class _SplitFiles:
         self.meta.write("\t".join(clean_field(getattr(utterance, c)) for c in self.meta_columns) + "\n")
         self.count += 1
 
-    def move_to(self, out_dir: str) -> List[str]:
-        """Finish every file, move them into ``out_dir``; return their names."""
+    def finish(self) -> None:
+        """Complete every file (still under ``staging``)."""
         self.binarizer.close()
         for writer in self.writers.values():
             writer.close()
         self.meta.close()
+
+    def move_to(self, out_dir: str) -> List[str]:
+        """Move the finished files into ``out_dir``; return their names."""
         names = [f"{self.split}.bin", f"{self.split}.idx", f"{self.split}.meta.tsv"]
         names += [f"{self.split}.{s}.{ext}" for s in self.writers for ext in ("npy", "len")]
         for name in names:
@@ -170,10 +175,11 @@ class _SplitFiles:
 
 
 def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[str] = ("text",),
-                 labels: Optional[Sequence[str]] = PAPER_LABELS) -> dict:
+                 labels: Optional[Sequence[str]] = PAPER_LABELS, feature_stats: str = AUTO) -> dict:
     """Assemble the split's data files from finished stages; return its entry in dataset.json.
 
     Utterances labelled outside ``labels`` (None: no check) are dropped, each with a report row.
+    Input streams are standardised with the statistics ``feature_stats`` names (:func:`resolve_source`).
     """
     require = tuple(require)
     invalid = [s for s in require if s not in MODALITY_STAGES]
@@ -186,6 +192,7 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
     dataset_path = os.path.join(out_dir, "dataset.json")
     dataset = read_json(dataset_path) if os.path.isfile(dataset_path) else {"format": DATASET_FORMAT}
     _check_dims(dataset, streams, split)
+    source = resolve_source(feature_stats, split, dataset)  # a bad source stops before any work
     os.makedirs(out_dir, exist_ok=True)
     _install_dictionary(vocab, out_dir)
 
@@ -222,6 +229,11 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
         logger.warning("%s: %d utterances dropped for labels outside %s (--labels): %s; see report.tsv", split,
                        sum(bad_labels.values()), ",".join(labels),
                        ", ".join(f"{label!r} x{n}" for label, n in bad_labels.most_common()))
+    files.finish()
+    inputs = {s.name for s in input_streams()}
+    stage_streams = {stage: [s for s in r["streams"] if s in inputs] for stage, r in records.items()}
+    standardization = standardize_split(files.staging, split, {k: v for k, v in stage_streams.items() if v},
+                                        {stage: r["config"] for stage, r in records.items()}, source)
     names = files.move_to(out_dir)
     _merge_report(out_dir, split, report_path)
     os.remove(report_path)
@@ -238,8 +250,14 @@ def write_output(plan: ShardPlan, out_dir: str, split: str, require: Iterable[st
         "bad_labels": dict(bad_labels),
         "unknown_tokens": files.unknown_pieces,
         "frames": {s: int(FeatureStore(out_dir, split, s).lengths.sum()) for s in streams},
-        "extractors": {stage: r["config"] for stage, r in records.items()},
+        "extractors": {stage: {**r["config"], **({"standardization": standardization[stage]}
+                                                 if stage in standardization else {})}
+                       for stage, r in records.items()},
     }
+    stale = stale_splits(dataset, split, standardization)
+    if stale:
+        logger.warning("%s: split(s) %s were standardised with earlier statistics of %s: rewrite them "
+                       "(memobert-prepare write --split ...; their stages are done)", split, ", ".join(stale), split)
     dataset.setdefault("dims", {}).update(streams)
     dataset.setdefault("splits", {})[split] = entry
     checksums = dataset.setdefault("checksums", {})
