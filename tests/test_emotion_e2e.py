@@ -68,7 +68,7 @@ def test_one_fold_each_setting(demo_corpus, sweep):
         assert sorted(by_id) == sorted(ids)
         for utterance, gold, p in zip(ids, truth, probs):
             assert by_id[utterance][1] == result["test"]["classes"][gold]
-            assert np.allclose([float(x) for x in by_id[utterance][3:]], p, atol=1e-5)
+            assert np.allclose([float(x) for x in by_id[utterance][3:-1]], p, atol=1e-5)
     csv_rows = open(os.path.join(out, "results.csv")).read().splitlines()
     assert len(csv_rows) == 5 and csv_rows[0].startswith("corpus,setting,train_fraction")  # + zero-shot prompt
 
