@@ -12,23 +12,11 @@ import torch
 
 from conftest import BIN, run_cli
 from memobert_plugin.bundle import save_bundle
-from memobert_plugin.files import read_json, sha256_file, write_json
+from memobert_plugin.files import read_json
 from memobert_plugin.inference import EmotionPredictor, main as predict_main
 from memobert_plugin.predictions_file import read_predictions
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
-
-
-def with_text_extractor(source: str, target) -> str:
-    """A copy of a demo data dir whose dataset.json records the text extractor, as memobert-prepare does."""
-    data = str(shutil.copytree(source, target))
-    vocab = os.path.join(data, "vocab.txt")
-    with open(os.path.join(data, "dict.txt"), encoding="utf-8") as lines, open(vocab, "w", encoding="utf-8") as out:
-        out.writelines(line.split(" ")[0] + "\n" for line in lines)
-    dataset = read_json(os.path.join(data, "dataset.json"))
-    dataset["splits"] = {"all": {"extractors": {
-        "text": {"tokenizer": "wordpiece", "path": vocab, "sha256": sha256_file(vocab)}}}}
-    write_json(os.path.join(data, "dataset.json"), dataset)
-    return data
+from prepare_material import with_text_extractor
 
 
 @pytest.fixture(scope="module")
