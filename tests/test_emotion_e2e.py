@@ -117,7 +117,7 @@ def test_predict_matches_the_task(sweep, tmp_path):
     (tmp_path / "input.tsv").write_text("\n".join(lines) + "\n")
     result = run_cli([sys.executable, "-m", "memobert_plugin.inference", "--checkpoint", checkpoint,
                       "--input", str(tmp_path / "input.tsv")])
-    table = [line.split("\t") for line in result.stdout.strip().splitlines()]
-    assert table[0] == ["id", "prediction", "p_anger", "p_happy", "p_neutral", "p_sad"]
-    got = np.array([[float(x) for x in line[2:]] for line in table[1:]])
+    table = [line.split("\t") for line in result.stdout.splitlines()]
+    assert table[0] == ["id", "gold", "predicted", "p_anger", "p_happy", "p_neutral", "p_sad", "problems"]
+    got = np.array([[float(x) for x in line[3:-1]] for line in table[1:]])
     np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -75,7 +75,8 @@ def served(demo_corpus, tmp_path_factory):
     bundle = str(root / "valence.bundle")
     run_cli([sys.executable, "-m", "memobert_plugin.bundle", str(root / "ckpt" / "checkpoint_last.pt"), "--out", bundle,
              "--user-dir", USER_DIR])
-    return {"media": media, "bundle": bundle}
+    from_features = run_cli([*PREDICT, "--model", bundle, "--input", f"{media}/input.tsv"]).stdout
+    return {"media": media, "bundle": bundle, "from_features": _table(from_features)}
 
 
 def _table(stdout: str) -> dict:
@@ -88,7 +89,7 @@ def _table(stdout: str) -> dict:
 def test_served_from_audio_through_the_streams_own_extractor(served):
     media = served["media"]
     from_audio = _table(run_cli([*PREDICT, "--model", served["bundle"], "--manifest", f"{media}/manifest.tsv"]).stdout)
-    from_features = _table(run_cli([*PREDICT, "--model", served["bundle"], "--input", f"{media}/input.tsv"]).stdout)
+    from_features = served["from_features"]
     assert list(from_audio) == [f"u{i}" for i in range(SERVED)] == list(from_features)
     for uid, probs in from_features.items():
         assert np.allclose(from_audio[uid], probs, atol=2e-6), uid
@@ -126,5 +127,4 @@ def test_any_import_order_serves_the_current_options(served, order):
     assert proc.returncode == 0, proc.stderr[-3000:]
     scored = json.loads(proc.stdout.strip().splitlines()[-1])
     assert scored["classes"] == VALENCE
-    from_features = _table(run_cli([*PREDICT, "--model", served["bundle"], "--input", f"{media}/input.tsv"]).stdout)
-    assert np.allclose(scored["probs"], list(from_features.values()), atol=2e-6)
+    assert np.allclose(scored["probs"], list(served["from_features"].values()), atol=2e-6)
