@@ -193,21 +193,22 @@ class EmotionPredictor:
         stages = self._media_stages()
         medium = {stream.name: stream.medium for stream in media_streams()}
         entries = list(entries)
+        given = [{m: getattr(e, m) for m in MEDIA if getattr(e, m, "")} for e in entries]
+        unreadable = [[p for p in (_media_problem(m, path) for m, path in files.items()) if p] for files in given]
         out = []
         with contextlib.ExitStack() as batches:
             for name, stage in stages.items():  # stages that batch (wav2vec 2.0) read ahead through the entries
                 if hasattr(stage, "batching"):
-                    batches.enter_context(stage.batching([e for e in entries if getattr(e, medium[name])
-                                                          and not _media_problem(medium[name], getattr(e, medium[name]))]))
-            for entry in tqdm(entries, desc="extract", unit="utt", disable=not progress, file=sys.stderr):
-                utt = UtteranceFeatures(text=entry.text, id=entry.id,
+                    batches.enter_context(stage.batching([e for e, files, bad in zip(entries, given, unreadable)
+                                                          if medium[name] in files and not bad]))
+            for entry, files, bad in tqdm(zip(entries, given, unreadable), total=len(entries), desc="extract",
+                                          unit="utt", disable=not progress, file=sys.stderr):
+                utt = UtteranceFeatures(text=entry.text, id=entry.id, unreadable=list(bad),
                                         tokens=[self.vocab.index(p) for p in self._tokenizer.tokenize(entry.text)])
-                given = {m: getattr(entry, m) for m in MEDIA if getattr(entry, m, "")}
-                utt.unreadable = [p for p in (_media_problem(m, path) for m, path in given.items()) if p]
                 utt.problems += [f"{m}: not used: the model's training data has no features extracted from {m}"
-                                 for m in given if m not in {medium[name] for name in stages}]
+                                 for m in files if m not in {medium[name] for name in stages}]
                 for name, stage in stages.items():
-                    if medium[name] not in given or utt.unreadable:
+                    if medium[name] not in files or utt.unreadable:
                         continue
                     try:
                         frames = stage.extract(entry)
