@@ -210,11 +210,8 @@ def _stage_options(stream: FrameStream, recorded: dict) -> Tuple[type, dict]:
                          f"{', '.join(stream.extractors) or 'none'})")
     module, class_name = stream.extractors[extractor].split(":")
     stage_class = getattr(importlib.import_module(module), class_name)
-    options = dict(recorded)
-    if extractor == "opensmile":  # the record holds openSMILE's name of the feature set, the stage takes ours
-        from .prepare.opensmile_features import OPENSMILE_FEATURE_SETS
-
-        options["feature_set"] = {v: k for k, v in OPENSMILE_FEATURE_SETS.items()}.get(recorded["feature_set"])
+    # a stage whose record differs from its constructor's options says how to translate it
+    options = dict(getattr(stage_class, "options_from_record", dict)(recorded))
     if "voice_activity" in recorded:  # the visual stage's voice activity detector
         options["vad"] = recorded["voice_activity"]
     if "trim_silence" in recorded:  # the speech stages record the detector's name, or False for no trimming

@@ -244,6 +244,9 @@ def task_config(name: str) -> type:
     import order) add options to it, so fairseq's registered class is swapped for a new one: a class
     imported or captured earlier may lack them. Ask here, at use time, never keep one.
     """
+    if name not in TASK_DATACLASS_REGISTRY:
+        raise ValueError(f"task {name!r} was registered without its options class: "
+                         f"register it with @register_task({name!r}, dataclass=...)")
     task, registered = TASK_REGISTRY[name], TASK_DATACLASS_REGISTRY[name]
     config = task.current_config(registered)
     if config is not registered:
