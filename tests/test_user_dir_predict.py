@@ -115,7 +115,8 @@ bundle, media = sys.argv[1], sys.argv[2]
 predictor = EmotionPredictor(bundle)
 utterances = [UtteranceFeatures(text="i am so glad", id=f"u{i}", frames={"prosody": np.load(f"{media}/u{i}.prosody.npy")})
               for i in range(int(sys.argv[3]))]
-print(json.dumps({"classes": predictor.class_names, "probs": predictor.predict_proba(utterances).tolist()}))
+print(json.dumps({"classes": predictor.class_names, "probs": predictor.predict_proba(utterances).tolist(),
+                  "prosody_max_frames": predictor.task.cfg.prosody_max_frames}))
 """
 
 
@@ -126,5 +127,5 @@ def test_any_import_order_serves_the_current_options(served, order):
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     scored = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert scored["classes"] == VALENCE
+    assert scored["classes"] == VALENCE and scored["prosody_max_frames"] == 20  # the trained option, not a default
     assert np.allclose(scored["probs"], list(served["from_features"].values()), atol=2e-6)
