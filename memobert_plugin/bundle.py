@@ -6,7 +6,11 @@
   ``data`` option emptied, so nothing points into the training data dir);
 * ``dict.txt`` and the tokenizer file the texts were split with (``vocab.txt`` or ``sentencepiece.model``);
 * ``bundle.json``: the extractor settings of the data the model was trained on, as ``memobert-prepare``
-  recorded them in ``dataset.json``, with the SHA-256 of each extractor checkpoint.
+  recorded them in ``dataset.json``, with the SHA-256 of each extractor checkpoint, and the SHA-256
+  of each file of the bundle.
+
+A bundle is checked before use (:func:`read_bundle`): every file it lists must lie inside the folder
+(no absolute path, no ``..``, no symbolic link leading out) and have its recorded SHA-256.
 
 The extractor checkpoints themselves (a wav2vec 2.0 model, a FER DenseNet) stay where they are: a
 bundle records their paths as defaults, prediction may be given others, and any extractor whose
@@ -17,23 +21,24 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import inspect
 import os
 import pickle
 import shutil
 import sys
 import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .files import atomic_open, read_json, sha256_file, write_json
+from .streams import TEXT, FrameStream, input_streams, media_streams
 
-__all__ = ["BUNDLE_FORMAT", "MODEL_FILE", "ExtractorMismatch", "ExtractorSettings", "save_bundle", "main"]
+__all__ = ["BUNDLE_FORMAT", "MODEL_FILE", "ExtractorMismatch", "ExtractorSettings", "read_bundle", "save_bundle",
+           "load_emotion_checkpoint", "import_user_dir", "main"]
 
 BUNDLE_FORMAT = "memobert-emotion-bundle"
 MODEL_FILE, DICT_FILE, SETTINGS_FILE = "model.pt", "dict.txt", "bundle.json"
 _TOKENIZER_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "sentencepiece.model"}
-#: the extractor stages a model's features come from, in the order prediction runs them
-MEDIA_STAGES = ("acoustic", "visual")
 
 
 class ExtractorMismatch(ValueError):
@@ -42,6 +47,81 @@ class ExtractorMismatch(ValueError):
 
 def is_bundle(path: str) -> bool:
     return os.path.isfile(os.path.join(path, SETTINGS_FILE))
+
+
+def _bundle_file(bundle_dir: str, name: Any) -> str:
+    """The path of a file ``bundle.json`` lists, refused unless it lies inside the bundle."""
+    settings = os.path.join(bundle_dir, SETTINGS_FILE)
+    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else []
+    if not name or os.path.isabs(name) or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{settings}: {name!r} is not a file inside the bundle (a name relative to its folder, "
+                         "without '..')")
+    path = os.path.join(bundle_dir, name)
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"{path}: missing from the bundle ({SETTINGS_FILE} lists it)")
+    inside = os.path.realpath(bundle_dir) + os.sep
+    if not os.path.realpath(path).startswith(inside):
+        raise ValueError(f"{path}: a symbolic link leading out of the bundle (to {os.path.realpath(path)})")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: not a file")
+    return path
+
+
+def read_bundle(bundle_dir: str) -> dict:
+    """``bundle.json``, once every file it lists is checked: inside the bundle and with its recorded SHA-256."""
+    settings_path = os.path.join(bundle_dir, SETTINGS_FILE)
+    settings = read_json(settings_path)
+    if not isinstance(settings, dict) or settings.get("format") != BUNDLE_FORMAT:
+        found = settings.get("format") if isinstance(settings, dict) else type(settings).__name__
+        raise ValueError(f"{settings_path}: not a memobert bundle (format {found!r})")
+    recorded, extractors = settings.get("sha256"), settings.get("extractors")
+    text = extractors.get(TEXT) if isinstance(extractors, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(text, dict):
+        raise ValueError(f"{settings_path}: no 'sha256' and 'extractors.text' records; not written by memobert-bundle")
+    for name in (MODEL_FILE, DICT_FILE, text.get("file")):
+        if name not in recorded:
+            raise ValueError(f"{settings_path} records no SHA-256 for {name}; the bundle cannot be checked")
+    for name, digest in recorded.items():
+        path = _bundle_file(bundle_dir, name)
+        if sha256_file(path) != digest:
+            raise ValueError(f"{path}: its SHA-256 differs from the one {SETTINGS_FILE} records: the file changed "
+                             "since memobert-bundle wrote it; bundle the checkpoint again")
+    return settings
+
+
+def _stream(name: str, source: str) -> FrameStream:
+    declared = {s.name: s for s in input_streams()}
+    if name not in declared:
+        raise ValueError(f"{source}: the model's data has {name!r} features, but no such stream is declared here; "
+                         "give the --user-dir of the extension that declares it")
+    return declared[name]
+
+
+def load_emotion_checkpoint(path: str) -> Tuple[dict, str]:
+    """A checkpoint of ``memobert_emotion`` or a task built on it (an extension's label set), loaded
+    weights-only and checked; returns the state and the task's registered name."""
+    from fairseq.tasks import TASK_REGISTRY
+
+    from .checkpoint_policy import load_memobert_checkpoint
+    from .tasks.memobert_emotion import MemobertEmotionTask
+
+    state = load_memobert_checkpoint(path)
+    name = state["cfg"]["task"].get("_name")
+    if not issubclass(TASK_REGISTRY[name], MemobertEmotionTask):
+        emotion = sorted(n for n, task in TASK_REGISTRY.items() if issubclass(task, MemobertEmotionTask))
+        raise ValueError(f"{path}: a {name} checkpoint; this needs a memobert_emotion one (or of a task built on it: "
+                         f"{', '.join(emotion)})")
+    return state, name
+
+
+def import_user_dir(path: Optional[str]) -> None:
+    """Import an extension (``--user-dir``) as fairseq does, so that its tasks and streams are declared."""
+    if path:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"--user-dir {path}: no such folder")
+        from fairseq.utils import import_user_module
+
+        import_user_module(argparse.Namespace(user_dir=path))
 
 
 class ExtractorSettings:
@@ -72,15 +152,16 @@ class ExtractorSettings:
 
     @classmethod
     def from_bundle(cls, bundle_dir: str) -> "ExtractorSettings":
-        path = os.path.join(bundle_dir, SETTINGS_FILE)
-        settings = read_json(path)
-        if settings.get("format") != BUNDLE_FORMAT:
-            raise ValueError(f"{path}: not a memobert bundle (format {settings.get('format')!r})")
-        return cls(settings["extractors"], path, bundle_dir)
+        """The settings of a bundle, its files checked (:func:`read_bundle`)."""
+        return cls(read_bundle(bundle_dir)["extractors"], os.path.join(bundle_dir, SETTINGS_FILE), bundle_dir)
 
     @property
     def media_stages(self) -> List[str]:
-        return [s for s in MEDIA_STAGES if s in self.extractors]
+        """The streams whose recorded extractors prediction runs on media, in declaration order."""
+        for name in self.extractors:
+            if name != TEXT:
+                _stream(name, self.source)  # a recorded extractor of an undeclared stream is never skipped
+        return [s.name for s in media_streams() if s.name in self.extractors]
 
     def tokenizer(self):
         from .prepare.text import Tokenizer
@@ -97,9 +178,9 @@ class ExtractorSettings:
 
         Raises :class:`ExtractorMismatch` when the stage's checkpoint or a setting differs from the record.
         """
-        recorded = self.extractors[name]
-        stage_class, options = _stage_options(recorded)
-        option = {"acoustic": "--wav2vec2", "visual": "--fer-model"}[name]
+        recorded, stream = self.extractors[name], _stream(name, self.source)
+        stage_class, options = _stage_options(stream, recorded)
+        option = stream.extractor_option or f"the {name} extractor"
         if "checkpoint" in options:
             options["checkpoint"] = checkpoint or recorded["checkpoint"]
             if not os.path.exists(options["checkpoint"]):
@@ -121,22 +202,16 @@ class ExtractorSettings:
         return stage
 
 
-def _stage_options(recorded: dict) -> Tuple[type, dict]:
-    """The stage class and constructor options that reproduce a recorded stage config."""
-    from .prepare.acoustic import AcousticStage
-    from .prepare.visual import VisualStage
-
+def _stage_options(stream: FrameStream, recorded: dict) -> Tuple[type, dict]:
+    """The stage class the stream declares for a recorded extractor, and the constructor options that reproduce it."""
     extractor = recorded.get("extractor")
-    options = dict(recorded)
-    if extractor == "opensmile":
-        from .prepare.opensmile_features import OPENSMILE_FEATURE_SETS, OpenSmileStage
-
-        stage_class = OpenSmileStage
-        options["feature_set"] = {v: k for k, v in OPENSMILE_FEATURE_SETS.items()}.get(recorded["feature_set"])
-    else:
-        stage_class = {"wav2vec2": AcousticStage, "densenet_fer": VisualStage}.get(extractor)
-        if stage_class is None:
-            raise ValueError(f"unknown extractor {extractor!r} in the model's settings")
+    if extractor not in stream.extractors:
+        raise ValueError(f"unknown {stream.name} extractor {extractor!r} in the model's settings (the stream declares "
+                         f"{', '.join(stream.extractors) or 'none'})")
+    module, class_name = stream.extractors[extractor].split(":")
+    stage_class = getattr(importlib.import_module(module), class_name)
+    # a stage whose record differs from its constructor's options says how to translate it
+    options = dict(getattr(stage_class, "options_from_record", dict)(recorded))
     if "voice_activity" in recorded:  # the visual stage's voice activity detector
         options["vad"] = recorded["voice_activity"]
     if "trim_silence" in recorded:  # the speech stages record the detector's name, or False for no trimming
@@ -161,9 +236,7 @@ def save_bundle(checkpoint: str, out: str, data_dir: Optional[str] = None) -> st
     """
     import torch  # here, not at module level: memobert-bundle --help and the predictor's imports stay light
 
-    from .checkpoint_policy import load_memobert_checkpoint
-
-    state = load_memobert_checkpoint(checkpoint, task="memobert_emotion")  # what prediction will accept
+    state, _ = load_emotion_checkpoint(checkpoint)  # what prediction will accept
     cfg = copy.deepcopy(state["cfg"])
     task = cfg["task"]
     data_dir = data_dir or task.get("data")
@@ -191,6 +264,7 @@ def save_bundle(checkpoint: str, out: str, data_dir: Optional[str] = None) -> st
             "sha256": {name: sha256_file(os.path.join(staging, name))
                        for name in (MODEL_FILE, DICT_FILE, _tokenizer_file(text))},
         })
+        read_bundle(staging)  # nothing is written that prediction would refuse
         os.rename(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -204,8 +278,10 @@ def main(argv=None) -> None:
     parser.add_argument("checkpoint", help="a memobert_emotion checkpoint (e.g. checkpoint_best.pt)")
     parser.add_argument("--out", required=True, help="the bundle folder to create")
     parser.add_argument("--data", help="the training data dir (default: the checkpoint's task.data)")
+    parser.add_argument("--user-dir", help="the extension the model was trained with (fairseq-train's --user-dir)")
     args = parser.parse_args(argv)
     try:
+        import_user_dir(args.user_dir)
         save_bundle(args.checkpoint, args.out, args.data)
     except (OSError, ValueError, KeyError, pickle.UnpicklingError) as err:
         parser.exit(1, f"memobert-bundle: error: {err}\n")

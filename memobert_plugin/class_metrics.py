@@ -49,7 +49,7 @@ def unweighted_average_recall(confusion: Confusion) -> float:
     return sum(recalls) / len(recalls) if recalls else float("nan")
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def _ratio_or_zero(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else 0.0
 
 
@@ -58,9 +58,9 @@ def per_class_scores(confusion: Confusion) -> List[Dict[str, float]]:
     support, predicted, correct = _totals(confusion)
     scores = []
     for k in range(len(confusion)):
-        recall, precision = _ratio(correct[k], support[k]), _ratio(correct[k], predicted[k])
+        recall, precision = _ratio_or_zero(correct[k], support[k]), _ratio_or_zero(correct[k], predicted[k])
         scores.append({"recall": recall, "precision": precision,
-                       "f1": _ratio(2 * precision * recall, precision + recall), "support": support[k]})
+                       "f1": _ratio_or_zero(2 * precision * recall, precision + recall), "support": support[k]})
     return scores
 
 

@@ -102,8 +102,12 @@ def main(argv=None) -> None:
     parser.add_argument("checkpoint", help="memobert checkpoint (memobert_pretrain or memobert_emotion)")
     parser.add_argument("out_dir", help="directory to write (created if missing)")
     parser.add_argument("--vocab", help="the data dir's dict.txt (default: the one the checkpoint was trained on)")
+    parser.add_argument("--user-dir", help="the extension the model was trained with (fairseq-train's --user-dir)")
     args = parser.parse_args(argv)
     try:
+        from .bundle import import_user_dir
+
+        import_user_dir(args.user_dir)
         written = export_hf(args.checkpoint, args.out_dir, args.vocab)
     except (ValueError, OSError, KeyError) as err:
         sys.exit(f"memobert-export-hf: error: {err}")

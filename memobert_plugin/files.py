@@ -37,8 +37,12 @@ def write_json(path: str, data: object) -> None:
 
 
 def read_json(path: str) -> dict:
+    """A JSON file's content; text that is not JSON is a ``ValueError`` naming the file."""
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not JSON ({err})") from None
 
 
 def sha256_file(path: str) -> str:

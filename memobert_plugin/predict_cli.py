@@ -1,7 +1,21 @@
 """``memobert-predict``'s command line, parsed without importing torch or fairseq, so that ``--help`` and
-argument errors answer at once; the predictor (:mod:`memobert_plugin.inference`) is imported only to predict."""
+argument errors answer at once; the predictor (:mod:`memobert_plugin.inference`) is imported only to predict.
+
+The options naming extractor checkpoints (``--wav2vec2``, ``--fer-model``, an extension's) come from the
+stream declarations (:mod:`memobert_plugin.streams`); ``--user-dir`` imports an extension first, so that its
+streams and tasks are declared."""
 
 import argparse
+import os
+
+from .streams import FrameStream, media_streams
+
+__all__ = ["build_parser", "extractor_dest", "main"]
+
+
+def extractor_dest(stream: FrameStream) -> str:
+    """The parsed argument holding the checkpoint of ``stream``'s extractor (its declared option)."""
+    return stream.extractor_option[2:].replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -9,36 +23,69 @@ def build_parser() -> argparse.ArgumentParser:
     --audio/--video/--text) or as feature files (--input)."""
     parser = argparse.ArgumentParser(prog="memobert-predict", description=build_parser.__doc__)
     parser.add_argument("--checkpoint", "--model", dest="checkpoint", required=True,
-                        help="a memobert_emotion checkpoint, or a bundle folder written by memobert-bundle")
+                        help="a memobert_emotion checkpoint (or of a task built on it), or a bundle folder written "
+                             "by memobert-bundle")
+    parser.add_argument("--user-dir", help="the extension the model was trained with (fairseq-train's --user-dir)")
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument("--manifest", help="a memobert-prepare manifest (id, text, and any of audio, video, start, "
                                            "end); features are extracted as for the model's training data")
-    inputs.add_argument("--input", help="TSV with columns id, text, visual, acoustic (.npy paths; may be empty)")
+    inputs.add_argument("--input", help="TSV with columns id, text and one per input stream (.npy paths; may be empty)")
     parser.add_argument("--audio", help="one utterance's audio file (with --video, --text, --start, --end)")
     parser.add_argument("--video", help="one utterance's video file or face-crop folder (with --audio, --text)")
     parser.add_argument("--text", help="the utterance's transcript (with --audio/--video, or alone)")
     parser.add_argument("--start", type=float, help="seconds into --audio/--video where the utterance starts")
     parser.add_argument("--end", type=float, help="seconds into --audio/--video where the utterance ends")
     parser.add_argument("--id", default="input", help="the single utterance's id in the output (default: input)")
-    parser.add_argument("--wav2vec2", help="the wav2vec 2.0 checkpoint (default: the path recorded at preparation); "
-                                           "refused unless it is the one the model's data was prepared with")
-    parser.add_argument("--fer-model", help="the FER checkpoint (default: as recorded; the same check)")
+    for stream in media_streams():
+        if stream.extractor_option:
+            parser.add_argument(stream.extractor_option, dest=extractor_dest(stream),
+                                help=f"the checkpoint of the {stream.name} features' extractor (default: the path "
+                                     "recorded at preparation); refused unless it is the one the model's data was "
+                                     "prepared with")
     parser.add_argument("--data", help="the training data dir whose extractor settings apply (default: the "
                                        "bundle's, or the checkpoint's task.data)")
     parser.add_argument("--vocab", default=None, help="dict.txt/vocab.txt (default: the bundle's or the checkpoint's data dir)")
-    parser.add_argument("--output", default="-", help="TSV to write (default: stdout)")
+    parser.add_argument("--output", default="-", help="TSV to write (default: stdout); its format is "
+                                                      "fairseq-validate --predictions-path's")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device for the model and extractors (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
 
-def main(argv=None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Every argument that can be judged without the model, judged before it is loaded."""
     single = args.audio or args.video or args.text is not None
     if (args.manifest or args.input) and single or not (args.manifest or args.input or single):
         parser.error("give --manifest, --input, or one utterance's --audio/--video/--text")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: must be at least 1")
+    for option in ("start", "end"):
+        value = getattr(args, option)
+        if value is not None and not value >= 0:  # NaN fails too
+            parser.error(f"--{option} {value}: must be >= 0 (seconds)")
+    if args.start is not None and args.end is not None and not args.start < args.end:
+        parser.error(f"--start {args.start} is not before --end {args.end}")
+    for option in ("audio", "video"):
+        path = getattr(args, option)
+        if path and not os.path.exists(path):
+            parser.exit(1, f"memobert-predict: error: --{option} {path}: no such file\n")
+
+
+def main(argv=None) -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--user-dir")
+    known, _ = pre.parse_known_args(argv)
+    if known.user_dir:  # its streams add extractor options: imported before the full parse
+        from .bundle import import_user_dir
+
+        try:
+            import_user_dir(known.user_dir)
+        except (OSError, ImportError) as err:
+            pre.exit(1, f"memobert-predict: error: {err}\n")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(args, parser)
     from .inference import predict_command  # torch, fairseq and the model: only once there is work
 
     predict_command(args, parser)

@@ -6,7 +6,8 @@ beside the text: ``visual``, ``acoustic``) or the per-frame **target of an input
 (``visual_fer``: the FER model's soft labels, one row per face frame, read and truncated
 with ``visual`` and never encoded). The collater, the frame limits and their
 ``--{stream}-max-frames`` options, the model's embedders and ``{stream}_feature_dim``
-fields, checkpoint shape reading and inference all follow these declarations, as data2vec 2
+fields, checkpoint shape reading, bundles and prediction from media (which medium, which extractor and
+its option) all follow these declarations, as data2vec 2
 builds its per-modality encoders from one config. An extension adds a modality with one
 :func:`register_stream` call (see ``user_dir/prosody.py``); this module imports nothing of
 the package, so every layer may read it.
@@ -14,15 +15,18 @@ the package, so every layer may read it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 __all__ = [
-    "FrameStream", "register_stream", "frame_streams", "input_streams", "on_stream_registered", "with_stream_fields", "TEXT",
+    "FrameStream", "register_stream", "frame_streams", "input_streams", "media_streams", "on_stream_registered",
+    "with_stream_fields", "TEXT", "MEDIA",
 ]
 
 #: the token stream every utterance has; not a frame stream
 TEXT = "text"
+#: the media an input stream may be extracted from: a preparation manifest's columns
+MEDIA = ("audio", "video")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,13 @@ class FrameStream:
     #: input streams: ``(feature_dim, hidden_dim, max_positions, dropout) -> nn.Module`` embedding
     #: ``forward(frames, frame_mask)``; None: the model's FrameEmbedder
     embedder: Optional[Callable] = None
+    #: input streams extracted from media: the manifest column (and prediction option) they come from
+    medium: str = ""  # "audio" or "video"; "" for features made elsewhere
+    #: the option naming its extractor's checkpoint at prediction (``--wav2vec2``); "" where extractors have none
+    extractor_option: str = ""
+    #: the extractor name ``memobert-prepare`` records in ``dataset.json`` -> ``"module:StageClass"`` that
+    #: reproduces it (built from the recorded settings to extract media at prediction)
+    extractors: Dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_input(self) -> bool:
@@ -63,6 +74,12 @@ def register_stream(stream: FrameStream) -> FrameStream:
         raise ValueError(f"stream {stream.name}: dim must be positive, got {stream.dim}")
     if stream.is_input and stream.max_frames <= 0:
         raise ValueError(f"input stream {stream.name}: max_frames must be positive, got {stream.max_frames}")
+    if stream.medium not in ("", *MEDIA):
+        raise ValueError(f"stream {stream.name}: medium must be one of {MEDIA} or empty, got {stream.medium!r}")
+    if (stream.extractors or stream.extractor_option) and not stream.medium:
+        raise ValueError(f"stream {stream.name}: an extractor needs the medium it reads ({' or '.join(MEDIA)})")
+    if stream.extractor_option and not stream.extractor_option.startswith("--"):
+        raise ValueError(f"stream {stream.name}: extractor_option {stream.extractor_option!r} is not an option (--name)")
     if not stream.is_input:
         source = _STREAMS.get(stream.target_of)
         if source is None or not source.is_input:
@@ -85,14 +102,24 @@ def input_streams() -> Tuple[FrameStream, ...]:
     return tuple(s for s in _STREAMS.values() if s.is_input)
 
 
+def media_streams() -> Tuple[FrameStream, ...]:
+    """The input streams extracted from media (prediction runs their extractors in this order)."""
+    return tuple(s for s in input_streams() if s.medium)
+
+
 def on_stream_registered(callback: Callable[[FrameStream], None]) -> None:
     """Call ``callback(stream)`` after every later declaration (configs add the stream's options)."""
     _LISTENERS.append(callback)
 
 
-register_stream(FrameStream("visual", dim=342, frames="face frames", max_frames=36))  # FER+ DenseNet features
+register_stream(FrameStream(  # FER+ DenseNet features
+    "visual", dim=342, frames="face frames", max_frames=36, medium="video", extractor_option="--fer-model",
+    extractors={"densenet_fer": "memobert_plugin.prepare.visual:VisualStage"}))
 register_stream(FrameStream("visual_fer", dim=8, frames="FER+ class probabilities", target_of="visual"))
-register_stream(FrameStream("acoustic", dim=768, frames="speech frames (60 ms each)", max_frames=64))  # wav2vec 2.0
+register_stream(FrameStream(  # wav2vec 2.0, or openSMILE's descriptors
+    "acoustic", dim=768, frames="speech frames (60 ms each)", max_frames=64, medium="audio",
+    extractor_option="--wav2vec2", extractors={"wav2vec2": "memobert_plugin.prepare.acoustic:AcousticStage",
+                                               "opensmile": "memobert_plugin.prepare.opensmile_features:OpenSmileStage"}))
 
 
 def with_stream_fields(config: type, field_of: Callable[[FrameStream], tuple], name: str = "") -> type:

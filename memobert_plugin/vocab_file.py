@@ -10,8 +10,11 @@ __all__ = ["read_vocab_file"]
 
 def read_vocab_file(path: str) -> List[str]:
     """The tokens in file order (a line's id is its position); a malformed line is named."""
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().split("\n")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text vocabulary (not UTF-8: byte {err.object[err.start]:#x})") from None
     if lines and lines[-1] == "":
         lines.pop()
     symbols = []

@@ -9,11 +9,14 @@ small randomly initialised FER DenseNet checkpoint.
 import argparse
 import os
 import re
+import shutil
 from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
 import torch
+
+from memobert_plugin.files import read_json, sha256_file, write_json
 
 POCKETSPHINX = "/usr/share/pocketsphinx/test/data"
 FPS = 10
@@ -213,3 +216,16 @@ def write_video(path: str, gray_frames: List[np.ndarray], fps: int = FPS, audio:
                 container.mux(packet)
         for packet in sound.encode():
             container.mux(packet)
+
+
+def with_text_extractor(source: str, target) -> str:
+    """A copy of a demo data dir whose dataset.json records the text extractor, as memobert-prepare does."""
+    data = str(shutil.copytree(source, target))
+    vocab = os.path.join(data, "vocab.txt")
+    with open(os.path.join(data, "dict.txt"), encoding="utf-8") as lines, open(vocab, "w", encoding="utf-8") as out:
+        out.writelines(line.split(" ")[0] + "\n" for line in lines)
+    dataset = read_json(os.path.join(data, "dataset.json"))
+    dataset["splits"] = {"all": {"extractors": {
+        "text": {"tokenizer": "wordpiece", "path": vocab, "sha256": sha256_file(vocab)}}}}
+    write_json(os.path.join(data, "dataset.json"), dataset)
+    return data

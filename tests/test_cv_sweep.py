@@ -56,7 +56,7 @@ def test_sweep_streams_keeps_going_and_trains_a_final_model(demo_corpus, tmp_pat
     with open(os.path.join(fold, "test_predictions.tsv"), encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     classes = result["classes"]
-    assert list(rows[0]) == ["id", "gold", "predicted", *(f"p_{c}" for c in classes)]
+    assert list(rows[0]) == ["id", "gold", "predicted", *(f"p_{c}" for c in classes), "problems"]
     assert all(row["id"].startswith("Ses01M_") for row in rows)  # fold 2 tests the second speaker by name
     counts = [[sum(r["gold"] == g and r["predicted"] == p for r in rows) for p in classes] for g in classes]
     assert result["confusion"] == counts and sum(map(sum, counts)) == len(rows)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from memobert_plugin.inference import EmotionPredictor, Utterance
+from memobert_plugin.inference import EmotionPredictor, UtteranceFeatures
 from memobert_plugin.models.emotion_heads import EMOTION_HEAD, EmotionClassificationHead, PromptVerbalizer
 from memobert_plugin.safe_loading import load_checkpoint_weights_only
 
@@ -26,7 +26,7 @@ def _utterances():
     with open(os.path.join(FIXTURES, "expected.json"), encoding="utf-8") as handle:
         texts = json.load(handle)["texts"]
     frames = np.load(os.path.join(FIXTURES, "inputs.npz"))
-    return [Utterance(text=text, id=f"u{i}", frames={stream: frames[f"{stream}_{i}"] for stream in ("visual", "acoustic")
+    return [UtteranceFeatures(text=text, id=f"u{i}", frames={stream: frames[f"{stream}_{i}"] for stream in ("visual", "acoustic")
                                                      if f"{stream}_{i}" in frames})
             for i, text in enumerate(texts)]
 

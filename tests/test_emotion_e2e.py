@@ -68,7 +68,7 @@ def test_one_fold_each_setting(demo_corpus, sweep):
         assert sorted(by_id) == sorted(ids)
         for utterance, gold, p in zip(ids, truth, probs):
             assert by_id[utterance][1] == result["test"]["classes"][gold]
-            assert np.allclose([float(x) for x in by_id[utterance][3:]], p, atol=1e-5)
+            assert np.allclose([float(x) for x in by_id[utterance][3:-1]], p, atol=1e-5)
     csv_rows = open(os.path.join(out, "results.csv")).read().splitlines()
     assert len(csv_rows) == 5 and csv_rows[0].startswith("corpus,setting,train_fraction")  # + zero-shot prompt
 
@@ -117,7 +117,7 @@ def test_predict_matches_the_task(sweep, tmp_path):
     (tmp_path / "input.tsv").write_text("\n".join(lines) + "\n")
     result = run_cli([sys.executable, "-m", "memobert_plugin.inference", "--checkpoint", checkpoint,
                       "--input", str(tmp_path / "input.tsv")])
-    table = [line.split("\t") for line in result.stdout.strip().splitlines()]
-    assert table[0] == ["id", "prediction", "p_anger", "p_happy", "p_neutral", "p_sad"]
-    got = np.array([[float(x) for x in line[2:]] for line in table[1:]])
+    table = [line.split("\t") for line in result.stdout.splitlines()]
+    assert table[0] == ["id", "gold", "predicted", "p_anger", "p_happy", "p_neutral", "p_sad", "problems"]
+    got = np.array([[float(x) for x in line[3:-1]] for line in table[1:]])
     np.testing.assert_allclose(got, expected, atol=1e-5)

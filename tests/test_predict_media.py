@@ -18,7 +18,7 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 from conftest import BIN, PLUGIN_DIR, run_cli  # noqa: E402
 from memobert_plugin.bundle import MODEL_FILE  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
-from memobert_plugin.inference import EmotionPredictor, Utterance, media_entry  # noqa: E402
+from memobert_plugin.inference import EmotionPredictor, UtteranceFeatures, media_entry  # noqa: E402
 from prepare_material import FPS, astronaut_gray, pocketsphinx, speech_utterances, tiny_fer  # noqa: E402,F401
 from prepare_material import prepare_here, read_tsv, tiny_wav2vec2, write_manifest, write_video  # noqa: E402,F401
 
@@ -86,18 +86,18 @@ def trained(media, tiny_wav2vec2, tiny_fer, minilm_dir, tmp_path_factory):  # no
 
 
 def _prepared_features(data, texts) -> dict:
-    """id -> Utterance with the text and the features memobert-prepare stored for it."""
+    """id -> UtteranceFeatures with the text and the features memobert-prepare stored for it."""
     meta = read_tsv(data / "all.meta.tsv")
     stores = {s: FeatureStore(str(data), "all", s) for s in ("acoustic", "visual")}
-    return {row["id"]: Utterance(text=texts[row["id"]], id=row["id"],
-                                 frames={s: store[i].astype(np.float32) for s, store in stores.items()})
+    return {row["id"]: UtteranceFeatures(text=texts[row["id"]], id=row["id"],
+                                             frames={s: store[i].astype(np.float32) for s, store in stores.items()})
             for i, row in enumerate(meta)}
 
 
 def _probabilities(stdout: str) -> dict:
-    header, *rows = [line.split("\t") for line in stdout.strip().splitlines()]
-    assert header == ["id", "prediction", *(f"p_{c}" for c in LABELS)]
-    return {row[0]: np.array(row[2:], dtype=np.float64) for row in rows}
+    header, *rows = [line.split("\t") for line in stdout.splitlines()]
+    assert header == ["id", "gold", "predicted", *(f"p_{c}" for c in LABELS), "problems"]
+    return {row[0]: np.array(row[3:-1], dtype=np.float64) for row in rows}
 
 
 def test_bundle_is_self_contained(trained, tmp_path):
@@ -110,7 +110,7 @@ def test_bundle_is_self_contained(trained, tmp_path):
     try:
         predictor = EmotionPredictor(str(bundle))
         assert predictor.class_names == list(LABELS)
-        assert predictor.extractors.media_stages == ["acoustic", "visual"]
+        assert predictor.extractors.media_stages == ["visual", "acoustic"]  # in declaration order
     finally:
         shutil.move(data + ".gone", data)
 

@@ -21,6 +21,9 @@ def test_builtin_streams_and_their_options():
     options = {stream.limit_option: 3 for stream in input_streams()}  # and any an extension declared
     limits = frame_limits(SimpleNamespace(**{**options, "visual_max_frames": 5, "acoustic_max_frames": 7}))
     assert (limits["visual"], limits["visual_fer"], limits["acoustic"]) == (5, 5, 7)
+    # where each input stream comes from at prediction, and the option naming its extractor
+    media = {s.name: (s.medium, s.extractor_option) for s in input_streams()}
+    assert media["visual"] == ("video", "--fer-model") and media["acoustic"] == ("audio", "--wav2vec2")
 
 
 @pytest.mark.parametrize("stream, message", [
@@ -32,6 +35,10 @@ def test_builtin_streams_and_their_options():
     (FrameStream("gaze_labels", dim=4, frames="x", target_of="gaze"), "'gaze' is not a declared input stream"),
     (FrameStream("fer_again", dim=4, frames="x", target_of="visual_fer"), "'visual_fer' is not a declared input"),
     (FrameStream("face_ids", dim=4, frames="x", max_frames=3, target_of="visual"), "takes visual's limit"),
+    (FrameStream("scent", dim=4, frames="x", max_frames=3, medium="smell"), "medium must be one of"),
+    (FrameStream("gaze", dim=4, frames="x", max_frames=3, extractors={"g": "m:C"}), "needs the medium it reads"),
+    (FrameStream("gaze", dim=4, frames="x", max_frames=3, medium="video", extractor_option="gaze-model"),
+     "is not an option"),
 ])
 def test_bad_declarations_are_refused(stream, message):
     before = frame_streams()

@@ -7,14 +7,15 @@ It adds, without editing ``memobert_plugin``:
   option ``--mafc-codebook`` joins the ``memobert_pretrain`` options.
 * ``memobert_valence``: a downstream task with another label set (3-class valence), built
   on ``memobert_emotion``.
-* ``prosody``: a frame modality (a stream, its embedder and the ``span_mpfr`` objective).
+* ``prosody``: a frame modality (a stream, its embedder, its extractor from audio and the ``span_mpfr``
+  objective).
 """
 
 import memobert_plugin  # noqa: F401  (registers memobert's tasks, models and objectives first)
 
+from .prosody import PROSODY, ProsodyEmbedder, SpanMPFR  # the stream first: a task registered later gains its options too
 from .span_mafc import SpanMAFC, SpanMafcConfig
 from .valence_task import MemobertValenceTask, ValenceConfig
-from .prosody import PROSODY, ProsodyEmbedder, SpanMPFR  # after the tasks: every task gains --prosody-max-frames
 
 __all__ = ["SpanMAFC", "SpanMafcConfig", "MemobertValenceTask", "ValenceConfig", "PROSODY", "ProsodyEmbedder",
            "SpanMPFR"]

@@ -5,7 +5,9 @@ Beside text, faces and speech a data dir may hold ``{split}.prosody.npy/.len``: 
 loudness, jitter, shimmer, formants, spectral slopes (25 numbers). Declaring the stream is all
 the package needs: the collater reads it, ``--prosody-max-frames`` and the model's
 ``prosody_feature_dim`` exist, the model embeds it with :class:`ProsodyEmbedder` after the
-other streams, and ``span_mpfr`` (span-masked prosody frame regression) trains on it.
+other streams, and ``span_mpfr`` (span-masked prosody frame regression) trains on it. It is
+extracted from the audio (``medium``) by :class:`user_dir.prosody_extractor.ProsodyStage`, so
+``memobert-predict --user-dir user_dir`` predicts from media with it.
 """
 
 from dataclasses import dataclass, field
@@ -29,7 +31,8 @@ class ProsodyEmbedder(FrameEmbedder):
 
 
 PROSODY = register_stream(FrameStream(
-    "prosody", dim=25, frames="prosody frames (60 ms each)", max_frames=64, embedder=ProsodyEmbedder))
+    "prosody", dim=25, frames="prosody frames (60 ms each)", max_frames=64, embedder=ProsodyEmbedder,
+    medium="audio", extractors={"prosody_descriptors": "user_dir.prosody_extractor:ProsodyStage"}))
 
 
 @dataclass

@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from fairseq.tasks import register_task
 
 from memobert_plugin.option_lists import split_list
-from memobert_plugin.tasks import MemobertEmotionConfig, MemobertEmotionTask
+from memobert_plugin.tasks import MemobertEmotionTask, task_config
 
 __all__ = ["ValenceConfig", "MemobertValenceTask"]
 
 
 @dataclass
-class ValenceConfig(MemobertEmotionConfig):
+class ValenceConfig(task_config("memobert_emotion")):  # as it is now: with every stream declared so far
     emotion_labels: str = field(default="negative,neutral,positive", metadata={"help": "the valence classes"})
     valence_map: str = field(
         default="anger:negative,sad:negative,frustrated:negative,neutral:neutral,happy:positive,excited:positive",

@@ -38,9 +38,8 @@ def frame_limits(cfg) -> Dict[str, int]:
         if not stream.is_input:
             limits[stream.name] = limits[stream.target_of]
             continue
-        limits[stream.name] = getattr(cfg, stream.limit_option, None)
-        if limits[stream.name] is None:
-            raise ValueError(f"the task's options lack --{stream.limit_option.replace('_', '-')}: its config class "
-                             f"was made before stream {stream.name!r} was declared; declare streams after "
-                             "importing the tasks")
+        # options made from a class older than the stream's declaration (one kept from before an extension
+        # was imported) could not have set its limit: it is the declared default
+        limit = getattr(cfg, stream.limit_option, None)
+        limits[stream.name] = stream.max_frames if limit is None else limit
     return limits

@@ -117,10 +117,11 @@ class PretrainingObjective:
         nbatches = f"_{cls.name}_nbatches"
         metrics.log_derived(f"{cls.name}_nbatches", lambda meters: int(meters[nbatches].sum))
         for metric, (num, den) in {"loss": ("loss_sum", "count"), **cls.derived}.items():
-            metrics.log_derived(f"{cls.name}_{metric}", _ratio(f"_{cls.name}_{num}", f"_{cls.name}_{den}"))
+            metrics.log_derived(f"{cls.name}_{metric}", _meters_ratio(f"_{cls.name}_{num}", f"_{cls.name}_{den}"))
 
 
-def _ratio(num: str, den: str) -> Callable:
+def _meters_ratio(num: str, den: str) -> Callable:
+    """The logged ratio of two summed meters (NaN when the denominator is 0), as fairseq derives a metric."""
     def derive(meters) -> float:
         total = meters[den].sum
         return round(meters[num].sum / total, 4) if total > 0 else float("nan")

@@ -41,6 +41,11 @@ class OpenSmileStage(SpeechStage):
         self.pool = round(_FRAME_SECONDS / _HOP_SECONDS)
         self._smile = None
 
+    @classmethod
+    def options_from_record(cls, recorded: dict) -> dict:
+        """Constructor options from its ``dataset.json`` record, which names openSMILE's feature set, not ours."""
+        return {**recorded, "feature_set": {v: k for k, v in OPENSMILE_FEATURE_SETS.items()}.get(recorded["feature_set"])}
+
     def setup(self) -> None:
         super().setup()
         if self._smile is None:

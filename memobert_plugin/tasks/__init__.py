@@ -2,6 +2,7 @@
 
 from .memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
 from .memobert_pretrain import MemobertPretrainTask, pretrain_config
-from .multimodal_task import MultimodalTask
+from .multimodal_task import MultimodalTask, task_config
 
-__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask", "MemobertPretrainTask", "MultimodalTask", "pretrain_config"]
+__all__ = ["MemobertEmotionConfig", "MemobertEmotionTask", "MemobertPretrainTask", "MultimodalTask", "pretrain_config",
+           "task_config"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Dict, List
 
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import TASK_DATACLASS_REGISTRY, register_task
+from fairseq.tasks import register_task
 from omegaconf import II
 
 from ..conf import MultimodalDataConfig, frame_limit_field
@@ -15,9 +15,8 @@ from ..models.heads import MLPHead
 from ..objectives import OBJECTIVE_REGISTRY, ObjectiveData, PretrainingObjective
 from ..objectives import objective_config_classes, on_objective_registered
 from ..option_lists import split_list
-from ..registered_configs import replace_registered_config
 from ..streams import TEXT, with_stream_fields
-from .multimodal_task import MultimodalTask
+from .multimodal_task import MultimodalTask, task_config
 
 __all__ = ["PretrainBaseConfig", "MemobertPretrainTask", "pretrain_config", "DEFAULT_OBJECTIVES"]
 
@@ -56,7 +55,7 @@ def _compose_config() -> type:
 def pretrain_config() -> type:
     """The ``memobert_pretrain`` options class as it is now: an objective registered later (an extension's
     ``--user-dir``) adds its fields, so callers ask here rather than keep a class they imported."""
-    return TASK_DATACLASS_REGISTRY[TASK_NAME]
+    return task_config(TASK_NAME)
 
 
 def _check_probabilities(cfg) -> None:
@@ -70,6 +69,14 @@ def _check_probabilities(cfg) -> None:
 @register_task(TASK_NAME, dataclass=_compose_config())
 class MemobertPretrainTask(MultimodalTask):
     """Pretrains MEmoBERT: each batch is conditionally masked for one objective (or each)."""
+
+    @classmethod
+    def current_config(cls, registered: type) -> type:
+        """Rebuilt with every registered objective's options when one is missing (then the streams')."""
+        have = {f.name for f in fields(registered)}
+        if any(f.name not in have for config in objective_config_classes() for f in fields(config)):
+            registered = _compose_config()
+        return super().current_config(registered)
 
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)
@@ -125,7 +132,7 @@ class MemobertPretrainTask(MultimodalTask):
 
 def _refresh_config() -> None:
     """An objective registered later (an extension's --user-dir) adds its options to the task."""
-    replace_registered_config("task", TASK_NAME, MemobertPretrainTask, _compose_config())
+    task_config(TASK_NAME)
 
 
 on_objective_registered(_refresh_config)

@@ -30,7 +30,7 @@ from ..models.pretrained import (
 from ..registered_configs import replace_registered_config
 from ..streams import FrameStream, frame_streams, input_streams, on_stream_registered, with_stream_fields
 
-__all__ = ["MultimodalTask"]
+__all__ = ["MultimodalTask", "task_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,20 @@ class MultimodalTask(FairseqTask):
         super().__init__(cfg)
         self.vocab = vocab
         self.stream_dims, self.present_streams = self._stream_dims(cfg.data)
+
+    @classmethod
+    def current_config(cls, registered: type) -> type:
+        """The task's options class as the declarations are now: ``registered`` (fairseq's), with a frame
+        limit for every stream declared since (the same class when nothing is missing)."""
+        return with_stream_fields(registered, frame_limit_field)
+
+    @classmethod
+    def add_args(cls, parser):
+        """fairseq's options of the task as the declarations are now, whatever order they were made in."""
+        name = next((n for n, task in TASK_REGISTRY.items() if task is cls), None)
+        if name in TASK_DATACLASS_REGISTRY:
+            task_config(name)
+        super().add_args(parser)
 
     @classmethod
     def setup_task(cls, cfg: MultimodalDataConfig, **kwargs):
@@ -223,12 +237,28 @@ class MultimodalTask(FairseqTask):
                 )
 
 
+def task_config(name: str) -> type:
+    """The options class of the memobert task ``name`` as the declarations are now.
+
+    Streams and objectives declared after a task was registered (an extension's ``--user-dir``, in any
+    import order) add options to it, so fairseq's registered class is swapped for a new one: a class
+    imported or captured earlier may lack them. Ask here, at use time, never keep one.
+    """
+    if name not in TASK_DATACLASS_REGISTRY:
+        raise ValueError(f"task {name!r} was registered without its options class: "
+                         f"register it with @register_task({name!r}, dataclass=...)")
+    task, registered = TASK_REGISTRY[name], TASK_DATACLASS_REGISTRY[name]
+    config = task.current_config(registered)
+    if config is not registered:
+        replace_registered_config("task", name, task, config)
+    return config
+
+
 def _add_frame_limit_option(stream: FrameStream) -> None:
     """A stream declared later (an extension's --user-dir) adds its --{stream}-max-frames to every memobert task."""
-    for name, task in TASK_REGISTRY.items():
+    for name, task in list(TASK_REGISTRY.items()):
         if issubclass(task, MultimodalTask) and name in TASK_DATACLASS_REGISTRY:
-            config = with_stream_fields(TASK_DATACLASS_REGISTRY[name], frame_limit_field)
-            replace_registered_config("task", name, task, config)
+            task_config(name)
 
 
 on_stream_registered(_add_frame_limit_option)

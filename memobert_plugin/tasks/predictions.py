@@ -14,7 +14,7 @@ from typing import AbstractSet, Dict, Sequence
 
 import torch
 
-from ..predictions_file import prediction_columns
+from ..predictions_file import prediction_columns, prediction_row
 from ..prepare.report import write_tsv
 
 __all__ = ["PredictionRecorder", "rank_path"]
@@ -40,8 +40,7 @@ class PredictionRecorder:
         for row, gold, guess, p in zip(rows.tolist(), targets.tolist(), predicted.tolist(), probs.tolist()):
             if row not in self.evaluated:
                 continue
-            self.rows[row] = [self.utterance_ids[row], self.class_names[gold], self.class_names[guess],
-                              *(f"{x:.6f}" for x in p)]
+            self.rows[row] = prediction_row(self.utterance_ids[row], self.class_names[gold], self.class_names[guess], p)
             self.pending = True
 
     def start_pass(self) -> None:
