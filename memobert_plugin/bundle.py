@@ -124,6 +124,7 @@ class ExtractorSettings:
 def _stage_options(recorded: dict) -> Tuple[type, dict]:
     """The stage class and constructor options that reproduce a recorded stage config."""
     from .prepare.acoustic import AcousticStage
+    from .prepare.speech_encoders import SPEECH_EXTRACTORS
     from .prepare.visual import VisualStage
 
     extractor = recorded.get("extractor")
@@ -134,7 +135,7 @@ def _stage_options(recorded: dict) -> Tuple[type, dict]:
         stage_class = OpenSmileStage
         options["feature_set"] = {v: k for k, v in OPENSMILE_FEATURE_SETS.items()}.get(recorded["feature_set"])
     else:
-        stage_class = {"wav2vec2": AcousticStage, "densenet_fer": VisualStage}.get(extractor)
+        stage_class = {**dict.fromkeys(SPEECH_EXTRACTORS, AcousticStage), "densenet_fer": VisualStage}.get(extractor)
         if stage_class is None:
             raise ValueError(f"unknown extractor {extractor!r} in the model's settings")
     if "voice_activity" in recorded:  # the visual stage's voice activity detector

@@ -5,7 +5,7 @@ Stages (each a subcommand; ``all`` runs them in order):
   manifest       validate the manifest and split it into shards
   sentencepiece  train a sentencepiece model on the split's texts (instead of a BERT vocab.txt)
   text           tokenise the transcripts
-  acoustic       wav2vec 2.0 (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
+  acoustic       speech-encoder (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
   visual         speaker's faces -> DenseNet FER features   (needs the "extract" extra)
   write          assemble dict.txt, binarized text, feature stores, meta.tsv, report.tsv, dataset.json
 
@@ -77,15 +77,40 @@ def _text_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spm-model-type", choices=("unigram", "bpe"), default="unigram")
 
 
+def _pool(text: str):
+    """``--pool``: a number of frames, or ``utterance``."""
+    if text == "utterance":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of frames >= 1 or 'utterance', got {text!r}")
+    return int(text)
+
+
+def _layers(text: str):
+    from .speech_encoders import parse_layers
+
+    try:
+        return parse_layers(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _acoustic_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acoustic-features", choices=ACOUSTIC_FEATURES, default="wav2vec2",
-                        help="wav2vec2 (needs --wav2vec2) or egemaps: openSMILE's eGeMAPS descriptors, pooled to "
-                             "60 ms, for users without a wav2vec 2.0 checkpoint (default: wav2vec2)")
-    parser.add_argument("--wav2vec2", help="fairseq wav2vec2 checkpoint (.pt) or Hugging Face Wav2Vec2Model directory")
+                        help="wav2vec2: a speech encoder (needs --wav2vec2), or egemaps: openSMILE's eGeMAPS "
+                             "descriptors, pooled to 60 ms, for users without an encoder (default: wav2vec2)")
+    parser.add_argument("--wav2vec2", "--speech-encoder", dest="wav2vec2", metavar="MODEL",
+                        help="speech encoder: a transformers model directory (Wav2Vec2, HuBERT, WavLM, data2vec-audio, "
+                             "Whisper: its encoder) or a fairseq wav2vec2, hubert or data2vec_audio checkpoint (.pt); "
+                             "docs/prepare.md")
     parser.add_argument("--trim-silence", action="store_true",
                         help="cut the silence before the first and after the last voiced sample (see --vad)")
-    parser.add_argument("--layer", type=int, help="transformer layer, counted from 1 (default: the last)")
-    parser.add_argument("--pool", type=int, default=3, help="average every N frames (default: 3, 20 -> 60 ms)")
+    parser.add_argument("--layer", type=_layers,
+                        help="transformer layer to read, counted from 1 (9), or the mean of a range (6-9) or list "
+                             "(3,6,9) (default: the last)")
+    parser.add_argument("--pool", type=_pool, default=3,
+                        help="average every N 20-ms frames, or 'utterance': one mean frame per utterance "
+                             "(default: 3, 20 -> 60 ms)")
 
 
 def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -131,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("manifest", "validate and shard the manifest"),
         ("sentencepiece", "train a sentencepiece model on the texts"),
         ("text", "tokenise"),
-        ("acoustic", "wav2vec 2.0 features"),
+        ("acoustic", "speech encoder features"),
         ("visual", "face expression features"),
         ("write", "assemble the data dir"),
         ("all", "every stage; acoustic/visual only when their model is given"),
@@ -201,7 +226,7 @@ def _acoustic_stage(args: argparse.Namespace):
 
         return OpenSmileStage(args.acoustic_features, args.max_seconds, args.trim_silence, args.vad)
     if not args.wav2vec2:
-        raise ValueError("--acoustic-features wav2vec2 needs --wav2vec2 (a checkpoint); without one, "
+        raise ValueError("--acoustic-features wav2vec2 needs --wav2vec2/--speech-encoder (a model); without one, "
                          "--acoustic-features egemaps gives openSMILE's speech features")
     from .acoustic import AcousticStage
 
