@@ -259,10 +259,12 @@ class _WhisperEncoder(SpeechEncoder):
         encoder = model.get_encoder()
         super().__init__(path, encoder, *args, **kwargs)
         window = encoder.config.max_source_positions * 2 * _WHISPER_HOP
+        if window % SAMPLE_RATE:  # the feature extractor counts its window in whole seconds
+            raise ValueError(f"{path}: max_source_positions {encoder.config.max_source_positions} is not a whole "
+                             "number of seconds (a multiple of 50) as Whisper's windows are")
         self.max_seconds = window / SAMPLE_RATE
         self.mel = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins, sampling_rate=SAMPLE_RATE,
-                                           hop_length=_WHISPER_HOP, chunk_length=self.max_seconds,
-                                           n_samples=window)
+                                           hop_length=_WHISPER_HOP, chunk_length=window // SAMPLE_RATE)
 
     def _num_frames(self, samples: int) -> int:
         return math.ceil(samples // _WHISPER_HOP / 2)
@@ -351,7 +353,13 @@ def _load_fairseq(path: str, layers: Optional[Sequence[int]], device: str) -> Sp
     with warnings.catch_warnings():  # fairseq 0.12 builds its positional convolution with a deprecated torch API
         warnings.simplefilter("ignore", FutureWarning)
         model = Wav2Vec2Model.build_model(cfg)
-    model.load_state_dict(_encoder_weights(state, model, path), strict=False)
+    if model.post_extract_proj is None and "post_extract_proj.weight" in state.get("model", {}):
+        # data2vec projects the convolutional features even when their size is already the encoder's
+        model.post_extract_proj = torch.nn.Linear(model.embed, cfg.encoder_embed_dim)
+    try:
+        model.load_state_dict(_encoder_weights(state, model, path), strict=False)
+    except RuntimeError as err:  # a tensor of another shape than its options say
+        raise ValueError(f"{path}: its weights do not fit its own options: {str(err).splitlines()[-1].strip()}") from None
     for head in ("quantizer", "project_q", "final_proj", "project_inp"):  # pretraining heads: never run
         if hasattr(model, head):
             setattr(model, head, None)
