@@ -102,7 +102,7 @@ class ExtractorSettings:
         option = {"acoustic": "--wav2vec2", "visual": "--fer-model"}[name]
         if "checkpoint" in options:
             options["checkpoint"] = checkpoint or recorded["checkpoint"]
-            if not os.path.exists(options["checkpoint"]):
+            if options["checkpoint"] and not os.path.exists(options["checkpoint"]):
                 raise FileNotFoundError(f"{options['checkpoint']}: the {name} extractor's checkpoint is not there; "
                                         f"give the one the model's data was prepared with ({option})")
             options["device"] = device
@@ -125,6 +125,7 @@ def _stage_options(recorded: dict) -> Tuple[type, dict]:
     """The stage class and constructor options that reproduce a recorded stage config."""
     from .prepare.acoustic import AcousticStage
     from .prepare.speech_encoders import SPEECH_EXTRACTORS
+    from .prepare.vision_encoders import VISION_EXTRACTORS
     from .prepare.visual import VisualStage
 
     extractor = recorded.get("extractor")
@@ -135,7 +136,8 @@ def _stage_options(recorded: dict) -> Tuple[type, dict]:
         stage_class = OpenSmileStage
         options["feature_set"] = {v: k for k, v in OPENSMILE_FEATURE_SETS.items()}.get(recorded["feature_set"])
     else:
-        stage_class = {**dict.fromkeys(SPEECH_EXTRACTORS, AcousticStage), "densenet_fer": VisualStage}.get(extractor)
+        stage_class = {**dict.fromkeys(SPEECH_EXTRACTORS, AcousticStage),
+                       **dict.fromkeys(("densenet_fer",) + VISION_EXTRACTORS, VisualStage)}.get(extractor)
         if stage_class is None:
             raise ValueError(f"unknown extractor {extractor!r} in the model's settings")
     if "voice_activity" in recorded:  # the visual stage's voice activity detector

@@ -302,3 +302,28 @@ def tiny_speech_reference(family: str, model, wave: np.ndarray, normalize: bool)
         return [h[0, :frames].numpy() for h in out.hidden_states[:-1] + (out.last_hidden_state,)]
     out = model(source, output_hidden_states=True)
     return [h[0].numpy() for h in out.hidden_states[:-1] + (out.last_hidden_state,)]
+
+
+def tiny_vision_encoder(family: str, root: str) -> str:
+    """A random transformers ViT (``vit``), CLIP vision tower (``clip_vision_model``) or whole CLIP (``clip``)
+    of 32x32 images, saved with save_pretrained; the directory."""
+    import sys
+
+    sys.modules.setdefault("torchaudio", None)  # before transformers (see conftest)
+    import transformers
+
+    torch.manual_seed(0)
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                 patch_size=8)
+    if family == "vit":
+        model = transformers.ViTModel(transformers.ViTConfig(**sizes))
+    elif family == "clip_vision_model":
+        model = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**sizes))
+    else:
+        model = transformers.CLIPModel(transformers.CLIPConfig(
+            vision_config=sizes, projection_dim=16,
+            text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             vocab_size=100, max_position_embeddings=16)))
+    path = os.path.join(root, family)
+    model.save_pretrained(path)
+    return path

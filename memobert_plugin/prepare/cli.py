@@ -6,7 +6,7 @@ Stages (each a subcommand; ``all`` runs them in order):
   sentencepiece  train a sentencepiece model on the split's texts (instead of a BERT vocab.txt)
   text           tokenise the transcripts
   acoustic       speech-encoder (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
-  visual         speaker's faces -> DenseNet FER features   (needs the "extract" extra)
+  visual         speaker's faces -> ViT/CLIP or DenseNet FER features   (needs the "extract" extra)
   write          assemble dict.txt, binarized text, feature stores, meta.tsv, report.tsv, dataset.json
 
 Every stage resumes where a killed run stopped. See docs/prepare.md.
@@ -113,8 +113,13 @@ def _acoustic_options(parser: argparse.ArgumentParser) -> None:
                              "(default: 3, 20 -> 60 ms)")
 
 
-def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--fer-model", required=required, help="checkpoint written by memobert-train-fer")
+def _visual_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vision-encoder", metavar="DIR",
+                        help="transformers ViT or CLIP (vision) model directory: its features of the face crops are "
+                             "the visual stream; no FER model needs training (docs/prepare.md)")
+    parser.add_argument("--fer-model", help="checkpoint written by memobert-train-fer: the visual stream when no "
+                                            "--vision-encoder is given, and the FER+ probabilities (visual_fer) "
+                                            "that pretraining's span_mvfc_kl predicts")
     parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second (default: 10)")
     parser.add_argument("--detect-every", type=int, default=5,
                         help="search whole frames for faces every N sampled frames; frames between two keyframes "
@@ -157,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("sentencepiece", "train a sentencepiece model on the texts"),
         ("text", "tokenise"),
         ("acoustic", "speech encoder features"),
-        ("visual", "face expression features"),
+        ("visual", "face features (a vision encoder's or a FER model's)"),
         ("write", "assemble the data dir"),
         ("all", "every stage; acoustic/visual only when their model is given"),
     )}
@@ -171,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         _text_options(sub[name])
     _acoustic_options(sub["acoustic"])
     _acoustic_options(sub["all"])
-    _visual_options(sub["visual"], required=True)
-    _visual_options(sub["all"], required=False)
+    _visual_options(sub["visual"])
+    _visual_options(sub["all"])
     for name in ("acoustic", "visual", "all"):
         _extract_options(sub[name])
     for name in ("write", "all"):
@@ -234,10 +239,20 @@ def _acoustic_stage(args: argparse.Namespace):
                          args.vad)
 
 
+def _wants_visual(args: argparse.Namespace) -> bool:
+    return bool(args.fer_model or args.vision_encoder)
+
+
 def _visual_stage(args: argparse.Namespace):
     from .visual import VisualStage
 
-    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad, args.detect_every)
+    if not _wants_visual(args):
+        raise ValueError("the visual stage needs --vision-encoder (a ViT or CLIP directory) or --fer-model")
+    if not args.fer_model:
+        logger.info("no --fer-model: the visual_fer stream (FER+ expression probabilities) is not written, so "
+                    "pretraining on this data leaves out span_mvfc_kl")
+    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad, args.detect_every,
+                       args.vision_encoder)
 
 
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
@@ -270,7 +285,7 @@ def run(args: argparse.Namespace) -> None:
     else:  # all
         run_stage(_text_stage(args, plan), plan)
         for wanted, option, make in ((_wants_acoustic(args), "wav2vec2", _acoustic_stage),
-                                     (bool(args.fer_model), "fer-model", _visual_stage)):
+                                     (_wants_visual(args), "vision-encoder or --fer-model", _visual_stage)):
             if wanted:
                 run_stage(make(args), plan, args.workers, args.threads)
             else:
