@@ -14,6 +14,7 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-image (test extra)")
 
 from conftest import BIN, PLUGIN_DIR, run_cli  # noqa: E402
+from memobert_plugin.bundle import save_bundle  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
 from memobert_plugin.inference import EmotionPredictor, Utterance  # noqa: E402
 from memobert_plugin.prepare.manifest import read_manifest  # noqa: E402
@@ -82,9 +83,7 @@ def test_prepared_store_trains_and_predicts(speech, vision, options, media, mini
              "--criterion", "memobert_emotion", "--arch", "memobert_tiny", "--fold", "1", "--optimizer", "adam",
              "--lr", "1e-3", "--max-update", "2", "--batch-size", "4", "--num-workers", "0", "--seed", "1",
              "--cpu", "--disable-validation", "--save-dir", str(tmp_path / "ckpt")])
-    bundle = str(tmp_path / "model.bundle")
-    run_cli([f"{BIN}/python", "-m", "memobert_plugin.bundle", str(tmp_path / "ckpt" / "checkpoint_last.pt"),
-             "--out", bundle])
+    bundle = save_bundle(str(tmp_path / "ckpt" / "checkpoint_last.pt"), str(tmp_path / "model.bundle"))
     predictor = EmotionPredictor(bundle)
     extracted = predictor.extract(list(read_manifest(media["manifest"])))
     stored = _stored(data, media["rows"])

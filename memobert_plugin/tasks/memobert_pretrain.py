@@ -69,11 +69,11 @@ def _check_probabilities(cfg) -> None:
             raise ValueError(f"--{option.name.replace('_', '-')} {value}: a probability must be within [0, 1]")
 
 
-def _prepared_without(stream: str, data_dir: str) -> bool:
-    """Whether ``memobert-prepare`` recorded in ``data_dir``'s dataset.json that it did not write ``stream``
-    (visual_fer: the faces' features came from a vision encoder and no FER model was given)."""
+def _prepared_without_fer(data_dir: str) -> bool:
+    """Whether ``data_dir``'s dataset.json records faces encoded by a vision encoder with no FER model,
+    so that ``memobert-prepare`` wrote no ``visual_fer`` stream on purpose (a missing file otherwise)."""
     path = os.path.join(data_dir, "dataset.json")
-    if stream != "visual_fer" or not os.path.isfile(path):
+    if not os.path.isfile(path):
         return False
     with open(path, encoding="utf-8") as handle:
         splits = json.load(handle).get("splits") or {}
@@ -112,7 +112,7 @@ class MemobertPretrainTask(MultimodalTask):
                 logger.warning("%s: no %s frames in %s, so objective %s is never drawn", self.cfg.data,
                                objective.modality, self.cfg.data, name)
             elif objective.target_stream and objective.target_stream not in self.present_streams:
-                if _prepared_without(objective.target_stream, self.cfg.data):
+                if objective.target_stream == "visual_fer" and _prepared_without_fer(self.cfg.data):
                     logger.warning("%s was prepared without the %s stream (no --fer-model), so objective %s is "
                                    "left out", self.cfg.data, objective.target_stream, name)
                     self.objective_ratios[list(self.objectives).index(name)] = 0.0
