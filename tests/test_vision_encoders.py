@@ -13,7 +13,7 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 
 import cv2  # noqa: E402
 
-from memobert_plugin.prepare.faces import HaarFaceDetector  # noqa: E402
+from memobert_plugin.prepare.faces import HaarFaceDetector, read_face_folder  # noqa: E402
 from memobert_plugin.prepare.manifest import Utterance  # noqa: E402
 from memobert_plugin.prepare.visual import VisualStage  # noqa: E402
 from memobert_plugin.prepare.vision_encoders import load_vision_encoder  # noqa: E402
@@ -86,6 +86,8 @@ def test_visual_stage_with_a_vision_encoder_with_and_without_fer(tiny_fer, tmp_p
     assert alone.config()["extractor"] == "clip_vision" and alone.config()["checkpoint"] is None
     frames = alone.extract(utterance)
     assert set(frames) == {"visual"} and frames["visual"].shape == (2, 32)
+    crops = read_face_folder(utterance.video, 32)  # the folder's images, in name order, at the encoder's size
+    assert np.allclose(frames["visual"], load_vision_encoder(path)(crops), atol=1e-6)
     both = VisualStage(tiny_fer, encoder=path, vad="energy")
     assert both.streams == {"visual": 32, "visual_fer": 8}
     with_fer = both.extract(utterance)
