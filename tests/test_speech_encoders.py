@@ -82,3 +82,29 @@ def test_fairseq_sizes_are_bounded(tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match="encoder_ffn_embed_dim is 1000000000"):
         load_speech_encoder(path)
+
+
+def test_a_pickled_weights_file_is_read_weights_only(wave, tmp_path):
+    import os
+    import pickle
+
+    from safetensors.torch import load_file
+
+    from memobert_plugin.safe_loading import UnsafeCheckpointError
+
+    path, _ = tiny_speech_encoder("hubert", str(tmp_path))
+    expected = load_speech_encoder(path)(wave)
+    weights = load_file(os.path.join(path, "model.safetensors"))
+    os.remove(os.path.join(path, "model.safetensors"))
+    torch.save(weights, os.path.join(path, "pytorch_model.bin"))  # as older transformers saved models
+    assert np.array_equal(load_speech_encoder(path)(wave), expected)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/ran",))
+
+    with open(os.path.join(path, "pytorch_model.bin"), "wb") as handle:
+        pickle.dump({**weights, "payload": Payload()}, handle)
+    with pytest.raises(UnsafeCheckpointError, match="pytorch_model.bin: refused"):
+        load_speech_encoder(path)
+    assert not (tmp_path / "ran").exists()

@@ -15,6 +15,7 @@ import os
 from typing import Any, Dict, Iterable, Mapping, Tuple
 
 from ..files import sha256_file
+from ..safe_loading import load_checkpoint_weights_only
 from .shards import disable_torchaudio
 
 __all__ = ["checked_size", "read_model_config", "config_sizes", "load_transformers_model", "model_checksum"]
@@ -82,6 +83,8 @@ def load_transformers_model(path: str, class_name: str, sizes: Iterable[Tuple[st
     import transformers
 
     model_class = getattr(transformers, class_name)
+    if not safetensors:  # transformers reads a pickled .bin weights-only too, but its refusal advises against it
+        load_checkpoint_weights_only(os.path.join(path, weights))
     try:
         model, info = model_class.from_pretrained(path, local_files_only=True, trust_remote_code=False,
                                                   use_safetensors=safetensors, output_loading_info=True)

@@ -16,7 +16,7 @@ from typing import List
 import numpy as np
 import torch
 
-from .pretrained_encoders import checked_size, config_sizes, load_transformers_model, read_model_config
+from .pretrained_encoders import config_sizes, load_transformers_model, read_model_config
 
 __all__ = ["VISION_MODELS", "VISION_EXTRACTORS", "VisionEncoder", "load_vision_encoder", "vision_model_name"]
 
@@ -81,7 +81,6 @@ def load_vision_encoder(path: str, device: str = "cpu") -> VisionEncoder:
         bounded += [(f"text_config.{f}", v) for f, v in config_sizes(config.get("text_config") or {}, _SIZES)]
     model = load_transformers_model(path, VISION_MODELS[config["model_type"]], bounded,
                                     optional_keys=("pooler.",) if family == "vit" else ())
-    checked_size(model.config.num_channels, "num_channels", path)
     if model.config.num_channels != 3:
         raise ValueError(f"{path}: a model of {model.config.num_channels}-channel images; memobert gives it RGB faces")
     mean, std = _DEFAULT_MEAN_STD[family]
