@@ -108,3 +108,18 @@ def test_a_pickled_weights_file_is_read_weights_only(wave, tmp_path):
     with pytest.raises(UnsafeCheckpointError, match="pytorch_model.bin: refused"):
         load_speech_encoder(path)
     assert not (tmp_path / "ran").exists()
+
+
+def test_whisper_reads_within_its_window(wave, tmp_path):
+    from memobert_plugin.prepare.acoustic import AcousticStage
+
+    path, _ = tiny_speech_encoder("whisper", str(tmp_path))
+    with pytest.raises(ValueError, match="reads at most 30 s; give --max-seconds 30 or less"):
+        AcousticStage(path, max_seconds=40).setup()
+    stage = AcousticStage(path, max_seconds=30, pool="utterance")
+    assert stage.streams == {"acoustic": 32} and stage.config()["extractor"] == "whisper"
+    encoder = load_speech_encoder(path)
+    from memobert_plugin.prepare.report import ItemError
+
+    with pytest.raises(ItemError, match="longer than Whisper's 30-s window"):
+        encoder(np.tile(wave, 16))  # 32 s
