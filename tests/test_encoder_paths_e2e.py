@@ -21,7 +21,7 @@ from memobert_plugin.prepare.manifest import read_manifest  # noqa: E402
 from prepare_material import FPS, astronaut_gray, pocketsphinx, prepare_here, read_tsv, speech_utterances  # noqa: E402,F401
 from prepare_material import tiny_fer, tiny_speech_encoder, tiny_vision_encoder, write_manifest, write_video  # noqa: E402,F401
 
-pytestmark = pytest.mark.slow  # prepares, trains and predicts once per path: ~20-30 s each on 2 loaded cores
+pytestmark = pytest.mark.slow  # prepares, trains and predicts once per path: 40 s to 3 min each on 2 heavily loaded cores
 
 LABELS = ("anger", "happy", "neutral", "sad")
 #: (speech encoder family, vision encoder family, extra memobert-prepare options): every new family once
