@@ -237,10 +237,10 @@ def _write_wav2vec2(path: str) -> None:
 def _wav2vec2_flops_per_second(work: str, wav: str) -> float:
     import soundfile
 
-    from memobert_plugin.prepare.acoustic import load_wav2vec2
+    from memobert_plugin.prepare.speech_encoders import load_speech_encoder
 
     wave = soundfile.read(wav, dtype="float32")[0][:3 * 16000]
-    extractor = load_wav2vec2(os.path.join(work, "wav2vec2_base.pt"))
+    extractor = load_speech_encoder(os.path.join(work, "wav2vec2_base.pt"))
     return _flops(lambda: extractor.batch([wave])) / (len(wave) / 16000)
 
 

@@ -183,7 +183,7 @@ class ExtractorSettings:
         option = stream.extractor_option or f"the {name} extractor"
         if "checkpoint" in options:
             options["checkpoint"] = checkpoint or recorded["checkpoint"]
-            if not os.path.exists(options["checkpoint"]):
+            if options["checkpoint"] and not os.path.exists(options["checkpoint"]):
                 raise FileNotFoundError(f"{options['checkpoint']}: the {name} extractor's checkpoint is not there; "
                                         f"give the one the model's data was prepared with ({option})")
             options["device"] = device

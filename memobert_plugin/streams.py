@@ -112,14 +112,16 @@ def on_stream_registered(callback: Callable[[FrameStream], None]) -> None:
     _LISTENERS.append(callback)
 
 
-register_stream(FrameStream(  # FER+ DenseNet features
+_VISUAL_STAGE, _ACOUSTIC_STAGE = "memobert_plugin.prepare.visual:VisualStage", "memobert_plugin.prepare.acoustic:AcousticStage"
+register_stream(FrameStream(  # FER+ DenseNet features, or a ViT / CLIP vision encoder's
     "visual", dim=342, frames="face frames", max_frames=36, medium="video", extractor_option="--fer-model",
-    extractors={"densenet_fer": "memobert_plugin.prepare.visual:VisualStage"}))
+    extractors=dict.fromkeys(("densenet_fer", "vit", "clip_vision"), _VISUAL_STAGE)))
 register_stream(FrameStream("visual_fer", dim=8, frames="FER+ class probabilities", target_of="visual"))
-register_stream(FrameStream(  # wav2vec 2.0, or openSMILE's descriptors
+register_stream(FrameStream(  # a speech encoder (wav2vec 2.0, HuBERT, WavLM, data2vec-audio, Whisper), or openSMILE's
     "acoustic", dim=768, frames="speech frames (60 ms each)", max_frames=64, medium="audio",
-    extractor_option="--wav2vec2", extractors={"wav2vec2": "memobert_plugin.prepare.acoustic:AcousticStage",
-                                               "opensmile": "memobert_plugin.prepare.opensmile_features:OpenSmileStage"}))
+    extractor_option="--wav2vec2",  # memobert-prepare also calls it --speech-encoder
+    extractors={**dict.fromkeys(("wav2vec2", "hubert", "wavlm", "data2vec_audio", "whisper"), _ACOUSTIC_STAGE),
+                "opensmile": "memobert_plugin.prepare.opensmile_features:OpenSmileStage"}))
 
 
 def with_stream_fields(config: type, field_of: Callable[[FrameStream], tuple], name: str = "") -> type:

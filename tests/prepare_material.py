@@ -229,3 +229,117 @@ def with_text_extractor(source: str, target) -> str:
         "text": {"tokenizer": "wordpiece", "path": vocab, "sha256": sha256_file(vocab)}}}}
     write_json(os.path.join(data, "dataset.json"), dataset)
     return data
+
+
+# tiny speech encoders of each family: 3 blocks, 32-d, a 320-sample (20 ms) frame hop as the released models
+_TINY_HF_SPEECH = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                       conv_dim=[32] * 4, conv_kernel=[10, 8, 8, 4], conv_stride=[5, 4, 4, 4],
+                       num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+_TINY_FAIRSEQ_SPEECH = dict(encoder_layers=3, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2,
+                            conv_feature_layers="[(32, 10, 5)] + [(32, 8, 4)] * 2 + [(32, 4, 4)]", conv_pos=16,
+                            conv_pos_groups=4, final_dim=16, extractor_mode="layer_norm")
+
+
+def _tiny_transformers_speech(family: str):
+    import sys
+
+    sys.modules.setdefault("torchaudio", None)  # before transformers (see conftest)
+    import transformers
+
+    if family == "whisper":
+        config = transformers.WhisperConfig(
+            d_model=32, encoder_layers=3, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
+            max_target_positions=16, vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            decoder_start_token_id=3, suppress_tokens=None, begin_suppress_tokens=None)
+        return transformers.WhisperModel(config)
+    config_class, model_class = {
+        "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"), "hubert": ("HubertConfig", "HubertModel"),
+        "wavlm": ("WavLMConfig", "WavLMModel"), "data2vec-audio": ("Data2VecAudioConfig", "Data2VecAudioModel"),
+    }[family]
+    # WavLM as the large models are: layer-normed front end, pre-LN blocks and a final layer norm
+    extra = dict(feat_extract_norm="layer", do_stable_layer_norm=True) if family == "wavlm" else {}
+    return getattr(transformers, model_class)(getattr(transformers, config_class)(**_TINY_HF_SPEECH, **extra))
+
+
+def _tiny_fairseq_speech(family: str):
+    if family == "hubert":  # pre-LN, as HuBERT large
+        from fairseq.data import Dictionary
+        from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+        from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+
+        options = dict(_TINY_FAIRSEQ_SPEECH, label_rate=50.0, layer_norm_first=True)
+        return options, HubertModel(HubertConfig(**options), HubertPretrainingConfig(label_rate=50.0), [Dictionary()])
+    from fairseq.examples.data2vec.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
+
+    options = dict(_TINY_FAIRSEQ_SPEECH, pos_conv_depth=2, conv_pos=8, ema_anneal_end_step=10, max_update=10)
+    return options, Data2VecAudioModel(Data2VecAudioConfig(**options))
+
+
+def tiny_speech_encoder(family: str, root: str):
+    """``(path, model)``: a random encoder of ``family`` (a transformers model type, or ``fairseq-`` and a
+    fairseq model name) saved as the library saves it (save_pretrained; a fairseq cfg checkpoint)."""
+    torch.manual_seed(0)
+    if family.startswith("fairseq-"):
+        name = family[len("fairseq-"):]
+        options, model = _tiny_fairseq_speech(name)
+        path = os.path.join(root, f"{name}.pt")
+        torch.save({"cfg": {"model": {"_name": name, **options}, "task": {"normalize": name == "data2vec_audio"}},
+                    "model": model.state_dict()}, path)
+        return path, model.eval()
+    model = _tiny_transformers_speech(family)
+    path = os.path.join(root, family)
+    model.save_pretrained(path)
+    return path, model.eval()
+
+
+@torch.inference_mode()
+def tiny_speech_reference(family: str, model, wave: np.ndarray, normalize: bool) -> List[np.ndarray]:
+    """The library's own forward: ``hidden_states[k]`` (``[frames, dim]``) for k = 0..layers-1, and the final
+    output (``last_hidden_state``; fairseq's ``layer=None``) for the last layer: the same as ``hidden_states[-1]``
+    except in pre-LN transformers models, whose ``hidden_states`` leave out the final layer norm."""
+    source = torch.from_numpy(wave)[None]
+    if normalize:
+        source = torch.nn.functional.layer_norm(source, source.shape)
+    if family.startswith("fairseq-"):
+        layers = len(model.encoder.layers)
+        if family == "fairseq-hubert":
+            run = lambda k: model.extract_features(source, mask=False, output_layer=k)[0]  # noqa: E731
+        else:
+            run = lambda k: model.extract_features(source, None, mask=False, layer=None if k is None else k - 1)["x"]  # noqa: E731
+        return [None] + [run(k if k < layers else None)[0].numpy() for k in range(1, layers + 1)]
+    if family == "whisper":
+        from transformers import WhisperFeatureExtractor
+
+        mel = WhisperFeatureExtractor(feature_size=80)(wave, sampling_rate=16000, padding="max_length",
+                                                       return_tensors="pt").input_features
+        out = model.encoder(mel, output_hidden_states=True)
+        frames = -(-(len(wave) // 160) // 2)
+        return [h[0, :frames].numpy() for h in out.hidden_states[:-1] + (out.last_hidden_state,)]
+    out = model(source, output_hidden_states=True)
+    return [h[0].numpy() for h in out.hidden_states[:-1] + (out.last_hidden_state,)]
+
+
+def tiny_vision_encoder(family: str, root: str) -> str:
+    """A random transformers ViT (``vit``), CLIP vision tower (``clip_vision_model``) or whole CLIP (``clip``)
+    of 32x32 images, saved with save_pretrained; the directory."""
+    import sys
+
+    sys.modules.setdefault("torchaudio", None)  # before transformers (see conftest)
+    import transformers
+
+    torch.manual_seed(0)
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                 patch_size=8)
+    if family == "vit":
+        model = transformers.ViTModel(transformers.ViTConfig(**sizes))
+    elif family == "clip_vision_model":
+        model = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**sizes))
+    else:
+        model = transformers.CLIPModel(transformers.CLIPConfig(
+            vision_config=sizes, projection_dim=16,
+            text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             vocab_size=100, max_position_embeddings=16)))
+    path = os.path.join(root, family)
+    model.save_pretrained(path)
+    return path

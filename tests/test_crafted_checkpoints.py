@@ -23,7 +23,7 @@ from memobert_plugin.inference import EmotionPredictor
 from memobert_plugin.inference import main as predict_main
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
 from memobert_plugin.models.pretrained import load_bert_weights, load_memobert_weights, memobert_checkpoint_shape
-from memobert_plugin.prepare.acoustic import load_wav2vec2
+from memobert_plugin.prepare.speech_encoders import load_speech_encoder
 from memobert_plugin.prepare.fer_model import load_fer_model
 from memobert_plugin.safe_loading import literal_conv_layers, load_checkpoint_weights_only
 from prepare_material import tiny_wav2vec2  # noqa: F401  (fixture)
@@ -170,7 +170,7 @@ LOADERS = {
     "--bert-init": _bert_init,
     "memobert-predict": _predict_cli,
     "EmotionPredictor": lambda path, context: EmotionPredictor(path),
-    "memobert-prepare --wav2vec2": lambda path, context: load_wav2vec2(path),
+    "memobert-prepare --wav2vec2": lambda path, context: load_speech_encoder(path),
     "memobert-prepare --fer-model": lambda path, context: load_fer_model(path),
 }
 
@@ -219,7 +219,7 @@ def test_genuine_checkpoints_load_on_every_memobert_path(genuine, tmp_path, monk
     assert checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"].model._name == "memobert_tiny"
     assert memobert_checkpoint_shape(path)["encoder_layers"] == 2
     assert EmotionPredictor(path).class_names == ["anger", "happy", "neutral", "sad"]
-    assert load_wav2vec2(tiny_wav2vec2["fairseq_args"]).describe()["layers"] == 2
+    assert load_speech_encoder(tiny_wav2vec2["fairseq_args"]).describe()["layers"] == 2
 
 
 def test_memobert_tasks_build_only_memobert_models(genuine):

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 import torch
 
-from memobert_plugin.prepare.acoustic import AcousticStage, average_pool, load_wav2vec2
+from memobert_plugin.prepare.acoustic import AcousticStage, average_pool
+from memobert_plugin.prepare.speech_encoders import load_speech_encoder
 from memobert_plugin.prepare.audio import read_audio
 from memobert_plugin.prepare.manifest import Utterance
 from memobert_plugin.prepare.report import ItemError
@@ -73,7 +74,7 @@ def test_fairseq_and_huggingface_checkpoints_give_the_same_features(speech, tiny
     outputs = {}
     for name, path in tiny_wav2vec2.items():
         for layer in (None, 1, 2):
-            outputs[name, layer] = load_wav2vec2(path, layer)(wave)
+            outputs[name, layer] = load_speech_encoder(path, layer)(wave)
     reference = outputs["fairseq", None]
     assert reference.shape == (149, 32)
     for (name, layer), features in outputs.items():
@@ -94,20 +95,20 @@ def test_fairseq_checkpoint_loading_stays_weights_only(tiny_wav2vec2, tmp_path):
     with open(crafted, "wb") as handle:
         pickle.dump(state, handle)  # torch.load reads plain pickles too
     with pytest.raises(UnsafeCheckpointError, match="crafted.pt"):
-        load_wav2vec2(str(crafted))
+        load_speech_encoder(str(crafted))
 
 
 def test_bad_checkpoints_and_layers_are_refused(tiny_wav2vec2, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="layer 3 out of range; the model has layers 1..2"):
-        load_wav2vec2(tiny_wav2vec2["fairseq"], layer=3)
+        load_speech_encoder(tiny_wav2vec2["fairseq"], layers=3)
     finetuned = tmp_path / "ctc.pt"
     torch.save({"cfg": {"model": {"_name": "wav2vec_ctc"}}, "model": {}}, finetuned)
-    with pytest.raises(ValueError, match="'wav2vec_ctc' checkpoint; give a pretrained fairseq 'wav2vec2'"):
-        load_wav2vec2(str(finetuned))
+    with pytest.raises(ValueError, match="'wav2vec_ctc' checkpoint; give a pretrained fairseq 'wav2vec2', 'hubert'"):
+        load_speech_encoder(str(finetuned))
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        load_wav2vec2(str(tmp_path))
+        load_speech_encoder(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
-        load_wav2vec2(str(tmp_path / "nothing.pt"))
+        load_speech_encoder(str(tmp_path / "nothing.pt"))
 
 
 def test_acoustic_stage_pools_and_reports(speech, tiny_wav2vec2, tmp_path):  # noqa: F811
@@ -117,7 +118,7 @@ def test_acoustic_stage_pools_and_reports(speech, tiny_wav2vec2, tmp_path):  # n
     assert frames["acoustic"].shape == (102, 32)  # 6.1 s -> 304 frames of 20 ms -> 102 of 60 ms
     short = tmp_path / "short.wav"
     soundfile.write(short, np.zeros(200, np.float32), 16000)
-    with pytest.raises(ItemError, match="audio too short for wav2vec 2.0 \\(12 ms\\)"):
+    with pytest.raises(ItemError, match="audio too short for the speech encoder \\(12 ms\\)"):
         stage.extract(Utterance(line=2, id="v", text="t", audio=str(short)))
 
 

@@ -10,7 +10,7 @@ pytest.importorskip("cv2", reason="the visual extractor needs the 'extract' extr
 pytest.importorskip("av", reason="the visual extractor needs the 'extract' extra (av)")
 pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-image (test extra)")
 
-from memobert_plugin.prepare.acoustic import load_wav2vec2  # noqa: E402
+from memobert_plugin.prepare.speech_encoders import load_speech_encoder  # noqa: E402
 from memobert_plugin.prepare.audio import read_audio  # noqa: E402
 from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces  # noqa: E402
 from prepare_material import astronaut_gray, pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: E402,F401
@@ -23,8 +23,8 @@ _FLOAT16 = dict(rtol=2 ** -10, atol=1e-4)
 def test_batched_wav2vec2_gives_each_wave_its_own_features(pocketsphinx, tiny_wav2vec2, layer):  # noqa: F811
     waves = [read_audio(u["wav"], max_seconds=s) for u, s in zip(speech_utterances(pocketsphinx), (3.0, 1.2, 2.1))]
     waves.append(waves[0][: int(2.9 * 16000)])  # padded with the 3-s wave; the others are too short for it
-    fairseq = load_wav2vec2(tiny_wav2vec2["fairseq"], layer)
-    huggingface = load_wav2vec2(tiny_wav2vec2["huggingface"], layer)
+    fairseq = load_speech_encoder(tiny_wav2vec2["fairseq"], layer)
+    huggingface = load_speech_encoder(tiny_wav2vec2["huggingface"], layer)
     encode, batch_sizes = fairseq._encode, []
     fairseq._encode = lambda features, padding: batch_sizes.append(len(features)) or encode(features, padding)
     batched = fairseq.batch(waves)

@@ -182,6 +182,25 @@ def test_missing_fer_labels_are_an_error_not_a_crash(demo_corpus, tmp_path):
     assert set(batch["objectives"]) == {"wwmlm", "span_mvfr", "span_mafr"}
 
 
+def test_data_prepared_without_a_fer_model_leaves_out_its_objective(demo_corpus, tmp_path, caplog):
+    """dataset.json says the faces came from a vision encoder without a FER model: span_mvfc_kl is left
+    out with one warning, the other objectives keep their ratios."""
+    import json
+    import logging
+
+    data = _without(demo_corpus.pretrain_data, tmp_path / "vit", ["visual_fer"])
+    visual = {"extractor": "vit", "encoder": "/models/vit", "checkpoint": None}
+    (tmp_path / "vit" / "dataset.json").write_text(json.dumps(
+        {"splits": {split: {"extractors": {"visual": visual}} for split in ("train", "valid")}}))
+    with caplog.at_level(logging.WARNING):
+        task = _task(data, objective_mode="sum")
+    said = [r.getMessage() for r in caplog.records if "span_mvfc_kl" in r.getMessage()]
+    assert len(said) == 1 and "without the visual_fer stream (no --fer-model)" in said[0]
+    assert task.objective_ratios == [0.4, 0.2, 0.0, 0.2]
+    task.load_dataset("train")
+    assert set(_collate(task, range(8))["objectives"]) == {"wwmlm", "span_mvfr", "span_mafr"}
+
+
 def test_absent_modality_keeps_the_models_size(demo_corpus, tmp_path):
     """Data without faces: a checkpoint with any face feature size is accepted (nothing to compare)."""
     from memobert_plugin.models.memobert import MemobertConfig

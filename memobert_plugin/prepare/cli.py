@@ -5,10 +5,10 @@ Stages (each a subcommand; ``all`` runs them in order):
   manifest       validate the manifest and split it into shards
   sentencepiece  train a sentencepiece model on the split's texts (instead of a BERT vocab.txt)
   text           tokenise the transcripts
-  acoustic       wav2vec 2.0 (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
-  visual         speaker's faces -> DenseNet FER features   (needs the "extract" extra)
-  write          assemble dict.txt, binarized text, feature stores (standardised), meta.tsv, report.tsv,
-                 dataset.json
+  acoustic       speech-encoder (or openSMILE eGeMAPS) features of the audio   (needs the "extract" extra)
+  visual         speaker's faces -> ViT/CLIP or DenseNet FER features (needs the "extract" extra)
+  write          assemble dict.txt, binarized text, feature stores (standardised),
+                 meta.tsv, report.tsv, dataset.json
 
 Every stage resumes where a killed run stopped. See docs/prepare.md.
 """
@@ -78,19 +78,49 @@ def _text_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spm-model-type", choices=("unigram", "bpe"), default="unigram")
 
 
+def _pool(text: str):
+    """``--pool``: a number of frames, or ``utterance``."""
+    if text == "utterance":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of frames >= 1 or 'utterance', got {text!r}")
+    return int(text)
+
+
+def _layers(text: str):
+    from .speech_encoders import parse_layers
+
+    try:
+        return parse_layers(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _acoustic_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acoustic-features", choices=ACOUSTIC_FEATURES, default="wav2vec2",
-                        help="wav2vec2 (needs --wav2vec2) or egemaps: openSMILE's eGeMAPS descriptors, pooled to "
-                             "60 ms, for users without a wav2vec 2.0 checkpoint (default: wav2vec2)")
-    parser.add_argument("--wav2vec2", help="fairseq wav2vec2 checkpoint (.pt) or Hugging Face Wav2Vec2Model directory")
+                        help="wav2vec2: a speech encoder (needs --wav2vec2), or egemaps: openSMILE's eGeMAPS "
+                             "descriptors, pooled to 60 ms, for users without an encoder (default: wav2vec2)")
+    parser.add_argument("--wav2vec2", "--speech-encoder", dest="wav2vec2", metavar="MODEL",
+                        help="speech encoder: a transformers model directory (Wav2Vec2, HuBERT, WavLM, data2vec-audio, "
+                             "Whisper: its encoder) or a fairseq wav2vec2, hubert or data2vec_audio checkpoint (.pt); "
+                             "docs/prepare.md")
     parser.add_argument("--trim-silence", action="store_true",
                         help="cut the silence before the first and after the last voiced sample (see --vad)")
-    parser.add_argument("--layer", type=int, help="transformer layer, counted from 1 (default: the last)")
-    parser.add_argument("--pool", type=int, default=3, help="average every N frames (default: 3, 20 -> 60 ms)")
+    parser.add_argument("--layer", type=_layers,
+                        help="transformer layer to read, counted from 1 (9), or the mean of a range (6-9) or list "
+                             "(3,6,9) (default: the last)")
+    parser.add_argument("--pool", type=_pool, default=3,
+                        help="average every N 20-ms frames, or 'utterance': one mean frame per utterance "
+                             "(default: 3, 20 -> 60 ms)")
 
 
-def _visual_options(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--fer-model", required=required, help="checkpoint written by memobert-train-fer")
+def _visual_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vision-encoder", metavar="DIR",
+                        help="transformers ViT or CLIP (vision) model directory: its features of the face crops are "
+                             "the visual stream; no FER model needs training (docs/prepare.md)")
+    parser.add_argument("--fer-model", help="checkpoint written by memobert-train-fer: the visual stream when no "
+                                            "--vision-encoder is given, and the FER+ probabilities (visual_fer) "
+                                            "that pretraining's span_mvfc_kl predicts")
     parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second (default: 10)")
     parser.add_argument("--detect-every", type=int, default=5,
                         help="search whole frames for faces every N sampled frames; frames between two keyframes "
@@ -138,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("manifest", "validate and shard the manifest"),
         ("sentencepiece", "train a sentencepiece model on the texts"),
         ("text", "tokenise"),
-        ("acoustic", "wav2vec 2.0 features"),
-        ("visual", "face expression features"),
+        ("acoustic", "speech encoder features"),
+        ("visual", "face features (a vision encoder's or a FER model's)"),
         ("write", "assemble the data dir"),
         ("all", "every stage; acoustic/visual only when their model is given"),
     )}
@@ -153,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         _text_options(sub[name])
     _acoustic_options(sub["acoustic"])
     _acoustic_options(sub["all"])
-    _visual_options(sub["visual"], required=True)
-    _visual_options(sub["all"], required=False)
+    _visual_options(sub["visual"])
+    _visual_options(sub["all"])
     for name in ("acoustic", "visual", "all"):
         _extract_options(sub[name])
     for name in ("write", "all"):
@@ -208,7 +238,7 @@ def _acoustic_stage(args: argparse.Namespace):
 
         return OpenSmileStage(args.acoustic_features, args.max_seconds, args.trim_silence, args.vad)
     if not args.wav2vec2:
-        raise ValueError("--acoustic-features wav2vec2 needs --wav2vec2 (a checkpoint); without one, "
+        raise ValueError("--acoustic-features wav2vec2 needs --wav2vec2/--speech-encoder (a model); without one, "
                          "--acoustic-features egemaps gives openSMILE's speech features")
     from .acoustic import AcousticStage
 
@@ -216,10 +246,20 @@ def _acoustic_stage(args: argparse.Namespace):
                          args.vad)
 
 
+def _wants_visual(args: argparse.Namespace) -> bool:
+    return bool(args.fer_model or args.vision_encoder)
+
+
 def _visual_stage(args: argparse.Namespace):
     from .visual import VisualStage
 
-    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad, args.detect_every)
+    if not _wants_visual(args):
+        raise ValueError("the visual stage needs --vision-encoder (a ViT or CLIP directory) or --fer-model")
+    if not args.fer_model:
+        logger.info("no --fer-model: the visual_fer stream (FER+ expression probabilities) is not written, so "
+                    "pretraining on this data leaves out span_mvfc_kl")
+    return VisualStage(args.fer_model, args.fps, args.max_seconds, args.device, args.vad, args.detect_every,
+                       args.vision_encoder)
 
 
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
@@ -252,7 +292,7 @@ def run(args: argparse.Namespace) -> None:
     else:  # all
         run_stage(_text_stage(args, plan), plan)
         for wanted, option, make in ((_wants_acoustic(args), "wav2vec2", _acoustic_stage),
-                                     (bool(args.fer_model), "fer-model", _visual_stage)):
+                                     (_wants_visual(args), "vision-encoder or --fer-model", _visual_stage)):
             if wanted:
                 run_stage(make(args), plan, args.workers, args.threads)
             else:

@@ -50,7 +50,7 @@ class Detection:
 
     frame: int
     box: Box
-    face: np.ndarray  # uint8 [48, 48] grey, the expression model's input
+    face: np.ndarray  # uint8 [S, S] grey, the face encoder's input (S: the detector's face_size, 48 for FER)
     mouth: np.ndarray  # float32 [12, 24], lower-middle face, brightness-normalised
 
     @property
@@ -90,14 +90,14 @@ def _mouth(gray: np.ndarray, box: Box) -> np.ndarray:
 class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade (shipped with OpenCV under ``cv2.data.haarcascades``)."""
 
-    def __init__(self, min_face: int = 30):
+    def __init__(self, min_face: int = 30, face_size: int = FACE_SIZE):
         import cv2
 
         path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise RuntimeError(f"{path}: OpenCV could not load its Haar cascade")
-        self.min_face = min_face
+        self.min_face, self.face_size = min_face, face_size
 
     def boxes(self, gray: np.ndarray) -> List[Box]:
         import cv2
@@ -109,7 +109,7 @@ class HaarFaceDetector:
         return [tuple(int(round(v / scale)) for v in box) for box in found]
 
     def detect(self, gray: np.ndarray, frame: int) -> List[Detection]:
-        return crops(gray, self.boxes(gray), frame)
+        return crops(gray, self.boxes(gray), frame, self.face_size)
 
     def follow(self, gray: np.ndarray, last: List[Box]) -> List[Box]:
         """Where each face of ``last`` (boxes in the frame before) is in ``gray``: a search of the
@@ -134,12 +134,12 @@ class HaarFaceDetector:
         return found
 
 
-def crops(gray: np.ndarray, boxes: List[Box], frame: int) -> List[Detection]:
-    """The face and mouth crops of ``boxes`` in one frame."""
+def crops(gray: np.ndarray, boxes: List[Box], frame: int, size: int = FACE_SIZE) -> List[Detection]:
+    """The ``size`` x ``size`` face and the mouth crops of ``boxes`` in one frame."""
     import cv2
 
     return [
-        Detection(frame, box, cv2.resize(_crop(gray, box), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA),
+        Detection(frame, box, cv2.resize(_crop(gray, box), (size, size), interpolation=cv2.INTER_AREA),
                   _mouth(gray, box))
         for box in boxes
     ]
@@ -186,8 +186,8 @@ def video_frames(path: str, start: Optional[float], end: Optional[float], fps: f
         raise ItemError(f"unreadable video {path}: {err}") from None
 
 
-def read_face_folder(path: str) -> np.ndarray:
-    """All images in a folder (name order) as ``[N, 48, 48]`` grey faces, used as given."""
+def read_face_folder(path: str, size: int = FACE_SIZE) -> np.ndarray:
+    """All images in a folder (name order) as ``[N, size, size]`` grey faces, used as given."""
     import cv2
 
     names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
@@ -196,7 +196,7 @@ def read_face_folder(path: str) -> np.ndarray:
         image = cv2.imread(os.path.join(path, name), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise ItemError(f"unreadable image {os.path.join(path, name)}")
-        faces.append(cv2.resize(image, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA))
+        faces.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
     if not faces:
         raise ItemError(f"no face: the face folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)})")
     return np.stack(faces)
@@ -248,12 +248,13 @@ def detect_faces(frames: Iterable[Tuple[float, np.ndarray]], detector: HaarFaceD
         for between, frame in waiting:
             if pairs is None:  # the faces moved: follow them from the last keyframe on
                 followed = detector.follow(frame, followed)
-                per_frame[between] = crops(frame, followed, between)
+                per_frame[between] = crops(frame, followed, between, detector.face_size)
             else:
                 weight = (between - key[0]) / (index - key[0])
-                per_frame[between] = crops(frame, [_between(a, b, weight) for a, b in pairs], between)
+                per_frame[between] = crops(frame, [_between(a, b, weight) for a, b in pairs], between,
+                                           detector.face_size)
         waiting.clear()
-        per_frame[index] = crops(gray, boxes, index)
+        per_frame[index] = crops(gray, boxes, index, detector.face_size)
         key = (index, boxes)
 
     for index, (time, gray) in enumerate(frames):

@@ -1,7 +1,9 @@
 """``memobert_pretrain``: self-supervised pretraining with the registered objectives."""
 
+import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Dict, List
 
@@ -66,6 +68,18 @@ def _check_probabilities(cfg) -> None:
             raise ValueError(f"--{option.name.replace('_', '-')} {value}: a probability must be within [0, 1]")
 
 
+def _prepared_without_fer(data_dir: str) -> bool:
+    """Whether ``data_dir``'s dataset.json records faces encoded by a vision encoder with no FER model,
+    so that ``memobert-prepare`` wrote no ``visual_fer`` stream on purpose (a missing file otherwise)."""
+    path = os.path.join(data_dir, "dataset.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as handle:
+        splits = json.load(handle).get("splits") or {}
+    visual = [(split.get("extractors") or {}).get("visual") or {} for split in splits.values()]
+    return bool(visual) and all(v.get("encoder") and not v.get("checkpoint") for v in visual)
+
+
 @register_task(TASK_NAME, dataclass=_compose_config())
 class MemobertPretrainTask(MultimodalTask):
     """Pretrains MEmoBERT: each batch is conditionally masked for one objective (or each)."""
@@ -105,6 +119,11 @@ class MemobertPretrainTask(MultimodalTask):
                 logger.warning("%s: no %s frames in %s, so objective %s is never drawn", self.cfg.data,
                                objective.modality, self.cfg.data, name)
             elif objective.target_stream and objective.target_stream not in self.present_streams:
+                if objective.target_stream == "visual_fer" and _prepared_without_fer(self.cfg.data):
+                    logger.warning("%s was prepared without the %s stream (no --fer-model), so objective %s is "
+                                   "left out", self.cfg.data, objective.target_stream, name)
+                    self.objective_ratios[list(self.objectives).index(name)] = 0.0
+                    continue
                 raise ValueError(
                     f"{self.cfg.data}: objective {name} needs the {objective.target_stream} stream "
                     f"({{split}}.{objective.target_stream}.npy/.len) beside {objective.modality}; "
