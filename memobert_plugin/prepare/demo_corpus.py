@@ -51,7 +51,7 @@ from .fer_labels import FER_CLASSES
 from ..files import atomic_open, sha256_file, write_json
 from ..wordpiece import WordPieceTokenizer
 
-__all__ = ["EMOTIONS", "TABLE1_COUNTS", "write_demo_corpus", "DemoCorpus"]
+__all__ = ["EMOTIONS", "EMOTION_WORDS", "TABLE1_COUNTS", "write_demo_corpus", "DemoCorpus"]
 
 EMOTIONS = ("anger", "happy", "neutral", "sad")
 #: IEMOCAP's 4-class counts (the paper's Table 1), in EMOTIONS order
@@ -61,7 +61,7 @@ _VISUAL_DIM, _ACOUSTIC_DIM = 342, 768
 _PRETRAIN_SPEAKERS = 100
 
 #: per emotion: the label word first, then synonyms (several are more than one word piece)
-_EMOTION_WORDS = {
+EMOTION_WORDS = {
     "anger": ["anger", "angry", "mad", "furious", "annoyed", "outraged", "hateful"],
     "happy": ["happy", "glad", "cheerful", "delighted", "wonderful", "excited", "great"],
     "neutral": ["neutral", "fine", "okay", "calm", "normal", "alright", "usual"],
@@ -199,9 +199,9 @@ class _World:
     def emotion_words(self, emotion: np.ndarray) -> np.ndarray:
         """The label word (``_LABEL_WORD_SHARE`` of the time) or a synonym of each emotion."""
         n = len(emotion)
-        synonym = 1 + self.rng.integers(len(_EMOTION_WORDS["anger"]) - 1, size=n)
+        synonym = 1 + self.rng.integers(len(EMOTION_WORDS["anger"]) - 1, size=n)
         choice = np.where(self.rng.random(n) < _LABEL_WORD_SHARE, 0, synonym)
-        table = np.array([_EMOTION_WORDS[e] for e in EMOTIONS], dtype=object)
+        table = np.array([EMOTION_WORDS[e] for e in EMOTIONS], dtype=object)
         return table[emotion, choice]
 
     def texts(self, emotion: np.ndarray, cued: np.ndarray, context_share: float) -> List[str]:
