@@ -11,8 +11,9 @@ no interpolation anywhere, and the fields fairseq evaluates parsed as literals.
 
 Since torch 2.6 ``torch.load`` is weights-only by default and fairseq 0.12 calls it
 without ``weights_only``; the few non-tensor types fairseq checkpoints hold are named in
-:data:`ALLOWED_GLOBALS`, allowed for the loads that need them (never process-wide). Refusals name the file and never suggest turning
-weights-only loading off (torch's own message does; it is not passed on).
+:data:`ALLOWED_GLOBALS`, allowed for the loads that need them (never process-wide). Refusals
+name the file and never suggest turning weights-only loading off (torch's own message does;
+it is not passed on).
 """
 
 from __future__ import annotations
