@@ -1,28 +1,38 @@
-"""What the plugin lets be built from a checkpoint: memobert tasks and memobert models only.
+"""What the plugin lets be built from a checkpoint.
 
 fairseq builds whatever a checkpoint's config names: ``fairseq-validate --path`` and
 ``checkpoint_utils.load_model_ensemble_and_task`` set up the task in ``cfg.task`` and build
 the model in ``cfg.model``, and some registered models (fconv, wav2vec 2.0, HuBERT, ...)
-``eval`` config strings while being built. So with the plugin loaded, every checkpoint
-fairseq reads (through ``load_checkpoint_to_cpu``: those two, ``--restore-file``) and every
-one memobert reads itself (``--memobert-init``, ``memobert-predict``) is checked first:
-readable weights-only, no interpolation, and a memobert task and model named.
+``eval`` config strings while being built. Two rules:
+
+* every checkpoint (:func:`check_fairseq_checkpoint`, applied by :mod:`.fairseq_patches` to
+  whatever fairseq loads): plain data, a config, no interpolation, evaluated fields literal;
+* memobert's (one naming a memobert task or model, every one memobert reads itself:
+  ``--memobert-init``, ``memobert-predict``, bundles, a memobert run's ``--restore-file``):
+  besides, a memobert task and a memobert model, nothing else (:func:`check_memobert_checkpoint`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-from fairseq import checkpoint_utils
-from fairseq.file_io import PathManager
+from .safe_loading import (
+    UnsafeCheckpointError,
+    checkpoint_options,
+    load_checkpoint_weights_only,
+    refuse_code_in_evaluated_fields,
+    refuse_interpolation,
+)
 
-from .safe_loading import UnsafeCheckpointError, checkpoint_options, load_checkpoint_weights_only, refuse_interpolation
-
-__all__ = ["require_memobert_model", "check_memobert_checkpoint", "load_memobert_checkpoint", "guard_fairseq_checkpoint_loading"]
+__all__ = ["require_memobert_model", "check_fairseq_checkpoint", "check_memobert_checkpoint", "load_memobert_checkpoint"]
 
 
 def _memobert_models() -> list:
     from fairseq.models import ARCH_MODEL_REGISTRY
+
+    from . import register
+
+    register()  # memobert's names are those registered
 
     from .models.memobert import MemobertModel
 
@@ -31,6 +41,10 @@ def _memobert_models() -> list:
 
 def _memobert_tasks() -> list:
     from fairseq.tasks import TASK_REGISTRY
+
+    from . import register
+
+    register()
 
     from .tasks.multimodal_task import MultimodalTask
 
@@ -52,10 +66,15 @@ def require_memobert_model(name: Any, origin: str) -> None:
         )
 
 
-def check_memobert_checkpoint(state: Dict[str, Any], path: str, task: Optional[str] = None) -> None:
-    """Refuse a checkpoint whose config could run code or is not memobert's (``task``: the task it must be for)."""
+def _checked_options(state: Dict[str, Any], path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(model options, task options), once nothing in the config could run code or read the environment."""
     refuse_interpolation(state, path)
-    model_options, task_options = checkpoint_options(state, path)
+    options = checkpoint_options(state, path)
+    refuse_code_in_evaluated_fields(state, path)
+    return options
+
+
+def _require_memobert(state: Dict[str, Any], path: str, model_options, task_options, task: Optional[str]) -> None:
     require_memobert_model(model_options.get("_name"), path)
     name, tasks = task_options.get("_name"), _memobert_tasks()
     if name not in tasks:
@@ -66,22 +85,21 @@ def check_memobert_checkpoint(state: Dict[str, Any], path: str, task: Optional[s
         raise ValueError(f"{path}: no model weights ('model' entry); not a checkpoint saved by fairseq-train")
 
 
+def check_fairseq_checkpoint(state: Dict[str, Any], path: str) -> None:
+    """Refuse a checkpoint whose config could run code or read the environment; one that names a memobert
+    task or model must be memobert's through and through (:func:`check_memobert_checkpoint`)."""
+    model_options, task_options = _checked_options(state, path)
+    if model_options.get("_name") in _memobert_models() or task_options.get("_name") in _memobert_tasks():
+        _require_memobert(state, path, model_options, task_options, None)
+
+
+def check_memobert_checkpoint(state: Dict[str, Any], path: str, task: Optional[str] = None) -> None:
+    """Refuse a checkpoint whose config could run code or is not memobert's (``task``: the task it must be for)."""
+    _require_memobert(state, path, *_checked_options(state, path), task)
+
+
 def load_memobert_checkpoint(path: str, task: Optional[str] = None) -> Dict[str, Any]:
     """A memobert checkpoint, loaded weights-only and checked (:func:`check_memobert_checkpoint`)."""
     state = load_checkpoint_weights_only(path)
     check_memobert_checkpoint(state, path, task)
     return state
-
-
-_fairseq_load_checkpoint_to_cpu = checkpoint_utils.load_checkpoint_to_cpu
-
-
-def _checked_load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-    # zip checkpoints are memory-mapped: this first read costs their config, not their weights
-    load_memobert_checkpoint(PathManager.get_local_path(path))
-    return _fairseq_load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
-
-
-def guard_fairseq_checkpoint_loading() -> None:
-    """Check every checkpoint fairseq loads (validation, ``--restore-file``, ensembles) before it builds anything."""
-    checkpoint_utils.load_checkpoint_to_cpu = _checked_load_checkpoint_to_cpu

@@ -11,8 +11,9 @@ no interpolation anywhere, and the fields fairseq evaluates parsed as literals.
 
 Since torch 2.6 ``torch.load`` is weights-only by default and fairseq 0.12 calls it
 without ``weights_only``; the few non-tensor types fairseq checkpoints hold are named in
-:data:`ALLOWED_GLOBALS`, at import. Refusals name the file and never suggest turning
-weights-only loading off (torch's own message does; it is not passed on).
+:data:`ALLOWED_GLOBALS`, allowed for the loads that need them (never process-wide). Refusals
+name the file and never suggest turning weights-only loading off (torch's own message does;
+it is not passed on).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ import torch
 
 __all__ = [
     "ALLOWED_GLOBALS",
-    "register_safe_globals",
     "load_checkpoint_weights_only",
     "UnsafeCheckpointError",
     "refuse_interpolation",
     "checkpoint_options",
     "literal_conv_layers",
+    "EVALUATED_FIELDS",
+    "refuse_code_in_evaluated_fields",
 ]
 
 
@@ -63,24 +65,19 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     that would make fairseq or OmegaConf run code or read the environment."""
 
 
-def register_safe_globals() -> None:
-    """Allow exactly :data:`ALLOWED_GLOBALS` for every weights-only ``torch.load`` in this process."""
-    torch.serialization.add_safe_globals(ALLOWED_GLOBALS)
-
-
 def load_checkpoint_weights_only(path: str) -> Dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with the allowlist; a clear refusal or read error.
 
     Files in torch's zip format are memory-mapped, so reading a large checkpoint's config, or
     the model weights without the optimizer state, reads only what is used.
     """
-    register_safe_globals()
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: an empty (0-byte) file, not a checkpoint; a save was cut short or the copy failed")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         asked = _ASKED_FOR.search(str(err))
         imported = asked.group(1).split()[-1] if asked else _first_import(path)
@@ -154,10 +151,13 @@ def checkpoint_options(state: Dict[str, Any], path: str) -> Tuple[Dict[str, Any]
     """
     cfg = state.get("cfg")
     if cfg is not None:
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        model = cfg.get("model") if isinstance(cfg, dict) else None
+        if isinstance(model, argparse.Namespace):  # a model still configured by arguments (RoBERTa, ...)
+            model = {"_name": getattr(model, "_name", None) or getattr(model, "arch", None), **vars(model)}
+        if not isinstance(model, dict):
             raise ValueError(f"{path}: its 'cfg' has no model configuration; not a fairseq checkpoint")
         task = cfg.get("task") or {}
-        return cfg["model"], task if isinstance(task, dict) else {}
+        return model, task if isinstance(task, dict) else {}
     args = state.get("args")
     if isinstance(args, argparse.Namespace):
         options = vars(args)
@@ -165,23 +165,35 @@ def checkpoint_options(state: Dict[str, Any], path: str) -> Tuple[Dict[str, Any]
     raise ValueError(f"{path}: no model configuration ('cfg' or 'args'); not a fairseq checkpoint")
 
 
+#: the config fields fairseq 0.12 evaluates (``eval``, ``utils.eval_str_list``) while building a model,
+#: optimizer or criterion from a checkpoint: wav2vec/wav2vec 2.0/HuBERT/data2vec feature extractors, fconv's
+#: layer lists, character CNN filters, adaptive softmax cutoffs, optimizer betas, ...
+EVALUATED_FIELDS = frozenset({
+    "conv_feature_layers", "conv_aggregator_layers", "feature_encoder_spec", "override_encoder_layers",
+    "encoder_layers", "decoder_layers", "encoder_attention", "decoder_attention", "self_attention",
+    "project_input", "gated_attention", "downsample", "pretrained", "character_filters",
+    "adaptive_softmax_cutoff", "adaptive_input_cutoff", "adam_betas", "adamax_betas", "adafactor_eps",
+    "lamb_betas", "wer_args", "conv_enc_config", "vggblock_enc_config", "transformer_enc_config",
+    "transformer_dec_config", "conv_dec_config", "transformer_context", "transformer_sampling",
+})
+
 #: bounds for wav2vec 2.0's conv feature extractor spec, far beyond any released model
-_CONV_LIMITS = {"layers": 32, "channels": 8192, "kernel": 1024, "stride": 1024, "chars": 2000}
+_CONV_LIMITS = {"layers": 32, "channels": 8192, "kernel": 1024}
+#: bounds for any evaluated field: what a list repetition may build
+_LITERAL_LIMITS = {"items": 4096, "chars": 2000}
 
 
-def literal_conv_layers(value: Any, field: str, path: str) -> List[Tuple[int, int, int]]:
-    """A ``conv_feature_layers``-style string (``"[(512, 10, 5)] + [(512, 3, 2)] * 4"``) as data.
-
-    fairseq ``eval``s it; it is accepted only if it is a list of (channels, kernel, stride)
-    integer triples written with literals, ``+`` and ``*`` (the form fairseq's own defaults use).
-    """
+def literal_value(value: Any, field: str, path: str, max_items: int = _LITERAL_LIMITS["items"]) -> Any:
+    """A config string that fairseq ``eval``s, evaluated as data: Python literals combined with ``+`` and
+    ``*`` (the form fairseq's own defaults use, e.g. ``"[(512, 10, 5)] + [(512, 3, 2)] * 4"``), building lists of
+    at most ``max_items``. Anything else (a call, a name, an attribute) is refused."""
     def refuse(why: str):
         return UnsafeCheckpointError(f"{path}: refused: {field} {why}; expected e.g. '[(512, 10, 5)] + [(512, 3, 2)] * 4'")
 
-    if not isinstance(value, str) or len(value) > _CONV_LIMITS["chars"]:
+    if not isinstance(value, str) or len(value) > _LITERAL_LIMITS["chars"]:
         raise refuse("is not a short string")
     try:
-        tree = ast.parse(value, mode="eval").body
+        tree = ast.parse(value.strip(), mode="eval").body
     except SyntaxError:
         raise refuse("is not an expression") from None
 
@@ -191,8 +203,8 @@ def literal_conv_layers(value: Any, field: str, path: str) -> List[Tuple[int, in
             if isinstance(node.op, ast.Mult):
                 count, items = (right, left) if isinstance(left, list) else (left, right)
                 if not (isinstance(count, int) and isinstance(items, list)
-                        and 0 <= count and len(items) * count <= _CONV_LIMITS["layers"]):
-                    raise refuse(f"repeats something other than a list, or past {_CONV_LIMITS['layers']} layers")
+                        and 0 <= count and len(items) * count <= max_items):
+                    raise refuse(f"repeats something other than a list, or past {max_items} items")
                 return items * count
             if not (isinstance(left, list) and isinstance(right, list)):
                 raise refuse("adds something other than lists")
@@ -202,11 +214,38 @@ def literal_conv_layers(value: Any, field: str, path: str) -> List[Tuple[int, in
         except ValueError:
             raise refuse("is not made of literals") from None
 
-    layers = evaluate(tree)
+    return evaluate(tree)
+
+
+def refuse_code_in_evaluated_fields(state: Dict[str, Any], path: str) -> None:
+    """Every :data:`EVALUATED_FIELDS` string in a checkpoint's ``cfg`` or ``args`` must be a literal value."""
+    def visit(value: Any) -> None:
+        if isinstance(value, argparse.Namespace):
+            value = vars(value)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in EVALUATED_FIELDS and isinstance(item, str):
+                    literal_value(item, key, path)
+                visit(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+
+    for slot in ("cfg", "args"):
+        visit(state.get(slot))
+
+
+def literal_conv_layers(value: Any, field: str, path: str) -> List[Tuple[int, int, int]]:
+    """A ``conv_feature_layers``-style string (``"[(512, 10, 5)] + [(512, 3, 2)] * 4"``) as data: a list of
+    (channels, kernel, stride) integer triples of bounded size (:func:`literal_value`)."""
+    layers = literal_value(value, field, path, max_items=_CONV_LIMITS["layers"])
     if not isinstance(layers, list) or not 0 < len(layers) <= _CONV_LIMITS["layers"]:
-        raise refuse(f"is not a list of 1 to {_CONV_LIMITS['layers']} layers")
+        raise UnsafeCheckpointError(f"{path}: refused: {field} is not a list of 1 to {_CONV_LIMITS['layers']} layers; "
+                                    "expected e.g. '[(512, 10, 5)] + [(512, 3, 2)] * 4'")
     for layer in layers:
         if not (isinstance(layer, tuple) and len(layer) == 3 and all(type(x) is int and x > 0 for x in layer)
                 and layer[0] <= _CONV_LIMITS["channels"] and max(layer[1:]) <= _CONV_LIMITS["kernel"]):
-            raise refuse(f"has a layer {layer!r} that is not a (channels, kernel, stride) triple of small positive ints")
+            raise UnsafeCheckpointError(
+                f"{path}: refused: {field} has a layer {layer!r} that is not a (channels, kernel, stride) triple of "
+                "small positive ints")
     return layers

@@ -14,6 +14,7 @@ from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
 from conftest import BIN, run_cli, wait_until
+from memobert_plugin.fairseq_patches import mark_memobert_save_dir
 from memobert_plugin.output_lock import LOCK_NAME, OutputBusyError, lock_output_dir, output_lock
 from prepare_material import prepare_here
 
@@ -157,6 +158,7 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_checkpoint_save_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    mark_memobert_save_dir(str(tmp_path))  # as a memobert run does with its save dir
     path = tmp_path / "checkpoint_last.pt"
     checkpoint_utils.torch_persistent_save({"model": {"w": torch.ones(3)}}, str(path))
     before = path.read_bytes()
@@ -172,7 +174,11 @@ def test_a_checkpoint_save_that_fails_leaves_no_temporary_file(tmp_path, monkeyp
     assert sorted(os.listdir(tmp_path)) == ["checkpoint_last.pt"] and path.read_bytes() == before
 
 
-def test_a_checkpoint_copy_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("memobert_run", [True, False])
+def test_a_checkpoint_copy_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch, memobert_run):
+    """In a memobert run's save dir; in any other, fairseq copies its own way (the plugin changes nothing there)."""
+    if memobert_run:
+        mark_memobert_save_dir(str(tmp_path))
     source, destination = tmp_path / "checkpoint_1_4.pt", tmp_path / "checkpoint_last.pt"
     source.write_bytes(b"new" * 1000)
     destination.write_bytes(b"old")
@@ -183,7 +189,11 @@ def test_a_checkpoint_copy_that_fails_leaves_no_temporary_file(tmp_path, monkeyp
         dst.write(src.read(10))
         _disk_full()
 
-    monkeypatch.setattr("memobert_plugin.atomic_checkpoints.shutil.copyfileobj", copy_then_fail)
+    monkeypatch.setattr("memobert_plugin.fairseq_patches.shutil.copyfileobj", copy_then_fail)
+    if not memobert_run:
+        PathManager.copy(str(source), str(destination), overwrite=True)
+        assert seen == [] and destination.read_bytes() == source.read_bytes()
+        return
     with pytest.raises(OSError, match="No space left on device"):
         PathManager.copy(str(source), str(destination), overwrite=True)
     assert seen == [f"checkpoint_last.pt.{os.getpid()}.tmp"]  # a per-process name: two writers never share one

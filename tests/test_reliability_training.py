@@ -156,9 +156,13 @@ def test_rerunning_a_finished_run_trains_nothing_and_changes_no_checkpoint(run, 
 
 CHILD_COPYING = """
 import sys
-import memobert_plugin  # noqa: F401  (its import makes fairseq's checkpoint copies atomic)
+import os
+import memobert_plugin
+from memobert_plugin.fairseq_patches import mark_memobert_save_dir
 from fairseq.file_io import PathManager
+memobert_plugin.register()  # what --user-dir does: copies into a memobert run's save dir are atomic
 *sources, destination = sys.argv[1:]
+mark_memobert_save_dir(os.path.dirname(destination))
 print("copying", flush=True)
 while True:
     for source in sources:

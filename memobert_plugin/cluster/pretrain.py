@@ -72,8 +72,11 @@ def distributed_args(world_size: int, rank: int, local_rank: int, master: str, p
 
 def check_fairseq_args(argv: List[str]) -> None:
     """Parse with fairseq's own parser now, so that a typo fails here rather than after the queue."""
-    from fairseq import options  # memobert_plugin, imported first, registers with fairseq now
+    from fairseq import options
 
+    from memobert_plugin import register
+
+    register()  # fairseq's --user-dir skips memobert_plugin, imported already: the tasks must be known to parse
     parser = options.get_training_parser()
     try:
         options.parse_args_and_arch(parser, input_args=argv)
@@ -106,8 +109,12 @@ class PretrainJob(submitit.helpers.Checkpointable):
         )
         logger.info("%s: fairseq-train %s", env, " ".join(argv))
         # the console script fairseq-train, run in this process; unpickling this job imported memobert_plugin
-        # first, which registers with fairseq (tasks, models, run guards) as fairseq is imported here
+        # first, so fairseq's --user-dir skips it: register it here
         from fairseq_cli.train import cli_main
+
+        from memobert_plugin import register
+
+        register()
 
         sys.argv = ["fairseq-train", *argv]
         try:

@@ -14,11 +14,15 @@ from fairseq import options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
+from memobert_plugin import register
+from memobert_plugin.fairseq_patches import mark_memobert_save_dir
+
 __all__ = ["save_untrained_checkpoint", "main"]
 
 
 def save_untrained_checkpoint(argv) -> str:
     """Write ``checkpoint_best.pt`` for fairseq-train arguments ``argv`` without training; its path."""
+    register()  # run as python -m, the package is imported before fairseq: --user-dir would skip it
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     cfg = convert_namespace_to_omegaconf(args)
     utils.import_user_module(cfg.common)
@@ -26,6 +30,7 @@ def save_untrained_checkpoint(argv) -> str:
     model = task.build_model(cfg.model)
     trainer = Trainer(cfg, task, model, task.build_criterion(cfg.criterion))
     os.makedirs(cfg.checkpoint.save_dir, exist_ok=True)
+    mark_memobert_save_dir(cfg.checkpoint.save_dir)  # its save is atomic, as a memobert run's
     trainer.consolidate_optimizer()  # as fairseq's checkpoint_utils.save_checkpoint does before saving
     return trainer.save_checkpoint(os.path.join(cfg.checkpoint.save_dir, "checkpoint_best.pt"), {})
 
