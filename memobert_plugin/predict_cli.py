@@ -30,12 +30,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device for the model and extractors (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    timeline = parser.add_argument_group("timelines (recordings of any length, one prediction per speech segment; "
+                                         "see memobert_plugin.timeline)")
+    timeline.add_argument("--media", help="an audio or video recording of any length, or a folder of them (with "
+                                          "same-named .srt/.vtt/.tsv transcripts)")
+    timeline.add_argument("--timeline", action="store_true", help="segment --audio/--video into speech segments "
+                                                                  "instead of predicting them as one utterance")
+    timeline.add_argument("--transcript", help="the recording's timed transcript: .srt, .vtt, or .tsv with columns "
+                                               "start, end, text (seconds)")
+    timeline.add_argument("--format", choices=("tsv", "csv", "json", "jsonl"),
+                          help="output format (default: by --output's extension, else tsv)")
+    timeline.add_argument("--plot", help="a PNG of the probabilities over time")
     return parser
 
 
 def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.media or args.timeline or args.transcript or args.format or args.plot:
+        if args.manifest or args.input or args.text is not None or args.start is not None or args.end is not None:
+            parser.error("a timeline (--media, --timeline, --transcript, --format, --plot) takes a whole recording: "
+                         "no --manifest, --input, --text, --start or --end")
+        if bool(args.media) == bool(args.audio or args.video):
+            parser.error("a timeline needs --media, or --audio/--video (not both)")
+        from .timeline import timeline_command  # torch, fairseq and the model: only once there is work
+
+        return timeline_command(args, parser)
     single = args.audio or args.video or args.text is not None
     if (args.manifest or args.input) and single or not (args.manifest or args.input or single):
         parser.error("give --manifest, --input, or one utterance's --audio/--video/--text")
