@@ -8,7 +8,7 @@ MPEG-4 video with its AAC sound track, the same sound as a WAV, and an SRT with 
 
 import os
 import subprocess
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,10 +33,10 @@ def write_srt(path: str, pieces: Sequence[Dict]) -> str:
     return path
 
 
-def long_recording(root: str, pocketsphinx: str, dark: Sequence[int] = (), repeat: int = 1) -> Dict:
-    """``{"video", "wav", "srt", "pieces": [{start, end, text}], "duration"}`` in ``root``.
-
-    ``repeat`` plays the pieces that many times over (a longer recording with the same material)."""
+def long_recording(root: str, pocketsphinx: str, dark: Sequence[int] = (), repeat: int = 1,
+                   pieces: Optional[int] = None) -> Dict:
+    """``{"video", "wav", "srt", "pieces": [{start, end, text}], "duration"}`` in ``root``: the first ``pieces``
+    (default: all 22) played ``repeat`` times over (a longer recording with the same material)."""
     import soundfile
 
     sources = [(u["wav"], u["text"]) for u in speech_utterances(pocketsphinx)]
@@ -45,9 +45,10 @@ def long_recording(root: str, pocketsphinx: str, dark: Sequence[int] = (), repea
             wav = os.path.join(root, f"{voice}-{i}.wav")
             subprocess.run(["espeak-ng", "-v", voice, "-w", wav, line], check=True, capture_output=True)
             sources.append((wav, line))
+    sources = sources[:pieces]
     noise = np.random.default_rng(0)
     sound: List[np.ndarray] = []
-    pieces: List[Dict] = []
+    spans: List[Dict] = []
     time = 0.0
     for _ in range(repeat):
         for wav, text in sources:
@@ -58,8 +59,8 @@ def long_recording(root: str, pocketsphinx: str, dark: Sequence[int] = (), repea
                 speech = resample(speech, rate, RATE)
             gap = np.zeros(int(GAP * RATE), np.float32)
             sound += [gap, speech / max(1e-3, float(np.abs(speech).max())) * 0.5]
-            pieces.append({"start": time + GAP, "end": time + GAP + len(speech) / RATE, "text": text})
-            time = pieces[-1]["end"]
+            spans.append({"start": time + GAP, "end": time + GAP + len(speech) / RATE, "text": text})
+            time = spans[-1]["end"]
     sound.append(np.zeros(int(GAP * RATE), np.float32))
     wave = np.concatenate(sound)
     wave += noise.normal(0, 1e-3, len(wave)).astype(np.float32)
@@ -68,10 +69,10 @@ def long_recording(root: str, pocketsphinx: str, dark: Sequence[int] = (), repea
     soundfile.write(wav_path, wave, RATE)
     face = astronaut_gray()[20:260, 110:350]
     black = np.zeros_like(face)
-    dark_spans = [(pieces[i]["start"], pieces[i]["end"]) for i in dark]
+    dark_spans = [(spans[i]["start"], spans[i]["end"]) for i in dark]
     frames = [black if any(s - 0.5 <= t / FPS <= e + 0.5 for s, e in dark_spans) else face
               for t in range(int(duration * FPS))]
     video = os.path.join(root, "talk.mp4")
     write_video(video, frames, audio=wave)
-    return {"video": video, "wav": wav_path, "srt": write_srt(os.path.join(root, "talk.srt"), pieces),
-            "pieces": pieces, "duration": duration}
+    return {"video": video, "wav": wav_path, "srt": write_srt(os.path.join(root, "talk.srt"), spans),
+            "pieces": spans, "duration": duration}
