@@ -58,6 +58,8 @@ def test_words_go_to_the_segment_their_time_overlaps_most():
             Cue(3, 9.0, 10.5, "early late")]  # "early" falls before the segment: still the cue's segment
     texts, unused = timeline.align_text(segments, cues)
     assert texts == ["one two three", "four five six", "early late"] and unused == 1
+    # a word whose time overlaps two segments goes to the one it overlaps more
+    assert timeline.align_text([(0.0, 2.1), (2.2, 5.0)], [Cue(1, 0.0, 3.0, "x y z")]) == (["x y", "z"], 0)
 
 
 class _ThresholdVoice:
