@@ -170,6 +170,64 @@ def child(setup: dict) -> dict:
     return {"load": marks, "runs": runs, "profile_total": total, "profile": stages}
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def hour_of_audio(setup: dict, hours: float) -> str:
+    """long.wav played over and over for ``hours``, written block by block (16-bit)."""
+    import soundfile
+
+    path = os.path.join(os.path.dirname(setup["clips"]["long.wav"]), f"hour{hours:g}.wav")
+    if not os.path.isfile(path):
+        wave, rate = soundfile.read(setup["clips"]["long.wav"], dtype="float32")
+        with soundfile.SoundFile(path + ".tmp", "w", rate, 1, "PCM_16", format="WAV") as out:
+            for _ in range(int(hours * 3600 * rate) // len(wave) + 1):
+                out.write(wave)
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def memory_child(setup: dict, what: str, path: str) -> dict:
+    """Peak memory of finding speech in ``path`` (``speech``), or of its whole timeline (``timeline``)."""
+    from memobert_plugin.inference import EmotionPredictor
+    from memobert_plugin.prepare.voice_activity import load_voice_activity
+    from memobert_plugin.timeline import predict_recording, speech_segments
+
+    vad = load_voice_activity("auto")
+    predictor = EmotionPredictor(setup["bundle"]) if what == "timeline" else None
+    if predictor:
+        predictor.extract([])
+    before = _peak_rss_mb()
+    start = time.perf_counter()
+    if what == "speech":
+        count = len(speech_segments(path, vad, 10.0))
+    else:
+        count = len(predict_recording(predictor, audio=path, vad=vad, warn=lambda message: None))
+    return {"segments": count, "seconds": time.perf_counter() - start, "rss_before_mb": before,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def memory(setup: dict, hours: float) -> None:
+    """Peak RSS of finding speech in long.wav and in ``hours`` of audio, and of long.wav's and short.wav's timelines."""
+    import soundfile
+
+    runs = [("speech", setup["clips"]["long.wav"]), ("speech", hour_of_audio(setup, hours)),
+            ("timeline", setup["clips"]["short.wav"]), ("timeline", setup["clips"]["long.wav"])]
+    print("\n== memory: peak RSS per fresh process (the audio is read 5 minutes at a time) ==")
+    for what, path in runs:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--work", os.path.dirname(setup["bundle"]),
+                               "--memory-child", what, path], capture_output=True, text=True, env=_env())
+        if proc.returncode:
+            sys.exit(f"the memory run failed:\n{proc.stderr[-3000:]}")
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        minutes = soundfile.info(path).duration / 60
+        print(f"{what:>8} {minutes:6.1f} min of audio: {got['segments']:5d} segments in {got['seconds']:6.1f} s; "
+              f"peak RSS {got['peak_rss_mb']:6.0f} MB ({got['rss_before_mb']:.0f} MB before)")
+
+
 def serve_requests(setup: dict, requests: int) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "memobert_plugin.serve", "--model", setup["bundle"], "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
@@ -200,12 +258,23 @@ def main() -> None:
                         help="where the setup is written and reused")
     parser.add_argument("--arch", default="memobert_base", help="the emotion model's architecture")
     parser.add_argument("--requests", type=int, default=3, help="server requests (and separate CLI calls) compared")
+    parser.add_argument("--hours", type=float, default=1.0, help="length of the long recording searched for speech")
+    parser.add_argument("--what", choices=("all", "speed", "memory"), default="all")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     setup = build(args.work, args.arch)
     if args.child:
         print(json.dumps(child(setup)))
         return
+    if args.memory_child:
+        print(json.dumps(memory_child(setup, *args.memory_child)))
+        return
+    if args.what in ("all", "memory"):
+        print(f"load average at start: {os.getloadavg()}")
+        memory(setup, args.hours)
+        if args.what == "memory":
+            return
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs; emotion model {setup['arch']}, "
           "wav2vec 2.0 base and DenseNet-BC-100 FER (random weights)")
     dur = setup["durations"]
