@@ -218,10 +218,12 @@ def main(argv=None) -> None:
     if args.max_upload_mb <= 0 or not 0 <= args.port < 65536:
         parser.error(f"--max-upload-mb must be > 0 and --port in 0-65535, got {args.max_upload_mb} and {args.port}")
     from .inference import EmotionPredictor  # torch, fairseq and the model: only once there is work
+    from .timeline import quiet_library_logs
 
     try:
         checkpoints = {k: v for k, v in (("acoustic", args.wav2vec2), ("visual", args.fer_model)) if v}
         service = PredictionService(EmotionPredictor(args.model, device=args.device, checkpoints=checkpoints))
+        quiet_library_logs()
     except (OSError, ValueError) as err:
         parser.exit(1, f"memobert-serve: error: {err}\n")
     serve(service, args.host, args.port, int(args.max_upload_mb * 2 ** 20))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -318,6 +319,12 @@ def plot_timeline(records: Sequence[dict], class_names: Sequence[str], path: str
     plt.close(figure)
 
 
+def quiet_library_logs() -> None:
+    """Show warnings, not debug lines: importing fairseq (its wav2vec2_classification) calls
+    ``logging.basicConfig(level=DEBUG)``, after which matplotlib's font search fills stderr."""
+    logging.getLogger().setLevel(logging.WARNING)
+
+
 def _recordings(args) -> Tuple[List[Recording], List[str]]:
     if args.media and os.path.isdir(args.media):
         if args.transcript:
@@ -351,6 +358,7 @@ def timeline_command(args, parser) -> None:
         checkpoints = {k: v for k, v in (("acoustic", args.wav2vec2), ("visual", args.fer_model)) if v}
         extractors = ExtractorSettings.from_data_dir(args.data) if args.data else None
         predictor = EmotionPredictor(args.checkpoint, args.vocab, args.device, extractors, checkpoints)
+        quiet_library_logs()
         vad = load_voice_activity("auto")
         records = []
         for recording in recordings:
