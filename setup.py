@@ -16,7 +16,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["memobert_plugin", "memobert_plugin.*"]),
-    package_data={"memobert_plugin.cluster": ["config/*.yaml"]},
+    package_data={"memobert_plugin.cluster": ["config/*.yaml"], "memobert_plugin": ["serve_page.html"]},
     # ve-fairseq (a build of fairseq 0.12 that imports on Python 3.11+; the official 0.12.2 does not) ships
     # Linux x86_64 cp311/cp312 wheels only; tested on CPython 3.11
     python_requires=">=3.11,<3.13",
@@ -35,7 +35,7 @@ setup(
     ],
     extras_require={
         # reference implementations, used only to check ours in the tests
-        "test": ["pytest", "transformers", "scikit-learn", "scikit-image", "submitit"],
+        "test": ["pytest", "transformers", "scikit-learn", "scikit-image", "submitit", "selenium"],
         # the cluster launchers (memobert-launch, memobert_plugin.cluster), imported only there
         "slurm": ["submitit"],
         # data preparation's feature extractors (memobert-prepare acoustic/visual); OpenCV 5 dropped the Haar cascades;
@@ -51,6 +51,7 @@ setup(
             "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
             "memobert-predict = memobert_plugin.predict_cli:main",
+            "memobert-serve = memobert_plugin.serve:main",
             "memobert-export-hf = memobert_plugin.export_hf:main",
             "memobert-bundle = memobert_plugin.bundle:main",
             "memobert-launch = memobert_plugin.cluster.launch:main",

@@ -50,14 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device for the model and extractors (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    timeline = parser.add_argument_group("timelines (recordings of any length, one prediction per speech segment; "
+                                         "see memobert_plugin.timeline)")
+    timeline.add_argument("--media", help="an audio or video recording of any length, or a folder of them (with "
+                                          "same-named .srt/.vtt/.tsv transcripts)")
+    timeline.add_argument("--timeline", action="store_true", help="segment --audio/--video into speech segments "
+                                                                  "instead of predicting them as one utterance")
+    timeline.add_argument("--transcript", help="the recording's timed transcript: .srt, .vtt, or .tsv with columns "
+                                               "start, end, text (seconds)")
+    timeline.add_argument("--format", choices=("tsv", "csv", "json", "jsonl"),
+                          help="output format (default: by --output's extension, else tsv)")
+    timeline.add_argument("--plot", help="a PNG of the probabilities over time")
     return parser
+
+
+def _is_timeline(args: argparse.Namespace) -> bool:
+    return bool(args.media or args.timeline or args.transcript or args.format or args.plot)
 
 
 def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Every argument that can be judged without the model, judged before it is loaded."""
-    single = args.audio or args.video or args.text is not None
-    if (args.manifest or args.input) and single or not (args.manifest or args.input or single):
-        parser.error("give --manifest, --input, or one utterance's --audio/--video/--text")
+    if _is_timeline(args):
+        if args.manifest or args.input or args.text is not None or args.start is not None or args.end is not None:
+            parser.error("a timeline (--media, --timeline, --transcript, --format, --plot) takes a whole recording: "
+                         "no --manifest, --input, --text, --start or --end")
+        if bool(args.media) == bool(args.audio or args.video):
+            parser.error("a timeline needs --media, or --audio/--video (not both)")
+    else:
+        single = args.audio or args.video or args.text is not None
+        if (args.manifest or args.input) and single or not (args.manifest or args.input or single):
+            parser.error("give --manifest, --input, or one utterance's --audio/--video/--text")
     if args.batch_size < 1:
         parser.error(f"--batch-size {args.batch_size}: must be at least 1")
     for option in ("start", "end"):
@@ -66,7 +88,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             parser.error(f"--{option} {value}: must be >= 0 (seconds)")
     if args.start is not None and args.end is not None and not args.start < args.end:
         parser.error(f"--start {args.start} is not before --end {args.end}")
-    for option in ("audio", "video"):
+    for option in ("audio", "video", "media", "transcript"):
         path = getattr(args, option)
         if path and not os.path.exists(path):
             parser.exit(1, f"memobert-predict: error: --{option} {path}: no such file\n")
@@ -86,6 +108,11 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(args, parser)
+    if _is_timeline(args):
+        from .timeline import timeline_command  # torch, fairseq and the model: only once there is work
+
+        timeline_command(args, parser)
+        return
     from .inference import predict_command  # torch, fairseq and the model: only once there is work
 
     predict_command(args, parser)
