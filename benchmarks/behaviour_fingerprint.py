@@ -10,7 +10,7 @@ or the working tree) runs, in its own processes with that code first on ``PYTHON
    seed, ``--pretrain-updates`` updates) on the demo world's pretraining split;
 2. ``fairseq-train --task memobert_emotion --memobert-init`` that checkpoint (fold 1, ``--emotion-updates``
    updates, validated each epoch);
-3. ``python -m memobert_plugin.inference`` (``memobert-predict``) with the emotion checkpoint on a few of the
+3. ``memobert-predict`` with the emotion checkpoint on a few of the
    emotion split's utterances (text and .npy features).
 
 The demo world is written once, by the ``--before`` tree's generator (data an older version wrote must
@@ -43,6 +43,14 @@ WORLD = dict(seed=0, pretrain_utterances=160, labelled_scale=0.045)
 PREDICTED = 8  # utterances given to memobert-predict
 #: the logged numbers that depend on the computation (not on the clock)
 _KEPT = ("loss", "acc", "agree", "uar", "wa", "f1", "num_updates", "epoch", "lr", "gnorm")
+
+
+# memobert-predict's entry point in either tree: the --before commit may predate the inference package
+# (module names spelt in two pieces, so that a layout move's rewrite of module names leaves them alone)
+_PREDICT = ("import sys\n"
+            "try:\n    from memobert_plugin." "inference.cli import main\n"
+            "except ImportError:\n    from memobert_plugin." "predict_cli import main\n"
+            "sys.argv[0] = 'memobert-predict'\nmain()")
 
 
 def _run(command: List[str], code: str, cwd: str, what: str) -> subprocess.CompletedProcess:
@@ -127,7 +135,7 @@ def run_tree(code: str, world: Dict[str, str], inputs: str, out: str, args) -> D
                   "--memobert-init", os.path.join(pretrain, "checkpoint_last.pt"), "--save-dir", emotion],
                  code, out, "fine-tuning")
     predictions = os.path.join(out, "predictions.tsv")
-    _run([sys.executable, "-m", "memobert_plugin.inference", "--checkpoint", os.path.join(emotion, "checkpoint_last.pt"),
+    _run([sys.executable, "-c", _PREDICT, "--checkpoint", os.path.join(emotion, "checkpoint_last.pt"),
           "--input", inputs, "--output", predictions, "--no-progress"], code, out, "predicting")
     with open(predictions, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))

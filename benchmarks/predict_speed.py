@@ -39,7 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests"), os.path.join(REPO, "benchmarks")]
 sys.modules["torchaudio"] = None  # as memobert-prepare does: transformers must not import it
 
-PREDICT = [sys.executable, "-m", "memobert_plugin.inference"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli"]
 CLIPS = ("short.wav", "long.wav", "short.mp4", "long.mp4")
 #: profiled functions, as (file name, function) -> the stage they are
 _STAGES = {

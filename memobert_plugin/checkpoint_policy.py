@@ -24,42 +24,44 @@ from .safe_loading import (
     refuse_interpolation,
 )
 
-__all__ = ["require_memobert_model", "check_fairseq_checkpoint", "check_memobert_checkpoint", "load_memobert_checkpoint"]
+__all__ = ["MEMOBERT_MARK", "require_memobert_model", "check_fairseq_checkpoint", "check_memobert_checkpoint",
+           "load_memobert_checkpoint"]
+
+#: the class attribute that marks memobert's own tasks and models (``MultimodalTask``, ``MemobertModel`` and
+#: what extends them): they import this module, so it recognises them by the mark instead of importing them
+MEMOBERT_MARK = "is_memobert"
+
+
+def _is_memobert(cls: Any) -> bool:
+    return getattr(cls, MEMOBERT_MARK, False) is True
+
+
+def _registered_memobert(registry: Dict[str, type]) -> list:
+    from . import register
+
+    register()  # memobert's names are those registered
+    return sorted(name for name, cls in registry.items() if _is_memobert(cls))
 
 
 def _memobert_models() -> list:
     from fairseq.models import ARCH_MODEL_REGISTRY
 
-    from . import register
-
-    register()  # memobert's names are those registered
-
-    from .models.memobert import MemobertModel
-
-    return sorted(name for name, cls in ARCH_MODEL_REGISTRY.items() if issubclass(cls, MemobertModel))
+    return _registered_memobert(ARCH_MODEL_REGISTRY)
 
 
 def _memobert_tasks() -> list:
     from fairseq.tasks import TASK_REGISTRY
 
-    from . import register
-
-    register()
-
-    from .tasks.multimodal_task import MultimodalTask
-
-    return sorted(name for name, cls in TASK_REGISTRY.items() if issubclass(cls, MultimodalTask))
+    return _registered_memobert(TASK_REGISTRY)
 
 
 def require_memobert_model(name: Any, origin: str) -> None:
     """``name`` (a model config's ``_name``) must be a memobert architecture: fairseq builds nothing else here."""
     from fairseq.models import MODEL_REGISTRY
 
-    from .models.memobert import MemobertModel
-
     known = _memobert_models()
     model = MODEL_REGISTRY.get(name) if isinstance(name, str) else None
-    if name not in known and not (model is not None and issubclass(model, MemobertModel)):
+    if name not in known and not _is_memobert(model):
         raise UnsafeCheckpointError(
             f"{origin}: refused: the model {name!r} is not a memobert architecture ({', '.join(known)}); "
             "memobert tasks build only memobert models"

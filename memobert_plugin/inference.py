@@ -42,7 +42,6 @@ from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle, load_em
 
 from .prepare.feature_stats import standardize_frames
 from .data.vocabulary import BertVocabulary
-from .predict_cli import extractor_dest, main  # noqa: F401  main: the console script, also python -m ...inference
 from .predictions_file import prediction_columns, prediction_row, unpredicted_row
 from .prepare.report import clean_field, write_tsv
 from .streams import MEDIA, input_streams, media_streams
@@ -311,8 +310,8 @@ def predict_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     media = args.input is None
     try:
         extractors = ExtractorSettings.from_data_dir(args.data) if args.data else None
-        checkpoints = {s.name: getattr(args, extractor_dest(s)) for s in media_streams()
-                       if s.extractor_option and getattr(args, extractor_dest(s), None)}
+        checkpoints = {s.name: getattr(args, s.extractor_dest) for s in media_streams()
+                       if s.extractor_option and getattr(args, s.extractor_dest, None)}
         predictor = EmotionPredictor(args.checkpoint, args.vocab, args.device, extractors, checkpoints)
         utterances = predictor.extract(_read_media(args), not args.no_progress) if media else _read_inputs(args.input)
         unreadable = [u for u in utterances if u.unreadable]
@@ -340,6 +339,3 @@ def predict_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     else:
         write_tsv(args.output, prediction_columns(classes), rows)
 
-
-if __name__ == "__main__":
-    main()

@@ -8,14 +8,9 @@ streams and tasks are declared."""
 import argparse
 import os
 
-from .streams import FrameStream, media_streams
+from .streams import media_streams
 
-__all__ = ["build_parser", "extractor_dest", "main"]
-
-
-def extractor_dest(stream: FrameStream) -> str:
-    """The parsed argument holding the checkpoint of ``stream``'s extractor (its declared option)."""
-    return stream.extractor_option[2:].replace("-", "_")
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--id", default="input", help="the single utterance's id in the output (default: input)")
     for stream in media_streams():
         if stream.extractor_option:
-            parser.add_argument(stream.extractor_option, dest=extractor_dest(stream),
+            parser.add_argument(stream.extractor_option, dest=stream.extractor_dest,
                                 help=f"the checkpoint of the {stream.name} features' extractor (default: the path "
                                      "recorded at preparation); refused unless it is the one the model's data was "
                                      "prepared with")
@@ -116,3 +111,7 @@ def main(argv=None) -> None:
     from .inference import predict_command  # torch, fairseq and the model: only once there is work
 
     predict_command(args, parser)
+
+
+if __name__ == "__main__":
+    main()

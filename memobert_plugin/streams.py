@@ -52,6 +52,11 @@ class FrameStream:
         return not self.target_of
 
     @property
+    def extractor_dest(self) -> str:
+        """The parsed argument of :attr:`extractor_option` (``--fer-model`` -> ``fer_model``)."""
+        return self.extractor_option[2:].replace("-", "_")
+
+    @property
     def limit_option(self) -> str:
         """The data config field bounding an input stream's frames per utterance."""
         return f"{self.name}_max_frames"

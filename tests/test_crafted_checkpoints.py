@@ -20,7 +20,7 @@ from fairseq import checkpoint_utils
 from conftest import BIN, RunsCode, run_cli
 from memobert_plugin.checkpoint_policy import require_memobert_model
 from memobert_plugin.inference import EmotionPredictor
-from memobert_plugin.inference import main as predict_main
+from memobert_plugin.predict_cli import main as predict_main
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
 from memobert_plugin.models.pretrained import load_bert_weights, load_memobert_weights, memobert_checkpoint_shape
 from memobert_plugin.prepare.speech_encoders import load_speech_encoder

@@ -24,7 +24,7 @@ from prepare_material import prepare_here, read_tsv, tiny_wav2vec2, write_manife
 
 pytestmark = pytest.mark.slow  # prepares, trains and predicts: minutes on 2 loaded cores
 
-PREDICT = [sys.executable, "-m", "memobert_plugin.inference"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli"]
 BUNDLE = [sys.executable, "-m", "memobert_plugin.bundle"]
 LABELS = ("anger", "happy", "neutral", "sad")
 _ESPEAK_VOICES = ("en-gb", "en-us", "en-gb-scotland")

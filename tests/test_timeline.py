@@ -18,7 +18,7 @@ from memobert_plugin.predict_cli import main as predict_main
 from memobert_plugin.prepare.corpora.videos import Cue
 from memobert_plugin.transcripts import read_transcript
 
-PREDICT = [sys.executable, "-m", "memobert_plugin.inference"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli"]
 CLASSES = ("anger", "happy")
 RECORDS = [
     {"file": "a.mp4", "start": 0.5, "end": 2.25, "text": "so, \"glad\"\there", "label": "happy",

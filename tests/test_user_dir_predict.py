@@ -17,7 +17,7 @@ pytest.importorskip("soundfile", reason="reading audio needs the 'extract' extra
 pytestmark = pytest.mark.slow  # trains, bundles and predicts in several processes: ~1 min on 2 loaded cores
 
 USER_DIR = os.path.join(REPO_ROOT, "user_dir")
-PREDICT = [sys.executable, "-m", "memobert_plugin.inference", "--user-dir", USER_DIR, "--no-progress"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli", "--user-dir", USER_DIR, "--no-progress"]
 VALENCE = ["negative", "neutral", "positive"]
 SERVED = 6  # utterances predicted from media and from features
 

@@ -120,6 +120,8 @@ class MemobertModel(BaseFairseqModel):
     config from before a stream was declared (an older checkpoint's) has none for it.
     """
 
+    is_memobert = True  # checkpoint_policy.MEMOBERT_MARK: a memobert model, which memobert tasks may build
+
     def __init__(self, cfg: MemobertConfig, vocab_size: int, padding_idx: int):
         super().__init__()
         self.cfg = cfg

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 class MultimodalTask(FairseqTask):
     """Base of ``memobert_pretrain`` and ``memobert_emotion``."""
 
+    is_memobert = True  # checkpoint_policy.MEMOBERT_MARK: a memobert task, whose checkpoints memobert may build
+
     cfg: MultimodalDataConfig
 
     def __init__(self, cfg: MultimodalDataConfig, vocab: BertVocabulary):
