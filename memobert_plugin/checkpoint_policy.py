@@ -6,7 +6,8 @@ the model in ``cfg.model``, and some registered models (fconv, wav2vec 2.0, HuBE
 ``eval`` config strings while being built. So with the plugin loaded, every checkpoint
 fairseq reads (through ``load_checkpoint_to_cpu``: those two, ``--restore-file``) and every
 one memobert reads itself (``--memobert-init``, ``memobert-predict``) is checked first:
-readable weights-only, no interpolation, and a memobert task and model named.
+readable weights-only, no interpolation, a memobert task and model named, and a model shape
+within :mod:`~memobert_plugin.model_bounds`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any, Dict, Optional
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
+from .model_bounds import check_model_dims
 from .safe_loading import UnsafeCheckpointError, checkpoint_options, load_checkpoint_weights_only, refuse_interpolation
 
-__all__ = ["require_memobert_model", "check_memobert_checkpoint", "load_memobert_checkpoint", "guard_fairseq_checkpoint_loading"]
+__all__ = ["require_memobert_model", "memobert_model_dims", "check_memobert_checkpoint", "load_memobert_checkpoint", "guard_fairseq_checkpoint_loading"]
 
 
 def _memobert_models() -> list:
@@ -52,11 +54,20 @@ def require_memobert_model(name: Any, origin: str) -> None:
         )
 
 
+def memobert_model_dims(model_options: Dict[str, Any]) -> Dict[str, Any]:
+    """The sizes a memobert model config holds (a feature dim of 0 means "read from the data")."""
+    from .models.pretrained import memobert_size_fields  # that module loads checkpoints through this one
+
+    return {k: model_options[k] for k in memobert_size_fields() if k in model_options
+            and not (k.endswith("_feature_dim") and model_options[k] == 0)}
+
+
 def check_memobert_checkpoint(state: Dict[str, Any], path: str, task: Optional[str] = None) -> None:
     """Refuse a checkpoint whose config could run code or is not memobert's (``task``: the task it must be for)."""
     refuse_interpolation(state, path)
     model_options, task_options = checkpoint_options(state, path)
     require_memobert_model(model_options.get("_name"), path)
+    check_model_dims(memobert_model_dims(model_options), path)
     name, tasks = task_options.get("_name"), _memobert_tasks()
     if name not in tasks:
         raise UnsafeCheckpointError(f"{path}: refused: the task {name!r} is not a memobert task ({', '.join(tasks)})")

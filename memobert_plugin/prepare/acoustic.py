@@ -26,6 +26,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..model_bounds import check_model_dims, read_config_json
 from ..safe_loading import checkpoint_options, literal_conv_layers, load_checkpoint_weights_only, refuse_interpolation
 from .audio import SAMPLE_RATE
 from ..files import sha256_file
@@ -212,6 +213,14 @@ def _fairseq_options(state: dict, path: str, config_class: type) -> tuple:
     raise ValueError(f"{path}: no 'cfg' or 'args' entry; not a fairseq checkpoint")
 
 
+#: the options that size a wav2vec 2.0 model's tensors (the conv feature extractor's are bounded by literal_conv_layers)
+_FAIRSEQ_SIZE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+                        "conv_pos", "conv_pos_groups", "latent_vars", "latent_groups")
+_HUGGINGFACE_SIZE_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "conv_dim",
+                            "conv_kernel", "conv_stride", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups",
+                            "num_codevectors_per_group", "num_codevector_groups")
+
+
 def _load_fairseq(path: str, layer: Optional[int], device: str) -> Wav2Vec2Features:
     from fairseq.dataclass.utils import merge_with_parent
     from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
@@ -227,6 +236,7 @@ def _load_fairseq(path: str, layer: Optional[int], device: str) -> Wav2Vec2Featu
         )
     if "conv_feature_layers" in model_options:  # the one config string fairseq's wav2vec2 model eval()s
         literal_conv_layers(model_options["conv_feature_layers"], "conv_feature_layers", path)
+    check_model_dims({k: model_options[k] for k in _FAIRSEQ_SIZE_FIELDS if k in model_options}, path)
     cfg = merge_with_parent(Wav2Vec2Config(), OmegaConf.create(model_options), remove_missing=True)
     with warnings.catch_warnings():  # fairseq 0.12 builds its positional convolution with a deprecated torch API
         warnings.simplefilter("ignore", FutureWarning)
@@ -239,6 +249,9 @@ def _load_fairseq(path: str, layer: Optional[int], device: str) -> Wav2Vec2Featu
 def _load_huggingface(path: str, layer: Optional[int], device: str) -> Wav2Vec2Features:
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face Wav2Vec2Model directory")
+    config_path = os.path.join(path, "config.json")
+    config = read_config_json(config_path)
+    check_model_dims({k: config[k] for k in _HUGGINGFACE_SIZE_FIELDS if k in config}, config_path)
     from transformers import Wav2Vec2Model
 
     model = Wav2Vec2Model.from_pretrained(path, local_files_only=True)
