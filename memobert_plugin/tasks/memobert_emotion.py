@@ -81,6 +81,10 @@ class MemobertEmotionTask(MultimodalTask):
 
     cfg: MemobertEmotionConfig
 
+    @classmethod
+    def option_ranges(cls):
+        return {**super().option_ranges(), "fold": (0, None), "train_fraction": (0, 1, True)}
+
     def __init__(self, cfg: MemobertEmotionConfig, vocab):
         super().__init__(cfg, vocab)
         self.readout = EmotionReadout(cfg, vocab)

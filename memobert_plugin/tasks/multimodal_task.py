@@ -27,6 +27,7 @@ from ..models.pretrained import (
     load_memobert_weights,
     memobert_checkpoint_shape,
 )
+from ..option_ranges import check_range
 from ..registered_configs import replace_registered_config
 from ..streams import FrameStream, frame_streams, input_streams, on_stream_registered, with_stream_fields
 
@@ -46,7 +47,17 @@ class MultimodalTask(FairseqTask):
         self.stream_dims, self.present_streams = self._stream_dims(cfg.data)
 
     @classmethod
+    def option_ranges(cls) -> Dict[str, tuple]:
+        """Option -> (low, high[, low_open]) (see :func:`~memobert_plugin.option_ranges.check_range`),
+        checked before any file is read; subclasses add theirs."""
+        return {"text_max_tokens": (3, None), **{s.limit_option: (1, None) for s in input_streams()}}
+
+    @classmethod
     def setup_task(cls, cfg: MultimodalDataConfig, **kwargs):
+        for option, bounds in cls.option_ranges().items():
+            value = getattr(cfg, option, None)
+            if value is not None:  # an option of an objective that is not registered in this run
+                check_range(option, value, *bounds)
         return cls(cfg, cls.load_dictionary(os.path.join(cfg.data, "dict.txt")))
 
     @classmethod
