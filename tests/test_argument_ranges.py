@@ -120,3 +120,17 @@ def test_train_fer_arguments_out_of_range_stop_before_reading_the_data(tmp_path,
                         "--out", str(tmp_path / "fer.pt"), *args])
     said = stop.value.code if isinstance(stop.value.code, str) else capsys.readouterr().err
     assert message in said
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_sentences": 0}, "--batch-size 0 is out of range: allowed >= 1"),
+    ({"max_sentences": -1}, "--batch-size -1 is out of range: allowed >= 1"),
+    ({"max_tokens": 0, "max_sentences": None}, "--max-tokens 0 is out of range: allowed >= 1"),
+])
+def test_a_batch_size_below_one_is_refused_not_taken_for_no_limit(demo_corpus, options, message):
+    """fairseq batches a whole split at once for --batch-size 0 or -1."""
+    task = MemobertEmotionTask.setup_task(MemobertEmotionConfig(data=demo_corpus.emotion_data, seed=1))
+    task.load_dataset("valid")
+    with pytest.raises(OptionRangeError, match=f"^{re.escape(message)}$"):
+        task.get_batch_iterator(task.dataset("valid"), **options)
+    assert len(task.get_batch_iterator(task.dataset("valid"), max_sentences=8).next_epoch_itr()) > 1

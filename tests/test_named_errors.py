@@ -2,6 +2,8 @@
 speaker, and the hydra example configs run without common.user_dir."""
 
 import os
+import re
+import sys
 
 import pytest
 
@@ -26,16 +28,30 @@ def test_a_fold_without_a_training_speaker_is_named():
     assert fold_split(three, 1).train.tolist() == [2]  # a speaker left to train on: no error
 
 
-def test_hydra_configs_without_common_user_dir(demo_corpus, tmp_path):
-    """Run from another directory, fairseq names the plugin folder it looked for, not 'Could not infer task type'."""
+def test_hydra_configs_without_common_user_dir(demo_corpus, tmp_path, monkeypatch, capsys):
+    """Run from another directory, fairseq names the plugin folder it looked for, not 'Could not infer task type'.
+
+    fairseq-hydra-train in-process (the console script's own entry point): a new process would spend
+    most of this test importing fairseq. Here the plugin is already loaded, so without the config's
+    default the run would train instead of stopping."""
+    from fairseq_cli.hydra_train import cli_main
+    from hydra.core.global_hydra import GlobalHydra
+
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    proc = run_cli([f"{BIN}/fairseq-hydra-train", "--config-dir", os.path.join(REPO_ROOT, "examples/quickstart/config"),
-                    "--config-name", "pretrain", f"task.data={demo_corpus.pretrain_data}",
-                    f"checkpoint.save_dir={tmp_path / 'save'}"], cwd=str(cwd), check=False)
-    said = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "Could not infer task type" not in said
-    assert f"FileNotFoundError: {cwd}/memobert_plugin" in said
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", [
+        "fairseq-hydra-train", "--config-dir", os.path.join(REPO_ROOT, "examples/quickstart/config"),
+        "--config-name", "pretrain", f"task.data={demo_corpus.pretrain_data}", f"checkpoint.save_dir={tmp_path / 'save'}",
+        "optimization.max_update=1", "common.cpu=true", "dataset.disable_validation=true"])  # short, if it trains
+    GlobalHydra.instance().clear()
+    with pytest.raises((SystemExit, FileNotFoundError)) as stop:
+        cli_main()
+    said = str(stop.value) + "".join(capsys.readouterr())
+    assert "Could not infer task type" not in said
+    assert re.search(rf"FileNotFoundError: {re.escape(str(cwd))}/memobert_plugin|^{re.escape(str(cwd))}/memobert_plugin$",
+                     said, flags=re.MULTILINE), said
 
 
 @pytest.mark.slow

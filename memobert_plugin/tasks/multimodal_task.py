@@ -160,6 +160,13 @@ class MultimodalTask(FairseqTask):
         """How logs name a batch's utterances: by data index (a task that reads utterance ids names those)."""
         return f"(data indices) {indices}"
 
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, *args, **kwargs):
+        # fairseq takes a batch size of 0 or -1 for "no limit": the whole split would be one batch
+        for option, value in (("batch_size", max_sentences), ("max_tokens", max_tokens)):
+            if value is not None:
+                check_range(option, value, 1)
+        return super().get_batch_iterator(dataset, max_tokens, max_sentences, *args, **kwargs)
+
     def shuffled(self, dataset, sizes: np.ndarray):
         """Shuffle (seeded) then sort by length, as fairseq's masked_lm task does.
 
