@@ -20,7 +20,8 @@ from fairseq.file_io import PathManager
 from .model_bounds import check_model_dims
 from .safe_loading import UnsafeCheckpointError, checkpoint_options, load_checkpoint_weights_only, refuse_interpolation
 
-__all__ = ["require_memobert_model", "memobert_model_dims", "check_memobert_checkpoint", "load_memobert_checkpoint", "guard_fairseq_checkpoint_loading"]
+__all__ = ["require_memobert_model", "memobert_model_dims", "check_memobert_checkpoint", "load_memobert_checkpoint",
+           "guard_fairseq_checkpoint_loading"]
 
 
 def _memobert_models() -> list:

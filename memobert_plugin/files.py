@@ -130,5 +130,6 @@ def file_identity(path: str, digests: DigestCache) -> str:
             return digests.sha256(path)
         except FileNotFoundError:
             return "missing"
-    listing = "".join(f"{name}={file_identity(os.path.join(path, name), digests)}\n" for name in sorted(os.listdir(path)))
+    listing = "".join(f"{name}={file_identity(os.path.join(path, name), digests)}\n"
+                      for name in sorted(os.listdir(path)))
     return "dir:" + hashlib.sha256(listing.encode()).hexdigest()

@@ -38,8 +38,7 @@ LIMITS: Dict[str, tuple] = {
 FIELD_KINDS: Dict[str, str] = {
     **dict.fromkeys(("encoder_layers", "decoder_layers", "num_hidden_layers", "depth", "num_conv_pos_embedding_groups",
                      "conv_pos_groups"), "layers"),
-    **dict.fromkeys(("encoder_embed_dim", "decoder_embed_dim", "hidden_size", "d_model", "latent_dim", "final_dim",
-                     "embed_dim"), "width"),
+    **dict.fromkeys(("encoder_embed_dim", "decoder_embed_dim", "hidden_size", "d_model", "embed_dim"), "width"),
     **dict.fromkeys(("encoder_ffn_embed_dim", "decoder_ffn_embed_dim", "intermediate_size", "encoder_ffn_dim",
                      "decoder_ffn_dim"), "ffn"),
     **dict.fromkeys(("encoder_attention_heads", "decoder_attention_heads", "num_attention_heads"), "heads"),
@@ -96,7 +95,8 @@ def check_model_dims(dims: Mapping[str, Any], source: str, required: tuple = (),
         raise ModelShapeError(f"{source}: the model config lacks {', '.join(missing)}")
     checked: Dict[str, int] = {}
     for name, value in dims.items():
-        entries = {f"{name}[{i}]": v for i, v in enumerate(value)} if isinstance(value, (list, tuple)) else {name: value}
+        is_list = isinstance(value, (list, tuple))
+        entries = {f"{name}[{i}]": v for i, v in enumerate(value)} if is_list else {name: value}
         for field, entry in entries.items():
             low, high = LIMITS[_kind(field)]
             if type(entry) is not int:  # bool, float, str, None: not a size

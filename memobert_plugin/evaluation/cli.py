@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prompt settings' loss: vocabulary: the MLM cross-entropy over the whole vocabulary at "
                           "[MASK] (the authors'), or label_words: cross-entropy over the label words only")
     run.add_argument("--arch", default=FoldJob.arch)
-    run.add_argument("--lr", type=ranged(float, 0, low_open=True), default=FoldJob.lr, help="default: 5e-5 on full data, 3e-5 on a fraction")
+    run.add_argument("--lr", type=ranged(float, 0, low_open=True), default=FoldJob.lr,
+                     help="default: 5e-5 on full data, 3e-5 on a fraction")
     run.add_argument("--max-epoch", type=ranged(int, 1), default=FoldJob.max_epoch)
     run.add_argument("--batch-size", type=ranged(int, 1), default=FoldJob.batch_size)
     run.add_argument("--keep-checkpoints", action="store_true", help="keep each fold's checkpoints after testing")
