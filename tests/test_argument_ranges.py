@@ -30,8 +30,8 @@ def test_pretraining_options_out_of_range_stop_before_the_data_is_read(tmp_path,
 
 
 @pytest.mark.parametrize("option, value, allowed", [
-    ("train_fraction", 2.0, "(0, 1]"),
-    ("train_fraction", 0.0, "(0, 1]"),
+    ("train_fraction", 2.0, "0..1"),
+    ("train_fraction", -0.5, "0..1"),
     ("fold", -1, ">= 0"),
     ("acoustic_max_frames", 0, ">= 1"),
 ])
