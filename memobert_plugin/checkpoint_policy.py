@@ -9,7 +9,8 @@ the model in ``cfg.model``, and some registered models (fconv, wav2vec 2.0, HuBE
   whatever fairseq loads): plain data, a config, no interpolation, evaluated fields literal;
 * memobert's (one naming a memobert task or model, every one memobert reads itself:
   ``--memobert-init``, ``memobert-predict``, bundles, a memobert run's ``--restore-file``):
-  besides, a memobert task and a memobert model, nothing else (:func:`check_memobert_checkpoint`).
+  besides, a memobert task and a memobert model, nothing else, with a model shape within
+  :mod:`~memobert_plugin.model_bounds` (:func:`check_memobert_checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .safe_loading import (
     refuse_interpolation,
 )
 
-__all__ = ["MEMOBERT_MARK", "require_memobert_model", "check_fairseq_checkpoint", "check_memobert_checkpoint",
+from .model_bounds import check_model_dims
+__all__ = ["MEMOBERT_MARK", "require_memobert_model", "memobert_model_dims", "check_fairseq_checkpoint", "check_memobert_checkpoint",
            "load_memobert_checkpoint"]
 
 #: the class attribute that marks memobert's own tasks and models (``MultimodalTask``, ``MemobertModel`` and
@@ -68,6 +70,14 @@ def require_memobert_model(name: Any, origin: str) -> None:
         )
 
 
+def memobert_model_dims(model_options: Dict[str, Any]) -> Dict[str, Any]:
+    """The sizes a memobert model config holds (a feature dim of 0 means "read from the data")."""
+    from .models.pretrained import memobert_size_fields  # that module loads checkpoints through this one
+
+    return {k: model_options[k] for k in memobert_size_fields() if k in model_options
+            and not (k.endswith("_feature_dim") and model_options[k] == 0)}
+
+
 def _checked_options(state: Dict[str, Any], path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(model options, task options), once nothing in the config could run code or read the environment."""
     refuse_interpolation(state, path)
@@ -78,6 +88,7 @@ def _checked_options(state: Dict[str, Any], path: str) -> Tuple[Dict[str, Any], 
 
 def _require_memobert(state: Dict[str, Any], path: str, model_options, task_options, task: Optional[str]) -> None:
     require_memobert_model(model_options.get("_name"), path)
+    check_model_dims(memobert_model_dims(model_options), path)
     name, tasks = task_options.get("_name"), _memobert_tasks()
     if name not in tasks:
         raise UnsafeCheckpointError(f"{path}: refused: the task {name!r} is not a memobert task ({', '.join(tasks)})")

@@ -114,17 +114,26 @@ def _first_import(path: str) -> str:
     return ""
 
 
-def _strings(value: Any, where: str) -> Iterator[Tuple[str, str]]:
-    """Every string inside a config (nested dicts, lists, Namespaces; keys too), with where it is."""
+#: deeper than any fairseq config (a few levels); deeper ones would exhaust Python's recursion in the readers
+MAX_CONFIG_DEPTH = 64
+
+
+def _strings(value: Any, where: str, path: str, depth: int = 0) -> Iterator[Tuple[str, str]]:
+    """Every string inside a config (nested dicts, lists, Namespaces; keys too), with where it is.
+
+    Nesting deeper than :data:`MAX_CONFIG_DEPTH` is refused with ``path`` named.
+    """
+    if depth > MAX_CONFIG_DEPTH:
+        raise ValueError(f"{path}: {where} is nested more than {MAX_CONFIG_DEPTH} levels deep; not a fairseq config")
     if isinstance(value, argparse.Namespace):
         value = vars(value)
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(key, where)
-            yield from _strings(item, f"{where}.{key}")
+            yield from _strings(key, where, path, depth + 1)
+            yield from _strings(item, f"{where}.{key}", path, depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _strings(item, f"{where}[{i}]")
+            yield from _strings(item, f"{where}[{i}]", path, depth + 1)
     elif isinstance(value, str):
         yield where, value
 
@@ -134,9 +143,10 @@ def refuse_interpolation(state: Dict[str, Any], path: str) -> None:
 
     fairseq saves configs resolved, so a ``${`` was put there by hand; resolving it could
     read environment variables (``oc.env``) or other config values. The value is not shown.
+    A config nested too deep for the readers after this one is refused too.
     """
     for slot in ("cfg", "args"):
-        for where, text in _strings(state.get(slot), slot):
+        for where, text in _strings(state.get(slot), slot, path):
             if "${" in text:
                 raise UnsafeCheckpointError(
                     f"{path}: refused: {where} holds an OmegaConf interpolation ('${{...}}'), which fairseq "

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from memobert_plugin.data import consistency
+from memobert_plugin import files
 from memobert_plugin.data.consistency import VERIFIED_NAME, DataChangedError
 from memobert_plugin.data.feature_store import FeatureStoreWriter
 from memobert_plugin.data.vocabulary import BertVocabulary
@@ -44,15 +44,22 @@ def _load(data, split="train"):
     _task(data).load_dataset(split)
 
 
-def test_files_changed_since_preparation_are_named(data, monkeypatch):
+@pytest.fixture
+def hashed(monkeypatch):
+    """The paths hashed from now on; the files the test just wrote count as settled (no racy-write margin)."""
+    paths = []
+    monkeypatch.setattr(files, "sha256_file", lambda path: paths.append(path) or sha256_file(path))
+    monkeypatch.setattr(files, "RACY_NS", 0)
+    return paths
+
+
+def test_files_changed_since_preparation_are_named(data, hashed):
     _record_checksums(data)
-    hashed = []
-    monkeypatch.setattr(consistency, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
     _load(data)
     first = len(hashed)
     assert first == 1 + 2 + 6  # dict.txt, train.bin/.idx, three streams' .npy/.len
     _load(data)
-    assert len(hashed) == first  # remembered by size and time in .verified.json: not hashed again
+    assert len(hashed) == first  # remembered under their stat in .verified.json: not hashed again
     assert (data / VERIFIED_NAME).exists()
 
     lines = (data / "dict.txt").read_text().splitlines()
@@ -71,6 +78,35 @@ def test_files_changed_since_preparation_are_named(data, monkeypatch):
     os.remove(data / "valid.visual.len")
     with pytest.raises(DataChangedError, match=r"valid.acoustic.npy changed and valid.visual.len missing"):
         _load(data, "valid")
+
+
+def test_a_same_size_edit_with_its_mtime_set_back_is_noticed(data, hashed):
+    """Size and modification time can both be restored by hand; the inode change time cannot."""
+    _record_checksums(data)
+    _load(data)
+    npy = data / "train.acoustic.npy"
+    before = os.stat(npy)
+    frames = np.load(npy)
+    frames[3, 7] += 1
+    np.save(npy, frames)
+    os.utime(npy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(npy).st_size, os.stat(npy).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(DataChangedError, match=r"train.acoustic.npy changed since memobert-prepare wrote them"):
+        _load(data)
+    assert hashed[-1] == str(npy)  # hashed again: only that file
+    assert hashed.count(str(npy)) == 2 and len(hashed) == 1 + 2 + 6 + 1
+
+
+def test_a_file_written_during_the_check_is_hashed_again_next_time(data, monkeypatch):
+    """A digest taken within the racy-write margin of the file's last change is not remembered:
+    a write in the same filesystem clock tick would leave the same stat behind."""
+    _record_checksums(data)
+    paths = []
+    monkeypatch.setattr(files, "sha256_file", lambda path: paths.append(path) or sha256_file(path))
+    monkeypatch.setattr(files, "RACY_NS", 10**12)  # every file counts as just written
+    _load(data)
+    _load(data)
+    assert len(paths) == 2 * (1 + 2 + 6)
 
 
 def test_the_demo_world_records_its_checksums_too(demo_corpus, tmp_path):

@@ -148,6 +148,38 @@ def test_within_a_redone_shard_only_the_changed_utterance_is_extracted(corpus, t
     assert os.stat(os.path.join(folder, "00001.acoustic.npy")).st_mtime_ns == untouched
 
 
+def test_audio_replaced_with_the_same_size_and_mtime_is_redone(corpus, tmp_path):
+    """Issue 24.3: size and mtime can both be restored by hand; the content is what counts."""
+    plan = make_plan(corpus["manifest"], str(tmp_path / "work"), shard_size=3)
+    run_stage(_Recording(), plan)
+    wav = corpus["root"] / "u1.wav"
+    before = os.stat(wav)
+    wave, rate = soundfile.read(str(wav), dtype="int16")
+    soundfile.write(str(wav), wave[::-1].copy(), rate, subtype="PCM_16")  # other audio, the same length
+    os.utime(wav, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(wav).st_size, os.stat(wav).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again = _Recording()
+    run_stage(again, plan)
+    assert again.extracted == ["u1"]
+
+
+def test_unchanged_media_are_hashed_once(corpus, tmp_path, monkeypatch):
+    from memobert_plugin import files
+    from memobert_plugin.files import sha256_file
+
+    hashed = []
+    monkeypatch.setattr(files, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    monkeypatch.setattr(files, "RACY_NS", 0)  # the corpus was just written: count it as settled
+    plan = make_plan(corpus["manifest"], str(tmp_path / "work"), shard_size=3)
+    run_stage(_Recording(), plan)
+    audio = {str(corpus["root"] / r["audio"]) for r in corpus["rows"]}
+    assert set(hashed) == audio and len(hashed) == len(audio)  # each recording once, though bad.wav serves one row
+    hashed.clear()
+    again = _Recording()
+    run_stage(again, plan)
+    assert hashed == [] and again.extracted == []  # a rerun reads no recording
+
+
 def test_metadata_edits_rewrite_the_metadata_without_extracting(corpus, minilm_dir, tiny_fer, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     _run(corpus, out, minilm_dir, fer=tiny_fer)

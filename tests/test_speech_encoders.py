@@ -64,10 +64,10 @@ def test_transformers_directories_are_refused_unless_a_known_bounded_model(tmp_p
         load_speech_encoder(path)
     started = time.perf_counter()
     _write_config(directory, {**config, "intermediate_size": 10 ** 9})  # 1e9-wide layers: never allocated
-    with pytest.raises(ValueError, match="intermediate_size is 1000000000; expected a size from 1"):
+    with pytest.raises(ValueError, match=r"config.json: intermediate_size = 1000000000 is out of bounds"):
         load_speech_encoder(path)
     _write_config(directory, {**config, "conv_dim": [32] * 100000})
-    with pytest.raises(ValueError, match=r"conv_dim \(its length\)"):
+    with pytest.raises(ValueError, match=r"config.json: conv_dim lists 100000 sizes"):
         load_speech_encoder(path)
     assert time.perf_counter() - started < 5
     _write_config(directory, {**config, "num_hidden_layers": 4})  # weights of a 4th block are not in the file

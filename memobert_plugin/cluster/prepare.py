@@ -20,7 +20,7 @@ from typing import Dict, List, Set
 
 import submitit
 
-from ..prepare.cli import build_parser
+from ..prepare.cli import build_parser, parse_arguments
 from .config import ConfigError, PrepareConfig, option_flags, waits
 from .executor import POLL_S, limit_threads, log_to_stdout, make_executor, run_throttled, wait_for
 
@@ -77,7 +77,7 @@ def _check(argv: List[str]) -> None:
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            build_parser().parse_args(argv)
+            parse_arguments(argv)
     except SystemExit:
         raise ConfigError(f"memobert-prepare rejects the options: {errors.getvalue().strip().splitlines()[-1]}") from None
 

@@ -123,6 +123,11 @@ def fold_split(meta: Sequence[UtteranceMeta], fold: int, scheme: str = "auto") -
             raise ValueError("leave-one-speaker-out needs at least 3 speakers (test, validation, training)")
         valid_speakers = (speakers[fold % len(speakers)],)
         train_mask = ~np.isin(speaker_of, (test_speaker,) + valid_speakers)
+    if not train_mask.any():  # fairseq would fail deep in batching on an empty training set
+        raise ValueError(
+            f"fold {fold} ({scheme} scheme): no training speaker left: {test_speaker} is tested, "
+            f"{','.join(valid_speakers)} validate{'s' if len(valid_speakers) == 1 else ''}, and the corpus has no "
+            "other speaker; a corpus of one session needs --cv-scheme speaker and at least 3 speakers")
     return FoldSplit(
         fold=fold,
         scheme=scheme,

@@ -21,6 +21,7 @@ from typing import Dict, List
 from ..data.folds import LABELLED_SPLIT, num_folds
 from ..data.utterance_meta import read_meta
 from ..option_lists import split_list
+from ..option_ranges import check_range, ranged
 from ..output_lock import OutputBusyError
 from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, requested_cv_scheme, run_fold_job
 from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
@@ -31,23 +32,30 @@ __all__ = ["main", "build_parser", "plan_sweep", "check_inputs", "write_tables",
 logger = logging.getLogger("memobert.cv")
 
 
-def _pairs(values: List[str], flag: str, default_label: str = "") -> Dict[str, str]:
+def _pairs(values: List[str], flag: str, example: str = "") -> Dict[str, str]:
+    """``[LABEL=]PATH`` values; with an ``example``, the label is required (``NAME=PATH``)."""
     pairs = {}
     for value in values:
         label, sep, path = value.partition("=")
+        if not (sep and label and path) and example:
+            raise ValueError(f"{flag} {value}: expected NAME=DATA_DIR (e.g. {example})")
         if not sep:
-            label, path = default_label or os.path.basename(os.path.normpath(value)), value
+            label, path = os.path.basename(os.path.normpath(value)), value
         if label in pairs:
             raise ValueError(f"{flag}: label {label!r} given twice")
         pairs[label] = path
     return pairs
 
 
-def _numbers(text: str, flag: str, kind=int) -> list:
+def _numbers(text: str, flag: str, kind=int, low=None, high=None) -> list:
+    """Comma-separated numbers, each within ``low..high``."""
     try:
-        return [kind(part) for part in split_list(text)]
+        numbers = [kind(part) for part in split_list(text)]
     except ValueError:
         raise ValueError(f"{flag} {text!r}: expected comma-separated {kind.__name__}s") from None
+    for number in numbers:
+        check_range(flag.lstrip("-"), number, low, high)
+    return numbers
 
 
 class NoResultsError(ValueError):
@@ -143,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prompt settings' loss: vocabulary: the MLM cross-entropy over the whole vocabulary at "
                           "[MASK] (the authors'), or label_words: cross-entropy over the label words only")
     run.add_argument("--arch", default=FoldJob.arch)
-    run.add_argument("--lr", type=float, default=FoldJob.lr, help="default: 5e-5 on full data, 3e-5 on a fraction")
-    run.add_argument("--max-epoch", type=int, default=FoldJob.max_epoch)
-    run.add_argument("--batch-size", type=int, default=FoldJob.batch_size)
+    run.add_argument("--lr", type=ranged(float, 0, low_open=True), default=FoldJob.lr,
+                     help="default: 5e-5 on full data, 3e-5 on a fraction")
+    run.add_argument("--max-epoch", type=ranged(int, 1), default=FoldJob.max_epoch)
+    run.add_argument("--batch-size", type=ranged(int, 1), default=FoldJob.batch_size)
     run.add_argument("--keep-checkpoints", action="store_true", help="keep each fold's checkpoints after testing")
     run.add_argument("--keep-going", action="store_true", help="after a failed fold, run the others; list failures at the end")
     run.add_argument("--train-final", action="store_true",
@@ -158,15 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 def plan_sweep(args: argparse.Namespace) -> List[FoldJob]:
     """The fold jobs of a parsed ``memobert-cv run`` command line (ValueError: options that do not fit the
     settings); :func:`check_inputs` checks them against the files."""
-    corpora = _pairs(args.corpus, "--corpus")
+    corpora = _pairs(args.corpus, "--corpus", example="iemocap=data-bin/iemocap")
     pretrained = _pairs(args.pretrained, "--pretrained")
     train_args = [a for a in args.extra if a != "--"]
     return plan_jobs(
         args.out, corpora,
         settings=split_list(args.settings),
         folds={name: parse_folds(args.folds, data, requested_cv_scheme(train_args)) for name, data in corpora.items()},
-        seeds=_numbers(args.seeds, "--seeds"),
-        fractions=_numbers(args.fractions, "--fractions", float),
+        seeds=_numbers(args.seeds, "--seeds", low=0),
+        fractions=_numbers(args.fractions, "--fractions", float, 0, 1),
         pretrained=pretrained,
         bert_init=args.bert_init,
         train_final=args.train_final,

@@ -9,7 +9,6 @@ directory ``memobert-export-hf`` writes (``config.json`` + ``model.safetensors``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..checkpoint_policy import check_memobert_checkpoint, load_memobert_checkpoint
+from ..model_bounds import check_model_dims, read_config_json
 from ..safe_loading import load_checkpoint_weights_only
 from ..streams import input_streams
 from ..vocab_file import read_vocab_file
@@ -27,6 +27,7 @@ __all__ = [
     "bert_shape",
     "load_bert_weights",
     "memobert_checkpoint_shape",
+    "memobert_size_fields",
     "load_memobert_weights",
     "bert_state_from_memobert",
     "SHAPE_FIELDS",
@@ -61,19 +62,21 @@ def _bert_config(bert_dir: str) -> dict:
     path = os.path.join(bert_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--bert-init {bert_dir}: no config.json (expected a Hugging Face BERT directory)")
-    with open(path, encoding="utf-8") as handle:
-        config = json.load(handle)
+    config = read_config_json(path, "--bert-init")
     if config.get("model_type", "bert") != "bert":
         raise ValueError(f"{path}: model_type is {config['model_type']!r}, not 'bert'")
     if config.get("hidden_act", "gelu") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"{path}: only BERT with exact GELU and absolute positions is supported")
+    sizes = ("vocab_size", "max_position_embeddings", "type_vocab_size")
+    check_model_dims({k: config[k] for k in (*_BERT_SHAPE_KEYS.values(), *sizes) if k in config},
+                     f"--bert-init {path}", required=tuple(_BERT_SHAPE_KEYS.values()))
     return config
 
 
 def bert_shape(bert_dir: str) -> Dict[str, int]:
     """The encoder shape of a BERT directory, as memobert config fields."""
     config = _bert_config(bert_dir)
-    return {ours: int(config[theirs]) for ours, theirs in _BERT_SHAPE_KEYS.items()}
+    return {ours: config[theirs] for ours, theirs in _BERT_SHAPE_KEYS.items()}
 
 
 def _bert_state_dict(bert_dir: str) -> Dict[str, torch.Tensor]:
@@ -211,8 +214,7 @@ def _exported_model(path: str) -> dict:
     if not (os.path.isfile(config_path) and os.path.isfile(weights_path)):
         raise FileNotFoundError(f"--memobert-init {path}: a directory needs config.json and model.safetensors "
                                 "(as memobert-export-hf writes them)")
-    with open(config_path, encoding="utf-8") as handle:
-        config = json.load(handle)
+    config = read_config_json(config_path)
     if config.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{config_path}: format is {config.get('format')!r}, not {EXPORT_FORMAT!r} "
                          "(a Hugging Face BERT directory goes to --bert-init)")
@@ -236,13 +238,13 @@ def _checkpoint_model_cfg(path: str) -> tuple:
 
 def memobert_checkpoint_shape(path: str) -> Dict[str, int]:
     """Encoder shape and feature dims recorded in a memobert checkpoint."""
-    _, model_cfg = _checkpoint_model_cfg(path)
-    keys = SHAPE_FIELDS + tuple(s.dim_option for s in input_streams()) + ("max_text_positions", "max_frame_positions")
-    shape = {k: model_cfg[k] for k in keys if k in model_cfg}
-    bad = {k: v for k, v in shape.items() if type(v) is not int or v < 0}
-    if bad:
-        raise ValueError(f"--memobert-init {path}: model config fields {sorted(bad)} are not sizes (non-negative ints)")
-    return shape
+    _, model_cfg = _checkpoint_model_cfg(path)  # its sizes are checked there (check_memobert_checkpoint)
+    return {k: model_cfg[k] for k in memobert_size_fields() if k in model_cfg}
+
+
+def memobert_size_fields() -> tuple:
+    """The fields of a memobert model config that size its tensors (streams declared later included)."""
+    return SHAPE_FIELDS + tuple(s.dim_option for s in input_streams()) + ("max_text_positions", "max_frame_positions")
 
 
 def load_memobert_weights(model: torch.nn.Module, path: str) -> InitReport:

@@ -24,6 +24,7 @@ import sys
 from typing import List, Optional, Tuple
 
 from ..option_lists import split_list
+from ..option_ranges import ranged
 from ..output_lock import OutputBusyError, output_lock
 from .manifest import PAPER_LABELS
 from .report import read_problems
@@ -31,12 +32,13 @@ from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torc
 from .text import TOKENIZERS, TextStage, train_sentencepiece
 from .voice_activity import VAD_METHODS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_arguments"]
 
 logger = logging.getLogger(__name__)
 
 SENTENCEPIECE_MODEL = "sentencepiece.model"
 ACOUSTIC_FEATURES = ("wav2vec2", "egemaps")
+WAV2VEC2_POOL = 3  # 20 ms wav2vec 2.0 frames -> 60 ms
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +46,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="data dir to write (created if missing)")
     parser.add_argument("--split", default="train", help="split name of this manifest (default: train)")
     parser.add_argument("--work-dir", help="where shards and intermediate files go (default: OUT/work/SPLIT)")
-    parser.add_argument("--shard-size", type=int, help=f"utterances per shard (default: as planned before, else "
+    parser.add_argument("--shard-size", type=ranged(int, 1), help=f"utterances per shard (default: as planned before, else "
                                                         f"{DEFAULT_SHARD_SIZE}); changing it redoes every stage")
 
 
 def _workers(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=ranged(int, 1), default=1,
                         help="extractor processes, each loading the models once and taking whole shards (default: 1)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=ranged(int, 1), default=1,
                         help="torch threads per extractor process (default: 1). Features depend on this number, "
                              "not on --workers: use --workers to take more cores")
 
@@ -74,7 +76,7 @@ def _text_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab", help="BERT vocab.txt (wordpiece), e.g. bert-base-uncased's")
     parser.add_argument("--spm-model", help=f"sentencepiece model (default: OUT/{SENTENCEPIECE_MODEL}, trained "
                                             "on this split's texts when missing)")
-    parser.add_argument("--spm-vocab-size", type=int, default=8000)
+    parser.add_argument("--spm-vocab-size", type=ranged(int, 8), default=8000)
     parser.add_argument("--spm-model-type", choices=("unigram", "bpe"), default="unigram")
 
 
@@ -109,9 +111,9 @@ def _acoustic_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=_layers,
                         help="transformer layer to read, counted from 1 (9), or the mean of a range (6-9) or list "
                              "(3,6,9) (default: the last)")
-    parser.add_argument("--pool", type=_pool, default=3,
-                        help="average every N 20-ms frames, or 'utterance': one mean frame per utterance "
-                             "(default: 3, 20 -> 60 ms)")
+    parser.add_argument("--pool", type=_pool,
+                        help="speech-encoder features: average every N 20-ms frames, or 'utterance': one mean "
+                             f"frame per utterance (default: {WAV2VEC2_POOL}, 20 -> 60 ms)")
 
 
 def _visual_options(parser: argparse.ArgumentParser) -> None:
@@ -121,14 +123,14 @@ def _visual_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fer-model", help="checkpoint written by memobert-train-fer: the visual stream when no "
                                             "--vision-encoder is given, and the FER+ probabilities (visual_fer) "
                                             "that pretraining's span_mvfc_kl predicts")
-    parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second (default: 10)")
-    parser.add_argument("--detect-every", type=int, default=5,
+    parser.add_argument("--fps", type=ranged(float, 0, low_open=True), default=10.0, help="video frames sampled per second (default: 10)")
+    parser.add_argument("--detect-every", type=ranged(int, 1), default=5,
                         help="search whole frames for faces every N sampled frames; frames between two keyframes "
                              "with the same, unmoved faces reuse their boxes (default: 5; 1: search every frame)")
 
 
 def _extract_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-seconds", type=float, default=10.0, help="clip audio and video (default: 10 s)")
+    parser.add_argument("--max-seconds", type=ranged(float, 0, low_open=True), default=10.0, help="clip audio and video (default: 10 s)")
     parser.add_argument("--device", default="cpu", help="torch device for the extractors (cpu, cuda, cuda:1)")
     parser.add_argument("--vad", choices=VAD_METHODS, default="auto",
                         help="voice activity for the active speaker and --trim-silence: silero (the silero-vad "
@@ -192,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The parsed command line, options that do not go together refused (as argparse does: exit 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "pool", None) is not None and args.acoustic_features != "wav2vec2":
+        parser.error("--pool applies to --acoustic-features wav2vec2; eGeMAPS descriptors are always pooled to 60 ms")
+    return args
+
+
 def _plan(args: argparse.Namespace) -> ShardPlan:
     work_dir = args.work_dir or os.path.join(args.out, "work", args.split)
     return make_plan(args.manifest, work_dir, args.shard_size)
@@ -242,8 +253,8 @@ def _acoustic_stage(args: argparse.Namespace):
                          "--acoustic-features egemaps gives openSMILE's speech features")
     from .acoustic import AcousticStage
 
-    return AcousticStage(args.wav2vec2, args.layer, args.pool, args.max_seconds, args.device, args.trim_silence,
-                         args.vad)
+    return AcousticStage(args.wav2vec2, args.layer, args.pool or WAV2VEC2_POOL, args.max_seconds, args.device,
+                         args.trim_silence, args.vad)
 
 
 def _wants_visual(args: argparse.Namespace) -> bool:
@@ -316,7 +327,7 @@ def _output_locks(args: argparse.Namespace):
 def main(argv: Optional[List[str]] = None) -> None:
     disable_torchaudio()
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         with _output_locks(args):
             run(args)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..model_bounds import check_model_dims
 from ..safe_loading import load_checkpoint_weights_only
 from .fer_labels import FACE_SIZE, FER_CLASSES
 from ..files import atomic_open
@@ -24,8 +25,9 @@ __all__ = [
 ]
 
 _CHECKPOINT_FORMAT = "memobert-fer-densenet"
-#: largest value of each DenseNetFER argument a checkpoint may give (data from a file must not ask for a huge network)
-_ARCH_LIMITS = {"depth": 250, "growth_rate": 64, "compression": 1.0, "num_classes": len(FER_CLASSES)}
+#: the DenseNetFER arguments a checkpoint gives; their sizes are bounded by model_bounds, the depth below
+_ARCH_FIELDS = ("depth", "growth_rate", "compression", "num_classes")
+_MAX_DEPTH = 250  # DenseNet-BC-250, the deepest of Huang et al.
 
 
 class _DenseLayer(nn.Module):
@@ -98,6 +100,20 @@ class DenseNetFER(nn.Module):
     def forward(self, faces: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         features = self.features(faces)
         return features, self.classifier(features)
+
+
+def _densenet_parameters(depth: int, growth_rate: int, compression: float) -> int:
+    """The convolution weights of :class:`DenseNetFER` with these arguments, counted without building it."""
+    layers_per_block, channels = max(0, (depth - 4) // 6), 2 * growth_rate
+    count = 9 * channels
+    for block in range(3):
+        for _ in range(layers_per_block):
+            count += channels * 4 * growth_rate + 4 * growth_rate * growth_rate * 9
+            channels += growth_rate
+        if block < 2:
+            count += channels * int(channels * compression)
+            channels = int(channels * compression)
+    return count
 
 
 def face_tensor(faces: np.ndarray) -> torch.Tensor:
@@ -175,10 +191,17 @@ def load_fer_model(path: str, device: str = "cpu", batch_size: int = 64) -> FerM
     if tuple(state.get("classes") or ()) != FER_CLASSES:
         raise ValueError(f"{path}: classes {state.get('classes')} differ from FER+'s {list(FER_CLASSES)}")
     arch = state.get("arch")
-    if not (isinstance(arch, dict) and set(arch) <= set(_ARCH_LIMITS)
-            and all(type(v) in (int, float) and 0 < v <= _ARCH_LIMITS[k] for k, v in arch.items())):
-        raise ValueError(f"{path}: 'arch' {arch!r} is not a DenseNet-BC shape ({', '.join(_ARCH_LIMITS)} within "
-                         f"{list(_ARCH_LIMITS.values())})")
+    if not (isinstance(arch, dict) and set(arch) <= set(_ARCH_FIELDS)):
+        raise ValueError(f"{path}: 'arch' {arch!r} is not a DenseNet-BC shape (fields {', '.join(_ARCH_FIELDS)})")
+    dims = check_model_dims({k: v for k, v in arch.items() if k != "compression"}, path)
+    compression = arch.get("compression", 0.5)
+    if type(compression) not in (int, float) or not 0 < compression <= 1:
+        raise ValueError(f"{path}: 'arch' compression {compression!r} is not a fraction in (0, 1]")
+    if dims.get("num_classes", len(FER_CLASSES)) != len(FER_CLASSES) or dims.get("depth", 100) > _MAX_DEPTH:
+        raise ValueError(f"{path}: 'arch' {arch!r} is not a DenseNet-BC shape for FER+ (depth <= {_MAX_DEPTH}, "
+                         f"{len(FER_CLASSES)} classes)")
+    check_model_dims(dims, path, parameters=_densenet_parameters(dims.get("depth", 100), dims.get("growth_rate", 12),
+                                                                 compression))
     network = DenseNetFER(**arch)
     try:
         network.load_state_dict(state["model"])

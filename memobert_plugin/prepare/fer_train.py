@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
 
+from ..option_ranges import ranged
 from .fer_labels import FACE_SIZE, FER_CLASSES
 
 # torch, tqdm and the model are imported by the functions that train, so --help and the
@@ -202,14 +203,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--fer2013", required=True, help="fer2013.csv (emotion,pixels,Usage)")
     parser.add_argument("--ferplus", required=True, help="FER+ fer2013new.csv (the vote counts)")
     parser.add_argument("--out", required=True, help="checkpoint to write (used by memobert-prepare --fer-model)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--depth", type=int, default=100, help="DenseNet-BC depth (100: 342-d features)")
-    parser.add_argument("--growth-rate", type=int, default=12)
+    parser.add_argument("--epochs", type=ranged(int, 1), default=30)
+    parser.add_argument("--batch-size", type=ranged(int, 1), default=64)
+    parser.add_argument("--lr", type=ranged(float, 0, low_open=True), default=0.05)
+    parser.add_argument("--depth", type=int, default=100, help="DenseNet-BC depth, 6n+4 up to 250 (100: 342-d features)")
+    parser.add_argument("--growth-rate", type=ranged(int, 1, 64), default=12)
     parser.add_argument("--device", default="auto", help="cuda, cpu, ... (default auto: cuda when available)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    if not (10 <= args.depth <= 250 and (args.depth - 4) % 6 == 0):
+        parser.error(f"--depth {args.depth}: DenseNet-BC depth must be 6n+4 within 10..250 (10, 16, ..., 100, ...)")
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     if args.device == "auto":
         import torch

@@ -2,52 +2,32 @@
 
 A transformers model directory is loaded only when its ``config.json`` names a model type the
 stage knows (a whitelist, each mapped to a transformers class named here: never
-``trust_remote_code``, never a class the file picks), with every size it gives checked by
-:func:`checked_size` before a tensor is allocated, and weights from ``model.safetensors`` or a
+``trust_remote_code``, never a class the file picks), with every size it gives bounded by
+:mod:`memobert_plugin.model_bounds` before a tensor is allocated, and weights from ``model.safetensors`` or a
 weights-only ``pytorch_model.bin``. Nothing is downloaded (``local_files_only``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Any, Dict, Iterable, Mapping, Tuple
 
 from ..files import sha256_file
+from ..model_bounds import check_model_dims, read_config_json
 from ..safe_loading import load_checkpoint_weights_only
 from .shards import disable_torchaudio
 
-__all__ = ["checked_size", "read_model_config", "config_sizes", "load_transformers_model", "model_checksum"]
-
-#: the largest value any size in an encoder's config may take; far beyond released models
-#: (wav2vec 2.0 / WavLM large: 1024-d, 24 layers; Whisper large: 1280-d, 32 layers, 1500 positions)
-_SIZE_LIMIT = 65536
-
-
-def checked_size(value: Any, field: str, path: str) -> int:
-    """``value`` as a size read from ``path``'s ``field``: a positive int within bounds, else a refusal.
-
-    Every dimension an encoder file dictates goes through here, so that a file cannot make the
-    extractor allocate a huge network.
-    """
-    if type(value) is not int or not 0 < value <= _SIZE_LIMIT:
-        raise ValueError(f"{path}: {field} is {value!r}; expected a size from 1 to {_SIZE_LIMIT}")
-    return value
-
+__all__ = ["read_model_config", "config_sizes", "load_transformers_model", "model_checksum"]
 
 def read_model_config(path: str, model_types: Mapping[str, str], what: str) -> dict:
     """``path/config.json`` as a dict, refused unless its ``model_type`` is one of ``model_types``."""
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{path}: no config.json; expected a transformers {what} directory")
-    try:
-        with open(config_path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{config_path}: not a JSON model config ({err})") from None
-    if not isinstance(config, dict) or config.get("model_type") not in model_types:
-        kind = config.get("model_type") if isinstance(config, dict) else None
+    config = read_config_json(config_path)
+    if config.get("model_type") not in model_types:
+        kind = config.get("model_type")
         raise ValueError(f"{config_path}: model_type {kind!r} is not a {what} memobert reads; "
                          f"give one of: {', '.join(model_types)}")
     if config.get("auto_map"):  # custom code beside the weights: never run
@@ -66,18 +46,12 @@ def _weights_file(path: str) -> Tuple[str, bool]:
 def load_transformers_model(path: str, class_name: str, sizes: Iterable[Tuple[str, Any]], optional_keys=()):
     """The transformers ``class_name`` model of directory ``path``, in eval mode.
 
-    ``sizes`` are the ``(field, value)`` pairs of the config to bound (:func:`checked_size`)
+    ``sizes`` are the ``(field, value)`` pairs of the config to bound (:func:`check_model_dims`)
     before the model is built. Weights the class has and the files lack are an error (a model
     half random would give features silently); weights the files have beyond the class's
     (a pretraining or CTC head) are left aside, as are the class's ``optional_keys`` prefixes.
     """
-    for field, value in sizes:
-        if isinstance(value, (list, tuple)):  # per-layer sizes (a conv stack): how many, and each
-            checked_size(len(value), f"{field} (its length)", path)
-            for item in value:
-                checked_size(item, field, path)
-        else:
-            checked_size(value, field, path)
+    check_model_dims(dict(sizes), os.path.join(path, "config.json"))
     weights, safetensors = _weights_file(path)
     disable_torchaudio()
     import transformers

@@ -4,7 +4,9 @@ The manifest is split once into shards of ``shard_size`` utterances (``work/{spl
 A stage processes shard after shard; each shard's outputs are renamed into place and then a
 ``.done`` marker records a fingerprint of the stage's settings and of the shard's inputs: the
 entry fields the stage reads (never speaker, session or label: ``write`` takes those from the
-entries) and the identity (size, modification time) of each media file it reads.
+entries) and the content (SHA-256) of each media file it reads. Each file is hashed once and its
+hash remembered under its stat (size, mtime, inode change time): a recording replaced by another
+of the same size and mtime is hashed again and redone, an unchanged one is not read.
 A killed run, started again, skips every shard whose marker matches and redoes the rest;
 changing the manifest's inputs, a media file or a setting (e.g. another checkpoint) redoes the
 shards it affects, and a metadata-only edit redoes none. Within a redone shard, a frame stage
@@ -35,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.feature_store import STORE_DTYPE, FeatureStore, FeatureStoreWriter, NonFiniteFeatures
-from ..files import atomic_open, file_identity, read_json, sha256_file, write_json
+from ..files import DigestCache, atomic_open, file_identity, read_json, sha256_file, write_json
 from .manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
 from .report import WARNING, ItemError, Problem, read_problems, write_problems
 
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 DEFAULT_SHARD_SIZE = 256
+#: the work dir's cache of media hashes (see :class:`~memobert_plugin.files.DigestCache`)
+MEDIA_DIGESTS = "media.sha256.json"
 
 
 class StageIncomplete(RuntimeError):
@@ -257,25 +261,33 @@ def _sha256(text: str) -> str:
 
 
 def _utterance_inputs(plan: ShardPlan, shard: int, inputs: Tuple[str, ...], media: Tuple[str, ...],
-                      identities: Dict[str, str]) -> List[str]:
+                      identities: Dict[str, str], contents: DigestCache) -> List[str]:
     """Per entry of the shard: a digest of its ``inputs`` fields and of the identity of its ``media`` files.
 
-    ``identities`` caches each path's identity for the run (one recording may serve many utterances).
+    ``identities`` caches each path's identity for the run (one recording may serve many utterances);
+    ``contents`` remembers media hashes across runs.
     """
     digests = []
     for utterance in plan.read_entries(shard):
         cells = [str(getattr(utterance, f)) for f in inputs]
         for path in (getattr(utterance, m) for m in media):
             if path and path not in identities:
-                identities[path] = file_identity(path)
+                identities[path] = file_identity(path, contents)
             cells.append(identities.get(path, ""))
         digests.append(_sha256("\t".join(cells)))
     return digests
 
 
-def _all_utterance_inputs(plan: ShardPlan, inputs: Tuple[str, ...], media: Tuple[str, ...]) -> List[List[str]]:
+def _all_utterance_inputs(plan: ShardPlan, inputs: Tuple[str, ...], media: Tuple[str, ...],
+                          shards: Optional[Collection[int]] = None) -> Dict[int, List[str]]:
+    """:func:`_utterance_inputs` of ``shards`` (default: all); the media hashes are remembered in the work dir."""
     identities: Dict[str, str] = {}
-    return [_utterance_inputs(plan, s, inputs, media, identities) for s in range(plan.num_shards)]
+    contents = DigestCache(os.path.join(plan.work_dir, MEDIA_DIGESTS))
+    try:
+        return {s: _utterance_inputs(plan, s, inputs, media, identities, contents)
+                for s in (range(plan.num_shards) if shards is None else shards)}
+    finally:
+        contents.save()
 
 
 def _shard_inputs(utterance_inputs: List[str]) -> str:
@@ -418,11 +430,12 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1,
     # hash a large checkpoint, and workers receive the stage without its cached checksum (see __getstate__)
     # the extractors' float results depend on the thread count (not on the workers)
     settings = _sha256(_settings(stage) + (f"\nthreads={threads}" if stage.parallel else ""))
-    utterance_inputs = _all_utterance_inputs(plan, stage.inputs, stage.media)
-    shard_inputs = [_shard_inputs(digests) for digests in utterance_inputs]
-    jobs = [_ShardJob(s, _sha256(f"{settings}\n{shard_inputs[s]}"), settings, utterance_inputs[s])
-            for s in range(plan.num_shards)]
-    selected = [job for job in jobs if only is None or job.shard in only]
+    # an array task (only) reads the media of its own shards
+    utterance_inputs = _all_utterance_inputs(plan, stage.inputs, stage.media,
+                                             None if only is None else [s for s in only if s < plan.num_shards])
+    shard_inputs = {s: _shard_inputs(digests) for s, digests in utterance_inputs.items()}
+    selected = [_ShardJob(s, _sha256(f"{settings}\n{shard_inputs[s]}"), settings, utterance_inputs[s])
+                for s in sorted(utterance_inputs)]
     todo = [job for job in selected if _marker(plan, stage, job.shard).get("fingerprint") != job.fingerprint]
     skipped = len(selected) - len(todo)
     if skipped:
@@ -438,7 +451,7 @@ def run_stage(stage: Stage, plan: ShardPlan, workers: int = 1, threads: int = 1,
     if only is not None:
         return None
     problems = sum(len(read_problems(os.path.join(folder, f"{s:05d}.problems.tsv"))) for s in range(plan.num_shards))
-    inputs = {"fields": list(stage.inputs), "media": list(stage.media), "shards": shard_inputs}
+    inputs = {"fields": list(stage.inputs), "media": list(stage.media), "shards": list(shard_inputs.values())}
     record = {"inputs": inputs, "config": stage.summary(), "streams": streams, "problems": problems}
     if stage.parallel:
         record["threads"] = threads
@@ -461,7 +474,7 @@ def stage_record(plan: ShardPlan, stage: str) -> Optional[dict]:
     if inputs is None:
         raise StageIncomplete(f"the {stage} stage's outputs for {plan.manifest} were made by an older memobert that "
                               "did not record its media files: run it again, " + leave_out)
-    now = [_shard_inputs(d) for d in _all_utterance_inputs(plan, tuple(inputs["fields"]), tuple(inputs["media"]))]
+    now = [_shard_inputs(d) for d in _all_utterance_inputs(plan, tuple(inputs["fields"]), tuple(inputs["media"])).values()]
     if now != inputs["shards"]:
         changed = [s for s in range(len(now)) if s >= len(inputs["shards"]) or now[s] != inputs["shards"][s]]
         what = ("the shard size changed" if len(now) != len(inputs["shards"]) else

@@ -32,7 +32,8 @@ import torch
 
 from ..safe_loading import checkpoint_options, literal_conv_layers, load_checkpoint_weights_only, refuse_interpolation
 from .audio import SAMPLE_RATE
-from .pretrained_encoders import checked_size, config_sizes, load_transformers_model, read_model_config
+from ..model_bounds import check_model_dims
+from .pretrained_encoders import config_sizes, load_transformers_model, read_model_config
 from .report import ItemError
 
 __all__ = ["TRANSFORMERS_SPEECH_MODELS", "FAIRSEQ_SPEECH_MODELS", "SPEECH_EXTRACTORS", "SpeechEncoder",
@@ -340,13 +341,12 @@ def _load_fairseq(path: str, layers: Optional[Sequence[int]], device: str) -> Sp
             f"{path}: a {name!r} checkpoint; give a pretrained fairseq {', '.join(map(repr, FAIRSEQ_SPEECH_MODELS))} "
             "model (e.g. wav2vec_small.pt, hubert_base_ls960.pt), not a fine-tuned one"
         )
+    dims = dict(config_sizes(model_options, _FAIRSEQ_SIZES))
     if "conv_feature_layers" in model_options:  # the one config string fairseq's model eval()s
-        for channels, kernel, stride in literal_conv_layers(model_options["conv_feature_layers"],
-                                                            "conv_feature_layers", path):
-            for field, value in (("channels", channels), ("kernel", kernel), ("stride", stride)):
-                checked_size(value, f"conv_feature_layers {field}", path)
-    for field, value in config_sizes(model_options, _FAIRSEQ_SIZES):
-        checked_size(value, field, path)
+        conv = literal_conv_layers(model_options["conv_feature_layers"], "conv_feature_layers", path)
+        dims.update(conv_dim=[c for c, _, _ in conv], conv_kernel=[k for _, k, _ in conv],
+                    conv_stride=[s for _, _, s in conv])
+    check_model_dims(dims, path)
     # the other families' own options (HuBERT's label rate, data2vec's EMA) are not the encoder's
     options = {k: v for k, v in model_options.items() if k in Wav2Vec2Config.__dataclass_fields__}
     cfg = merge_with_parent(Wav2Vec2Config(), OmegaConf.create(options), remove_missing=True)

@@ -82,6 +82,11 @@ class MemobertEmotionTask(MultimodalTask):
 
     cfg: MemobertEmotionConfig
 
+    @classmethod
+    def option_ranges(cls):
+        # a train fraction of 0 is a zero-shot fold's test (memobert-cv --fractions 0); training refuses it
+        return {**super().option_ranges(), "fold": (0, None), "train_fraction": (0, 1)}
+
     def __init__(self, cfg: MemobertEmotionConfig, vocab):
         super().__init__(cfg, vocab)
         self.readout = EmotionReadout(cfg, vocab)

@@ -92,6 +92,10 @@ class MemobertPretrainTask(MultimodalTask):
             registered = _compose_config()
         return super().current_config(registered)
 
+    @classmethod
+    def option_ranges(cls):
+        return {**super().option_ranges(), "frame_mask_span": (1, None)}
+
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)
         names, ratios = split_list(cfg.objectives), list(cfg.objective_ratios)
@@ -104,6 +108,10 @@ class MemobertPretrainTask(MultimodalTask):
         if not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
             raise ValueError(f"--objective-ratios must be finite and >= 0 with a positive sum, got {ratios}")
         _check_probabilities(cfg)
+        if str(cfg.objective_mode) == "sample" and not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
+            normalised = ", ".join(f"{n} {r / sum(ratios):.3f}" for n, r in zip(names, ratios))
+            logger.warning("--objective-ratios %s sum to %.3g, not 1: objectives are drawn with the normalised ratios %s",
+                           ratios, sum(ratios), normalised)
         data = ObjectiveData(vocab=vocab, stream_dims=self.stream_dims)
         self.objectives: Dict[str, PretrainingObjective] = {n: OBJECTIVE_REGISTRY[n](cfg, data) for n in names}
         self.objective_ratios = ratios

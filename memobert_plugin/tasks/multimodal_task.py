@@ -27,6 +27,7 @@ from ..models.pretrained import (
     load_memobert_weights,
     memobert_checkpoint_shape,
 )
+from ..option_ranges import check_range
 from ..registered_configs import replace_registered_config
 from ..streams import FrameStream, frame_streams, input_streams, on_stream_registered, with_stream_fields
 
@@ -62,7 +63,17 @@ class MultimodalTask(FairseqTask):
         super().add_args(parser)
 
     @classmethod
+    def option_ranges(cls) -> Dict[str, tuple]:
+        """Option -> (low, high[, low_open]) (see :func:`~memobert_plugin.option_ranges.check_range`),
+        checked before any file is read; subclasses add theirs."""
+        return {"text_max_tokens": (3, None), **{s.limit_option: (1, None) for s in input_streams()}}
+
+    @classmethod
     def setup_task(cls, cfg: MultimodalDataConfig, **kwargs):
+        for option, bounds in cls.option_ranges().items():
+            value = getattr(cfg, option, None)
+            if value is not None:  # an option of an objective that is not registered in this run
+                check_range(option, value, *bounds)
         return cls(cfg, cls.load_dictionary(os.path.join(cfg.data, "dict.txt")))
 
     @classmethod
@@ -164,6 +175,13 @@ class MultimodalTask(FairseqTask):
     def describe_utterances(self, indices: List[int]) -> str:
         """How logs name a batch's utterances: by data index (a task that reads utterance ids names those)."""
         return f"(data indices) {indices}"
+
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, *args, **kwargs):
+        # fairseq takes a batch size of 0 or -1 for "no limit": the whole split would be one batch
+        for option, value in (("batch_size", max_sentences), ("max_tokens", max_tokens)):
+            if value is not None:
+                check_range(option, value, 1)
+        return super().get_batch_iterator(dataset, max_tokens, max_sentences, *args, **kwargs)
 
     def shuffled(self, dataset, sizes: np.ndarray):
         """Shuffle (seeded) then sort by length, as fairseq's masked_lm task does.
