@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from .conf.model_shape import memobert_size_fields
+from .model_bounds import check_model_dims
 from .safe_loading import (
     UnsafeCheckpointError,
     checkpoint_options,
@@ -25,9 +27,8 @@ from .safe_loading import (
     refuse_interpolation,
 )
 
-from .model_bounds import check_model_dims
-__all__ = ["MEMOBERT_MARK", "require_memobert_model", "memobert_model_dims", "check_fairseq_checkpoint", "check_memobert_checkpoint",
-           "load_memobert_checkpoint"]
+__all__ = ["MEMOBERT_MARK", "require_memobert_model", "memobert_model_dims", "check_fairseq_checkpoint",
+           "check_memobert_checkpoint", "load_memobert_checkpoint"]
 
 #: the class attribute that marks memobert's own tasks and models (``MultimodalTask``, ``MemobertModel`` and
 #: what extends them): they import this module, so it recognises them by the mark instead of importing them
@@ -72,8 +73,6 @@ def require_memobert_model(name: Any, origin: str) -> None:
 
 def memobert_model_dims(model_options: Dict[str, Any]) -> Dict[str, Any]:
     """The sizes a memobert model config holds (a feature dim of 0 means "read from the data")."""
-    from .models.pretrained import memobert_size_fields  # that module loads checkpoints through this one
-
     return {k: model_options[k] for k in memobert_size_fields() if k in model_options
             and not (k.endswith("_feature_dim") and model_options[k] == 0)}
 

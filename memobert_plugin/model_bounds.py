@@ -60,7 +60,8 @@ MAX_PARAMETERS = 4 * 10**9
 
 
 def _kind(name: str) -> str:
-    base = name.split("[", 1)[0]  # "conv_dim[3]": one entry of a list field
+    # "conv_dim[3]": one entry of a list field; "text_config.hidden_size": a field of a nested config
+    base = name.split("[", 1)[0].rsplit(".", 1)[-1]
     if base in FIELD_KINDS:
         return FIELD_KINDS[base]
     if base.endswith("_feature_dim"):  # an input stream declared by an extension

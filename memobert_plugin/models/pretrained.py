@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..conf.model_shape import SHAPE_FIELDS, memobert_size_fields
 from ..checkpoint_policy import check_memobert_checkpoint, load_memobert_checkpoint
 from ..model_bounds import check_model_dims, read_config_json
 from ..safe_loading import load_checkpoint_weights_only
@@ -37,7 +38,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: model config fields that a pretrained source dictates
-SHAPE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads")
 #: our type vectors that BERT's two token types (segments A and B) initialise and export to
 _BERT_TOKEN_TYPES = ("text.type_embedding", "frames.visual.type_embedding")
 _BERT_SHAPE_KEYS = dict(zip(SHAPE_FIELDS, ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")))
@@ -240,11 +240,6 @@ def memobert_checkpoint_shape(path: str) -> Dict[str, int]:
     """Encoder shape and feature dims recorded in a memobert checkpoint."""
     _, model_cfg = _checkpoint_model_cfg(path)  # its sizes are checked there (check_memobert_checkpoint)
     return {k: model_cfg[k] for k in memobert_size_fields() if k in model_cfg}
-
-
-def memobert_size_fields() -> tuple:
-    """The fields of a memobert model config that size its tensors (streams declared later included)."""
-    return SHAPE_FIELDS + tuple(s.dim_option for s in input_streams()) + ("max_text_positions", "max_frame_positions")
 
 
 def load_memobert_weights(model: torch.nn.Module, path: str) -> InitReport:

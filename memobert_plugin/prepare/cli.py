@@ -81,21 +81,21 @@ def _text_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _pool(text: str):
-    """``--pool``: a number of frames, or ``utterance``."""
-    if text == "utterance":
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of frames >= 1 or 'utterance', got {text!r}")
-    return int(text)
+    """``--pool``: a number of frames (>= 1), or ``utterance``."""
+    return text if text == "utterance" else ranged(int, 1)(text)
 
 
 def _layers(text: str):
+    """``--layer``: layers counted from 1 (one, a range or a list)."""
     from .speech_encoders import parse_layers
 
     try:
-        return parse_layers(text)
+        layers = parse_layers(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+    for layer in layers or ():
+        ranged(int, 1)(str(layer))
+    return layers
 
 
 def _acoustic_options(parser: argparse.ArgumentParser) -> None:
