@@ -16,7 +16,7 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["memobert_plugin", "memobert_plugin.*"]),
-    package_data={"memobert_plugin.cluster": ["config/*.yaml"], "memobert_plugin": ["serve_page.html"]},
+    package_data={"memobert_plugin.cluster": ["config/*.yaml"], "memobert_plugin.inference": ["serve_page.html"]},
     # ve-fairseq (a build of fairseq 0.12 that imports on Python 3.11+; the official 0.12.2 does not) ships
     # Linux x86_64 cp311/cp312 wheels only; tested on CPython 3.11
     python_requires=">=3.11,<3.13",
@@ -48,12 +48,12 @@ setup(
         "console_scripts": [
             "memobert-demo-corpus = memobert_plugin.prepare.demo_corpus:main",
             "memobert-prepare = memobert_plugin.prepare.cli:main",
-            "memobert-train-fer = memobert_plugin.prepare.fer_train:main",
+            "memobert-train-fer = memobert_plugin.prepare.fer.train:main",
             "memobert-cv = memobert_plugin.evaluation.cli:main",
-            "memobert-predict = memobert_plugin.predict_cli:main",
-            "memobert-serve = memobert_plugin.serve:main",
-            "memobert-export-hf = memobert_plugin.export_hf:main",
-            "memobert-bundle = memobert_plugin.bundle:main",
+            "memobert-predict = memobert_plugin.inference.cli:main",
+            "memobert-serve = memobert_plugin.inference.serve:main",
+            "memobert-export-hf = memobert_plugin.inference.export_hf:main",
+            "memobert-bundle = memobert_plugin.inference.bundle:main",
             "memobert-launch = memobert_plugin.cluster.launch:main",
         ],
     },

@@ -148,7 +148,7 @@ def run_tree(code: str, world: Dict[str, str], inputs: str, out: str, args) -> D
 
 
 def _weights(path: str) -> Dict:
-    from memobert_plugin.safe_loading import load_checkpoint_weights_only
+    from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 
     return load_checkpoint_weights_only(path)["model"]
 

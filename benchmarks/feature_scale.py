@@ -61,7 +61,7 @@ def _media(root: str) -> str:
 
 
 def _models(root: str) -> Dict[str, str]:
-    from memobert_plugin.prepare.fer_model import DenseNetFER, save_fer_checkpoint
+    from memobert_plugin.prepare.fer.model import DenseNetFER, save_fer_checkpoint
 
     w2v = os.path.join(root, "tiny_w2v.pt")
     torch.save({"cfg": {"model": {"_name": "wav2vec2", **_TINY_W2V}, "task": {"normalize": False}},

@@ -136,7 +136,7 @@ def _random_checkpoints(root: str, tiny: bool) -> Tuple[str, str]:
     """A wav2vec 2.0 base (tiny: 2 small layers) and a DenseNet FER checkpoint, randomly initialised."""
     from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
 
-    from memobert_plugin.prepare.fer_model import DenseNetFER, save_fer_checkpoint
+    from memobert_plugin.prepare.fer.model import DenseNetFER, save_fer_checkpoint
 
     shape = dict(encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
                  conv_pos=16, conv_pos_groups=2) if tiny else {}

@@ -39,11 +39,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests"), os.path.join(REPO, "benchmarks")]
 sys.modules["torchaudio"] = None  # as memobert-prepare does: transformers must not import it
 
-PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.inference.cli"]
 CLIPS = ("short.wav", "long.wav", "short.mp4", "long.mp4")
 #: profiled functions, as (file name, function) -> the stage they are
 _STAGES = {
-    ("timeline.py", "speech_segments"): "find speech (silero-vad over the recording)",
+    ("inference/timeline.py", "speech_segments"): "find speech (silero-vad over the recording)",
     ("videos.py", "extract_audio_track"): "decode the video's sound track",
     ("audio.py", "read_audio"): "read audio spans",
     ("acoustic.py", "batch"): "wav2vec 2.0 (acoustic features)",
@@ -51,7 +51,7 @@ _STAGES = {
     ("faces.py", "detect_faces"): "face detection and following (with decoding)",
     ("voice_activity.py", "voiced"): "voice activity at video frames (active speaker)",
     ("fer_model.py", "__call__"): "FER DenseNet (visual features)",
-    ("inference.py", "predict_proba"): "the emotion model",
+    ("inference/predictor.py", "predict_proba"): "the emotion model",
 }
 
 
@@ -85,7 +85,7 @@ def build(work: str, arch: str) -> Dict[str, object]:
     from recording_material import long_recording
 
     from memobert_plugin.prepare.cli import main as prepare
-    from memobert_plugin.prepare.fer_model import DenseNetFER, save_fer_checkpoint
+    from memobert_plugin.prepare.fer.model import DenseNetFER, save_fer_checkpoint
 
     pocketsphinx = "/usr/share/pocketsphinx/test/data"
     clips, pieces = {}, None
@@ -119,7 +119,7 @@ def build(work: str, arch: str) -> Dict[str, object]:
                 "adam", "--lr", "1e-4", "--max-update", "1", "--batch-size", "8", "--num-workers", "0", "--cpu",
                 "--disable-validation", "--save-dir", os.path.join(work, "ckpt"), "--no-epoch-checkpoints"])
     bundle = os.path.join(work, "model.bundle")
-    _timed_run([sys.executable, "-m", "memobert_plugin.bundle", os.path.join(work, "ckpt", "checkpoint_last.pt"),
+    _timed_run([sys.executable, "-m", "memobert_plugin.inference.bundle", os.path.join(work, "ckpt", "checkpoint_last.pt"),
                 "--out", bundle])
     setup = {"bundle": bundle, "clips": clips, "durations": durations, "arch": arch}
     with open(done, "w") as handle:
@@ -131,11 +131,11 @@ def child(setup: dict) -> dict:
     """In this (fresh) process: the load breakdown, cold-in-process and warm predictions, a profile."""
     marks = {}
     start = time.perf_counter()
-    from memobert_plugin.inference import EmotionPredictor  # torch, fairseq, the plugin
+    from memobert_plugin.inference.predictor import EmotionPredictor  # torch, fairseq, the plugin
 
     marks["imports"] = time.perf_counter() - start
-    from memobert_plugin.prepare.voice_activity import load_voice_activity
-    from memobert_plugin.timeline import predict_recording
+    from memobert_plugin.prepare.media.voice_activity import load_voice_activity
+    from memobert_plugin.inference.timeline import predict_recording
 
     start = time.perf_counter()
     predictor = EmotionPredictor(setup["bundle"])
@@ -192,9 +192,9 @@ def hour_of_audio(setup: dict, hours: float) -> str:
 
 def memory_child(setup: dict, what: str, path: str) -> dict:
     """Peak memory of finding speech in ``path`` (``speech``), or of its whole timeline (``timeline``)."""
-    from memobert_plugin.inference import EmotionPredictor
-    from memobert_plugin.prepare.voice_activity import load_voice_activity
-    from memobert_plugin.timeline import predict_recording, speech_segments
+    from memobert_plugin.inference.predictor import EmotionPredictor
+    from memobert_plugin.prepare.media.voice_activity import load_voice_activity
+    from memobert_plugin.inference.timeline import predict_recording, speech_segments
 
     vad = load_voice_activity("auto")
     predictor = EmotionPredictor(setup["bundle"]) if what == "timeline" else None
@@ -229,7 +229,7 @@ def memory(setup: dict, hours: float) -> None:
 
 
 def serve_requests(setup: dict, requests: int) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "memobert_plugin.serve", "--model", setup["bundle"], "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "memobert_plugin.inference.serve", "--model", setup["bundle"], "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
     try:
         start = time.perf_counter()

@@ -98,7 +98,7 @@ def _synthetic_stages():
 def _child(count: int, root: str, vocab: str) -> Dict[str, float]:
     from memobert_plugin.prepare.output import write_output
     from memobert_plugin.prepare.shards import make_plan, run_stage
-    from memobert_plugin.prepare.text import TextStage
+    from memobert_plugin.prepare.stages.text import TextStage
 
     baseline = _rss_mb()
     manifest, out = os.path.join(root, "manifest.tsv"), os.path.join(root, "data")
@@ -237,7 +237,7 @@ def _write_wav2vec2(path: str) -> None:
 def _wav2vec2_flops_per_second(work: str, wav: str) -> float:
     import soundfile
 
-    from memobert_plugin.prepare.speech_encoders import load_speech_encoder
+    from memobert_plugin.prepare.encoders.speech import load_speech_encoder
 
     wave = soundfile.read(wav, dtype="float32")[0][:3 * 16000]
     extractor = load_speech_encoder(os.path.join(work, "wav2vec2_base.pt"))
@@ -279,8 +279,8 @@ def _visual_rates(args, video: str) -> dict:
     tree's against simple references (searching every frame; the plain network one face per call)."""
     import torch
 
-    from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces, video_frames
-    from memobert_plugin.prepare.fer_model import DenseNetFER, FerModel, face_tensor
+    from memobert_plugin.prepare.media.faces import HaarFaceDetector, detect_faces, video_frames
+    from memobert_plugin.prepare.fer.model import DenseNetFER, FerModel, face_tensor
 
     frames = list(video_frames(video, None, None, 10.0, None))
     detector = HaarFaceDetector()
@@ -329,7 +329,7 @@ def _extractors(args) -> None:
         gflops = max(gflops, stages["gflops"], _matmul_gflops(args.rounds))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    from memobert_plugin.prepare.fer_model import DenseNetFER, FerModel
+    from memobert_plugin.prepare.fer.model import DenseNetFER, FerModel
 
     faces = np.zeros((1, 48, 48), np.uint8)
     torch.manual_seed(0)

@@ -19,6 +19,20 @@ import time
 sys.modules["torchaudio"] = None  # as memobert-prepare does: transformers must not import it
 
 
+def _first_found(*names: str, modules):
+    """``names`` from the first of ``modules`` (under memobert_plugin) the code under test has: an older
+    commit's stages lie where the layout had them then."""
+    import importlib
+
+    for module in modules:
+        try:
+            found = importlib.import_module(f"memobert_plugin.{module}")
+        except ModuleNotFoundError:
+            continue
+        return [getattr(found, name) for name in names]
+    raise ModuleNotFoundError(f"none of memobert_plugin.{', '.join(modules)}")
+
+
 def main() -> None:
     what, work, threads, media = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
     import cv2
@@ -32,8 +46,9 @@ def main() -> None:
     cv2.setNumThreads(threads)
     torch.manual_seed(0)
     if what == "visual":
-        from memobert_plugin.prepare.fer_model import DenseNetFER, save_fer_checkpoint
-        from memobert_plugin.prepare.visual import VisualStage
+        DenseNetFER, save_fer_checkpoint = _first_found("DenseNetFER", "save_fer_checkpoint",
+                                                        modules=("prepare.fer.model", "prepare.fer_model"))
+        (VisualStage,) = _first_found("VisualStage", modules=("prepare.stages.visual", "prepare.visual"))
 
         checkpoint = os.path.join(work, f"fer_{os.getpid()}.pt")
         save_fer_checkpoint(checkpoint, DenseNetFER())
@@ -41,7 +56,7 @@ def main() -> None:
         pairs = [m.split(":") for m in media]
         entries = [manifest.Utterance(id=f"u{i}", text="x", video=v, audio=a, line=i + 2) for i, (v, a) in enumerate(pairs)]
     else:
-        from memobert_plugin.prepare.acoustic import AcousticStage
+        (AcousticStage,) = _first_found("AcousticStage", modules=("prepare.stages.acoustic", "prepare.acoustic"))
 
         stage = AcousticStage(os.path.join(work, "wav2vec2_base.pt"))
         entries = [manifest.Utterance(id=f"u{i}", text="x", audio=a, line=i + 2) for i, a in enumerate(media)]

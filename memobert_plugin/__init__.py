@@ -11,7 +11,7 @@ memobert console scripts do.
 
 import sys
 
-from .fairseq_patches import quiet_tensorboard_nag
+from memobert_plugin.fairseq_patches import quiet_tensorboard_nag
 
 __all__ = ["register"]
 __version__ = "0.1.0"
@@ -21,10 +21,10 @@ quiet_tensorboard_nag()
 
 def register() -> None:
     """Register everything with fairseq and install the patches (imports fairseq; idempotent)."""
-    from . import fairseq_patches
+    from memobert_plugin import fairseq_patches
 
     fairseq_patches.install()
-    from . import criterions, models, objectives, optim, tasks  # noqa: F401  (registration order: objectives before tasks)
+    from memobert_plugin import criterions, models, objectives, optim, tasks  # noqa: F401  (registration order: objectives before tasks)
 
 
 if sys.modules.get("fairseq") is not None:  # imported by fairseq's --user-dir (None: an import blocked on purpose)

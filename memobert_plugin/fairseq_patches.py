@@ -66,7 +66,7 @@ def quiet_tensorboard_nag() -> None:
 
 # --- is this memobert's? ---------------------------------------------------------------------
 def _is_memobert_task(task) -> bool:
-    from .tasks.multimodal_task import MultimodalTask
+    from memobert_plugin.tasks.multimodal_task import MultimodalTask
 
     return isinstance(task, MultimodalTask)
 
@@ -88,8 +88,8 @@ def _checked_load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=
     import torch
     from fairseq.file_io import PathManager
 
-    from .checkpoint_policy import check_fairseq_checkpoint
-    from .safe_loading import ALLOWED_GLOBALS, load_checkpoint_weights_only
+    from memobert_plugin.checkpoints.policy import check_fairseq_checkpoint
+    from memobert_plugin.checkpoints.safe_loading import ALLOWED_GLOBALS, load_checkpoint_weights_only
 
     local = PathManager.get_local_path(path)
     # zip checkpoints are memory-mapped: this first read costs their config, not their weights
@@ -100,7 +100,7 @@ def _checked_load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=
 
 def _trainer_load_checkpoint(self, filename, *args, **kwargs):
     if _is_memobert_task(self.task) and os.path.isfile(filename):
-        from .checkpoint_policy import load_memobert_checkpoint
+        from memobert_plugin.checkpoints.policy import load_memobert_checkpoint
 
         load_memobert_checkpoint(filename)
     return _fairseq["Trainer.load_checkpoint"](self, filename, *args, **kwargs)
@@ -111,7 +111,7 @@ def _load_checkpoint(cfg, trainer, **passthrough_args):
     if _is_memobert_task(trainer.task):
         from fairseq import distributed_utils
 
-        from .output_lock import lock_output_dir
+        from memobert_plugin.output_lock import lock_output_dir
 
         mark_memobert_save_dir(cfg.save_dir)
         if distributed_utils.is_master(trainer.cfg.distributed_training):  # the ranks of one run share it
@@ -140,7 +140,7 @@ def _atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
         return _fairseq["copy"](src_path, dst_path, overwrite)
     from fairseq.file_io import PathManager
 
-    from .files import atomic_open
+    from memobert_plugin.files import atomic_open
 
     if not overwrite and PathManager.exists(dst_path):
         raise FileExistsError(f"{dst_path} exists and overwrite=False")
@@ -154,7 +154,7 @@ def _atomic_save(obj, filename, async_write: bool = False) -> None:
         return _fairseq["torch_persistent_save"](obj, filename, async_write)
     from fairseq import checkpoint_utils
 
-    from .files import atomic_open
+    from memobert_plugin.files import atomic_open
 
     with atomic_open(filename, "wb") as handle:
         checkpoint_utils._torch_persistent_save(obj, handle)

@@ -117,7 +117,7 @@ def on_stream_registered(callback: Callable[[FrameStream], None]) -> None:
     _LISTENERS.append(callback)
 
 
-_VISUAL_STAGE, _ACOUSTIC_STAGE = "memobert_plugin.prepare.visual:VisualStage", "memobert_plugin.prepare.acoustic:AcousticStage"
+_VISUAL_STAGE, _ACOUSTIC_STAGE = "memobert_plugin.prepare.stages.visual:VisualStage", "memobert_plugin.prepare.stages.acoustic:AcousticStage"
 register_stream(FrameStream(  # FER+ DenseNet features, or a ViT / CLIP vision encoder's
     "visual", dim=342, frames="face frames", max_frames=36, medium="video", extractor_option="--fer-model",
     extractors=dict.fromkeys(("densenet_fer", "vit", "clip_vision"), _VISUAL_STAGE)))
@@ -126,7 +126,7 @@ register_stream(FrameStream(  # a speech encoder (wav2vec 2.0, HuBERT, WavLM, da
     "acoustic", dim=768, frames="speech frames (60 ms each)", max_frames=64, medium="audio",
     extractor_option="--wav2vec2",  # memobert-prepare also calls it --speech-encoder
     extractors={**dict.fromkeys(("wav2vec2", "hubert", "wavlm", "data2vec_audio", "whisper"), _ACOUSTIC_STAGE),
-                "opensmile": "memobert_plugin.prepare.opensmile_features:OpenSmileStage"}))
+                "opensmile": "memobert_plugin.prepare.stages.opensmile:OpenSmileStage"}))
 
 
 def with_stream_fields(config: type, field_of: Callable[[FrameStream], tuple], name: str = "") -> type:

@@ -140,7 +140,7 @@ def tiny_wav2vec2(tmp_path_factory) -> Dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_fer(tmp_path_factory) -> str:
     """A random DenseNet-BC-10 expression model checkpoint (27-d features, 8 classes)."""
-    from memobert_plugin.prepare.fer_model import DenseNetFER, save_fer_checkpoint
+    from memobert_plugin.prepare.fer.model import DenseNetFER, save_fer_checkpoint
 
     torch.manual_seed(0)
     path = str(tmp_path_factory.mktemp("fer") / "fer.pt")

@@ -54,7 +54,7 @@ def long_recording(root: str, pocketsphinx: str, dark: Sequence[int] = (), repea
         for wav, text in sources:
             speech, rate = soundfile.read(wav, dtype="float32")
             if rate != RATE:
-                from memobert_plugin.prepare.audio import resample
+                from memobert_plugin.prepare.media.audio import resample
 
                 speech = resample(speech, rate, RATE)
             gap = np.zeros(int(GAP * RATE), np.float32)

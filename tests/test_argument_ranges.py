@@ -11,7 +11,7 @@ import pytest
 from memobert_plugin.evaluation.cli import main as cv_main
 from memobert_plugin.option_ranges import OptionRangeError
 from memobert_plugin.prepare.cli import main as prepare_main
-from memobert_plugin.prepare.fer_train import main as train_fer_main
+from memobert_plugin.prepare.fer.train import main as train_fer_main
 from memobert_plugin.tasks.memobert_emotion import MemobertEmotionConfig, MemobertEmotionTask
 from memobert_plugin.tasks.memobert_pretrain import MemobertPretrainTask, pretrain_config
 

@@ -18,14 +18,14 @@ import torch
 from fairseq import checkpoint_utils
 
 from conftest import BIN, RunsCode, run_cli
-from memobert_plugin.checkpoint_policy import require_memobert_model
-from memobert_plugin.inference import EmotionPredictor
-from memobert_plugin.predict_cli import main as predict_main
+from memobert_plugin.checkpoints.policy import require_memobert_model
+from memobert_plugin.inference.predictor import EmotionPredictor
+from memobert_plugin.inference.cli import main as predict_main
 from memobert_plugin.models.memobert import MemobertConfig, MemobertModel
 from memobert_plugin.models.pretrained import load_bert_weights, load_memobert_weights, memobert_checkpoint_shape
-from memobert_plugin.prepare.speech_encoders import load_speech_encoder
-from memobert_plugin.prepare.fer_model import load_fer_model
-from memobert_plugin.safe_loading import literal_conv_layers, load_checkpoint_weights_only
+from memobert_plugin.prepare.encoders.speech import load_speech_encoder
+from memobert_plugin.prepare.fer.model import load_fer_model
+from memobert_plugin.checkpoints.safe_loading import literal_conv_layers, load_checkpoint_weights_only
 from prepare_material import tiny_wav2vec2  # noqa: F401  (fixture)
 
 SECRET_VARIABLE, SECRET = "MEMOBERT_TEST_SECRET", "s3cr3t-value-never-shown"

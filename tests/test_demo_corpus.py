@@ -11,7 +11,7 @@ from memobert_plugin.data.feature_store import FeatureStore
 from memobert_plugin.data.utterance_meta import read_meta
 from memobert_plugin.data.vocabulary import BertVocabulary
 from memobert_plugin.prepare.demo_corpus import EMOTIONS, TABLE1_COUNTS, write_demo_corpus
-from memobert_plugin.prepare.fer_model import FER_CLASSES
+from memobert_plugin.prepare.fer.model import FER_CLASSES
 
 _FER_OF_EMOTION = [FER_CLASSES.index(f) for f in ("anger", "happiness", "neutral", "sadness")]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import BIN, PLUGIN_DIR, json_logs, run_cli
-from memobert_plugin.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 from memobert_plugin.cluster.pretrain import distributed_args
 
 FAIRSEQ_TRAIN = os.path.join(BIN, "fairseq-train")

@@ -15,9 +15,9 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from memobert_plugin.inference import EmotionPredictor, UtteranceFeatures
+from memobert_plugin.inference.predictor import EmotionPredictor, UtteranceFeatures
 from memobert_plugin.models.emotion_heads import EMOTION_HEAD, EmotionClassificationHead, PromptVerbalizer
-from memobert_plugin.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "emotion_checkpoints_v0")
 

@@ -115,7 +115,7 @@ def test_predict_matches_the_task(sweep, tmp_path):
                 paths.append("")
         lines.append("\t".join([str(row["id"]), words, *paths]))
     (tmp_path / "input.tsv").write_text("\n".join(lines) + "\n")
-    result = run_cli([sys.executable, "-m", "memobert_plugin.predict_cli", "--checkpoint", checkpoint,
+    result = run_cli([sys.executable, "-m", "memobert_plugin.inference.cli", "--checkpoint", checkpoint,
                       "--input", str(tmp_path / "input.tsv")])
     table = [line.split("\t") for line in result.stdout.splitlines()]
     assert table[0] == ["id", "gold", "predicted", "p_anger", "p_happy", "p_neutral", "p_sad", "problems"]

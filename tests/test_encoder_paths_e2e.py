@@ -14,10 +14,10 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-image (test extra)")
 
 from conftest import BIN, PLUGIN_DIR, run_cli  # noqa: E402
-from memobert_plugin.bundle import save_bundle  # noqa: E402
+from memobert_plugin.inference.bundle import save_bundle  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
 from memobert_plugin.prepare.feature_stats import stats_of  # noqa: E402
-from memobert_plugin.inference import EmotionPredictor, UtteranceFeatures  # noqa: E402
+from memobert_plugin.inference.predictor import EmotionPredictor, UtteranceFeatures  # noqa: E402
 from memobert_plugin.prepare.manifest import read_manifest  # noqa: E402
 from prepare_material import FPS, astronaut_gray, pocketsphinx, prepare_here, read_tsv, speech_utterances  # noqa: E402,F401
 from prepare_material import tiny_fer, tiny_speech_encoder, tiny_vision_encoder, write_manifest, write_video  # noqa: E402,F401

@@ -58,7 +58,7 @@ def test_text_side_is_a_bert_for_masked_lm_with_memobert_outputs(pretrained, exp
 
 def test_whole_model_loads_back_through_memobert_init(demo_corpus, plugin_dir, pretrained, exported, tmp_path):
     from memobert_plugin.models.pretrained import load_memobert_weights, memobert_checkpoint_shape
-    from memobert_plugin.safe_loading import load_checkpoint_weights_only
+    from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 
     whole = os.path.join(exported, "memobert")
     assert sorted(os.listdir(whole)) == ["config.json", "model.safetensors"]

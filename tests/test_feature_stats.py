@@ -15,7 +15,7 @@ from memobert_plugin.prepare import feature_stats
 from memobert_plugin.prepare.feature_stats import StreamStats, compute_stats, standardize_frames, standardize_store
 from memobert_plugin.prepare.output import write_output
 from memobert_plugin.prepare.shards import FrameStage, make_plan, run_stage
-from memobert_plugin.prepare.text import TextStage
+from memobert_plugin.prepare.stages.text import TextStage
 from prepare_material import pocketsphinx, write_manifest  # noqa: F401
 
 # eGeMAPS-like scales: a formant in Hz, a loudness, a ratio near 0, and one constant dimension

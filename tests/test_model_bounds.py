@@ -9,12 +9,12 @@ import sys
 import pytest
 import torch
 
-from memobert_plugin.checkpoint_policy import load_memobert_checkpoint
-from memobert_plugin.model_bounds import MAX_PARAMETERS, ModelShapeError, check_model_dims
+from memobert_plugin.checkpoints.policy import load_memobert_checkpoint
+from memobert_plugin.checkpoints.model_bounds import MAX_PARAMETERS, ModelShapeError, check_model_dims
 from memobert_plugin.models.pretrained import bert_shape, memobert_checkpoint_shape
-from memobert_plugin.prepare.speech_encoders import load_speech_encoder
-from memobert_plugin.prepare.fer_model import load_fer_model
-from memobert_plugin.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.prepare.encoders.speech import load_speech_encoder
+from memobert_plugin.prepare.fer.model import load_fer_model
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 from prepare_material import tiny_fer, tiny_wav2vec2  # noqa: F401  (fixtures)
 
 HUGE = 1 << 20  # a 2^20-wide layer: terabytes

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from conftest import BIN, run_cli
-from memobert_plugin.bundle import save_bundle
+from memobert_plugin.inference.bundle import save_bundle
 from memobert_plugin.files import read_json
-from memobert_plugin.inference import EmotionPredictor
-from memobert_plugin.predict_cli import main as predict_main
+from memobert_plugin.inference.predictor import EmotionPredictor
+from memobert_plugin.inference.cli import main as predict_main
 from memobert_plugin.predictions_file import read_predictions
-from memobert_plugin.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 from prepare_material import with_text_extractor
 
 

@@ -16,16 +16,16 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-image (test extra)")
 
 from conftest import BIN, PLUGIN_DIR, run_cli  # noqa: E402
-from memobert_plugin.bundle import MODEL_FILE  # noqa: E402
+from memobert_plugin.inference.bundle import MODEL_FILE  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
-from memobert_plugin.inference import EmotionPredictor, UtteranceFeatures, media_entry  # noqa: E402
+from memobert_plugin.inference.predictor import EmotionPredictor, UtteranceFeatures, media_entry  # noqa: E402
 from prepare_material import FPS, astronaut_gray, pocketsphinx, speech_utterances, tiny_fer  # noqa: E402,F401
 from prepare_material import prepare_here, read_tsv, tiny_wav2vec2, write_manifest, write_video  # noqa: E402,F401
 
 pytestmark = pytest.mark.slow  # prepares, trains and predicts: minutes on 2 loaded cores
 
-PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli"]
-BUNDLE = [sys.executable, "-m", "memobert_plugin.bundle"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.inference.cli"]
+BUNDLE = [sys.executable, "-m", "memobert_plugin.inference.bundle"]
 LABELS = ("anger", "happy", "neutral", "sad")
 _ESPEAK_VOICES = ("en-gb", "en-us", "en-gb-scotland")
 _ESPEAK_LINES = ("I cannot believe you did that again.", "What a lovely surprise, thank you so much.",

@@ -8,12 +8,12 @@ import pytest
 import soundfile
 import torch
 
-from memobert_plugin.prepare.acoustic import AcousticStage, average_pool
-from memobert_plugin.prepare.speech_encoders import load_speech_encoder
-from memobert_plugin.prepare.audio import read_audio
+from memobert_plugin.prepare.stages.acoustic import AcousticStage, average_pool
+from memobert_plugin.prepare.encoders.speech import load_speech_encoder
+from memobert_plugin.prepare.media.audio import read_audio
 from memobert_plugin.prepare.manifest import Utterance
 from memobert_plugin.prepare.report import ItemError
-from memobert_plugin.safe_loading import UnsafeCheckpointError
+from memobert_plugin.checkpoints.safe_loading import UnsafeCheckpointError
 from prepare_material import pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: F401  (fixtures)
 
 

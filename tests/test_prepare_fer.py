@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from memobert_plugin.prepare.fer_model import FER_CLASSES, load_fer_model
-from memobert_plugin.prepare.fer_train import FER2013_COLUMNS, FERPLUS_COLUMNS, main, read_ferplus
+from memobert_plugin.prepare.fer.model import FER_CLASSES, load_fer_model
+from memobert_plugin.prepare.fer.train import FER2013_COLUMNS, FERPLUS_COLUMNS, main, read_ferplus
 
 _PER_CLASS = {"Training": 8, "PublicTest": 3, "PrivateTest": 3}
 

@@ -15,7 +15,7 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 pytest.importorskip("opensmile", reason="the egemaps extractor needs the 'extract' extra (opensmile)")
 
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
-from memobert_plugin.prepare.opensmile_features import OpenSmileStage  # noqa: E402
+from memobert_plugin.prepare.stages.opensmile import OpenSmileStage  # noqa: E402
 from memobert_plugin.prepare.shards import make_plan, run_stage  # noqa: E402
 from prepare_material import pocketsphinx, tiny_fer, tiny_wav2vec2  # noqa: E402,F401
 from prepare_material import astronaut_gray, prepare_here, read_tsv, speech_utterances  # noqa: E402

@@ -15,7 +15,7 @@ pytest.importorskip("av", reason="the extractors need the 'extract' extra (av)")
 
 from conftest import BIN, PLUGIN_DIR, run_cli, wait_until  # noqa: E402
 from memobert_plugin.data.feature_store import FeatureStore  # noqa: E402
-from memobert_plugin.prepare.acoustic import AcousticStage  # noqa: E402
+from memobert_plugin.prepare.stages.acoustic import AcousticStage  # noqa: E402
 from memobert_plugin.files import sha256_file  # noqa: E402
 from memobert_plugin.prepare.report import ItemError, read_problems  # noqa: E402
 from memobert_plugin.prepare.shards import FrameStage, make_plan, run_stage  # noqa: E402

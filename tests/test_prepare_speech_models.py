@@ -10,9 +10,9 @@ import pytest
 import soundfile
 
 from memobert_plugin.data.feature_store import FeatureStore
-from memobert_plugin.prepare import voice_activity
-from memobert_plugin.prepare.audio import SAMPLE_RATE, read_audio
-from memobert_plugin.prepare.voice_activity import load_voice_activity, resolve_vad
+from memobert_plugin.prepare.media import voice_activity
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE, read_audio
+from memobert_plugin.prepare.media.voice_activity import load_voice_activity, resolve_vad
 from prepare_material import pocketsphinx, prepare_here, read_tsv, speech_utterances, write_manifest  # noqa: F401
 
 VOICES = {"espeak-male": "en-us", "espeak-female": "en-us+f3"}

@@ -10,9 +10,9 @@ pytest.importorskip("cv2", reason="the visual extractor needs the 'extract' extr
 pytest.importorskip("av", reason="the visual extractor needs the 'extract' extra (av)")
 pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-image (test extra)")
 
-from memobert_plugin.prepare.speech_encoders import load_speech_encoder  # noqa: E402
-from memobert_plugin.prepare.audio import read_audio  # noqa: E402
-from memobert_plugin.prepare.faces import HaarFaceDetector, detect_faces  # noqa: E402
+from memobert_plugin.prepare.encoders.speech import load_speech_encoder  # noqa: E402
+from memobert_plugin.prepare.media.audio import read_audio  # noqa: E402
+from memobert_plugin.prepare.media.faces import HaarFaceDetector, detect_faces  # noqa: E402
 from prepare_material import astronaut_gray, pocketsphinx, speech_utterances, tiny_wav2vec2  # noqa: E402,F401
 
 # features are stored as float16: agreeing to float16's precision is agreeing
@@ -68,7 +68,7 @@ def test_faces_are_searched_only_where_they_may_have_moved():
 def test_acoustic_stage_batches_a_shard_and_keeps_each_utterances_report(pocketsphinx, tiny_wav2vec2, tmp_path):  # noqa: F811
     import soundfile
 
-    from memobert_plugin.prepare.acoustic import AcousticStage
+    from memobert_plugin.prepare.stages.acoustic import AcousticStage
     from memobert_plugin.prepare.manifest import Utterance
     from memobert_plugin.prepare.report import read_problems
 
@@ -97,7 +97,7 @@ def test_acoustic_stage_batches_a_shard_and_keeps_each_utterances_report(pockets
 
 def test_expression_network_inference_copy_gives_the_networks_outputs():
     """FerModel runs a folded, channels-last copy of the network: the same features and probabilities."""
-    from memobert_plugin.prepare.fer_model import DenseNetFER, FerModel, face_tensor
+    from memobert_plugin.prepare.fer.model import DenseNetFER, FerModel, face_tensor
 
     torch.manual_seed(0)
     network = DenseNetFER(depth=16).eval()

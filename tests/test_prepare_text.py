@@ -10,8 +10,8 @@ from fairseq.data import data_utils
 
 from conftest import BIN, PLUGIN_DIR, run_cli
 from memobert_plugin.data.vocabulary import SENTENCEPIECE_WORD_START, BertVocabulary
-from memobert_plugin.prepare.text import Tokenizer
-from memobert_plugin.wordpiece import WordPieceTokenizer
+from memobert_plugin.prepare.stages.text import Tokenizer
+from memobert_plugin.data.wordpiece import WordPieceTokenizer
 from prepare_material import pocketsphinx, prepare_here, speech_utterances, write_manifest  # noqa: F401
 
 _COPYRIGHT = "/usr/share/doc/pocketsphinx-testdata/copyright"

@@ -11,13 +11,13 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 
 import cv2  # noqa: E402
 
-from memobert_plugin.prepare.active_speaker import choose_speaker  # noqa: E402
-from memobert_plugin.prepare.voice_activity import load_voice_activity  # noqa: E402
-from memobert_plugin.prepare.faces import HaarFaceDetector, track_faces, video_frames  # noqa: E402
-from memobert_plugin.prepare.fer_model import FER_CLASSES, DenseNetFER, FerModel, load_fer_model  # noqa: E402
+from memobert_plugin.prepare.media.active_speaker import choose_speaker  # noqa: E402
+from memobert_plugin.prepare.media.voice_activity import load_voice_activity  # noqa: E402
+from memobert_plugin.prepare.media.faces import HaarFaceDetector, track_faces, video_frames  # noqa: E402
+from memobert_plugin.prepare.fer.model import FER_CLASSES, DenseNetFER, FerModel, load_fer_model  # noqa: E402
 from memobert_plugin.prepare.manifest import Utterance  # noqa: E402
 from memobert_plugin.prepare.report import ItemError  # noqa: E402
-from memobert_plugin.prepare.visual import VisualStage  # noqa: E402
+from memobert_plugin.prepare.stages.visual import VisualStage  # noqa: E402
 from prepare_material import FPS, astronaut_gray, pocketsphinx, tiny_fer  # noqa: E402,F401  (fixtures)
 from prepare_material import write_two_face_video, write_video  # noqa: E402
 
@@ -74,7 +74,7 @@ def test_video_frames_are_sampled_at_the_requested_rate(tmp_path, pocketsphinx):
 @pytest.mark.parametrize("speaker_left", [True, False])
 def test_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, pocketsphinx, speaker_left,  # noqa: F811
                                                                     vad_method):
-    from memobert_plugin.prepare.audio import read_audio
+    from memobert_plugin.prepare.media.audio import read_audio
 
     if vad_method == "silero":
         pytest.importorskip("silero_vad", reason="silero-vad is not installed (pip install silero-vad)")

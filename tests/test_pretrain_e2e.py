@@ -5,7 +5,7 @@ import os
 import torch
 
 from conftest import BIN, json_logs, run_cli
-from memobert_plugin.safe_loading import ALLOWED_GLOBALS
+from memobert_plugin.checkpoints.safe_loading import ALLOWED_GLOBALS
 
 
 def _train_args(data, plugin_dir, save_dir, updates, *extra):

@@ -29,9 +29,9 @@ print({{"owners": owners, "memobert_tasks": sorted(t for t in TASK_REGISTRY if t
 
 #: the console scripts' modules (setup.py) and helpers, some importing fairseq at their top
 HELPERS = ["memobert_plugin.class_metrics", "memobert_plugin.prepare.demo_corpus", "memobert_plugin.prepare.cli",
-           "memobert_plugin.prepare.fer_train", "memobert_plugin.evaluation.cli", "memobert_plugin.predict_cli",
-           "memobert_plugin.export_hf", "memobert_plugin.bundle", "memobert_plugin.cluster.launch",
-           "memobert_plugin.cluster.pretrain", "memobert_plugin.inference", "memobert_plugin.prepare.binarize"]
+           "memobert_plugin.prepare.fer.train", "memobert_plugin.evaluation.cli", "memobert_plugin.inference.cli",
+           "memobert_plugin.inference.export_hf", "memobert_plugin.inference.bundle", "memobert_plugin.cluster.launch",
+           "memobert_plugin.cluster.pretrain", "memobert_plugin.inference.predictor", "memobert_plugin.prepare.binarize"]
 
 
 def _state(imports: str) -> dict:

@@ -19,8 +19,8 @@ from conftest import BIN, RunsCode, json_logs, run_cli, wait_until
 from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter, feature_paths
 from memobert_plugin.data.folds import fold_split
 from memobert_plugin.data.utterance_meta import read_meta
-from memobert_plugin.predict_cli import main as predict_main
-from memobert_plugin.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.inference.cli import main as predict_main
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 
 UPDATES, SAVE_EVERY = 16, 4  # the demo's 160 pretraining utterances in batches of 16: 10 updates an epoch
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import RunsCode
-from memobert_plugin.safe_loading import UnsafeCheckpointError, load_checkpoint_weights_only
+from memobert_plugin.checkpoints.safe_loading import UnsafeCheckpointError, load_checkpoint_weights_only
 
 
 def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch):

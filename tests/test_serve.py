@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from memobert_plugin import serve
+from memobert_plugin.inference import serve
 
 
 class _Recorder:
@@ -108,7 +108,7 @@ def clip(tmp_path_factory, pocketsphinx):  # noqa: F811
 def server(trained, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "memobert_plugin.serve", "--model", trained["bundle"],
+        proc = subprocess.Popen([sys.executable, "-m", "memobert_plugin.inference.serve", "--model", trained["bundle"],
                                  "--port", "0", "--max-upload-mb", "3"], stdout=out, stderr=subprocess.STDOUT,
                                 text=True)
     deadline = time.monotonic() + 300

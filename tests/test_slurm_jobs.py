@@ -23,7 +23,7 @@ import submitit
 import torch
 
 from conftest import PLUGIN_DIR, REPO_ROOT
-from memobert_plugin.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
 from memobert_plugin.cluster.config import CONFIG_DIR, CVConfig, PretrainConfig, load_config
 from memobert_plugin.cluster.cv import submit_cv
 from memobert_plugin.cluster import pretrain

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from memobert_plugin.prepare.audio import read_audio
-from memobert_plugin.prepare.speech_encoders import load_speech_encoder, parse_layers, speech_model_name
+from memobert_plugin.prepare.media.audio import read_audio
+from memobert_plugin.prepare.encoders.speech import load_speech_encoder, parse_layers, speech_model_name
 from prepare_material import pocketsphinx, speech_utterances, tiny_speech_encoder, tiny_speech_reference  # noqa: F401
 
 FAMILIES = ["wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper", "fairseq-hubert", "fairseq-data2vec_audio"]
@@ -90,7 +90,7 @@ def test_a_pickled_weights_file_is_read_weights_only(wave, tmp_path):
 
     from safetensors.torch import load_file
 
-    from memobert_plugin.safe_loading import UnsafeCheckpointError
+    from memobert_plugin.checkpoints.safe_loading import UnsafeCheckpointError
 
     path, _ = tiny_speech_encoder("hubert", str(tmp_path))
     expected = load_speech_encoder(path)(wave)
@@ -111,7 +111,7 @@ def test_a_pickled_weights_file_is_read_weights_only(wave, tmp_path):
 
 
 def test_whisper_reads_within_its_window(wave, tmp_path):
-    from memobert_plugin.prepare.acoustic import AcousticStage
+    from memobert_plugin.prepare.stages.acoustic import AcousticStage
 
     path, _ = tiny_speech_encoder("whisper", str(tmp_path))
     with pytest.raises(ValueError, match="reads at most 30 s; give --max-seconds 30 or less"):

@@ -1,4 +1,4 @@
-"""Recordings of any length -> an emotion timeline (memobert_plugin.timeline, memobert-predict --media/--timeline):
+"""Recordings of any length -> an emotion timeline (memobert_plugin.inference.timeline, memobert-predict --media/--timeline):
 transcripts, text alignment, chunked speech search, folders, output formats; end to end on a 2-minute recording
 of real speech and a real face."""
 
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from memobert_plugin import timeline
-from memobert_plugin.predict_cli import main as predict_main
+from memobert_plugin.inference import timeline
+from memobert_plugin.inference.cli import main as predict_main
 from memobert_plugin.prepare.corpora.videos import Cue
-from memobert_plugin.transcripts import read_transcript
+from memobert_plugin.inference.transcripts import read_transcript
 
-PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.inference.cli"]
 CLASSES = ("anger", "happy")
 RECORDS = [
     {"file": "a.mp4", "start": 0.5, "end": 2.25, "text": "so, \"glad\"\there", "label": "happy",
@@ -183,7 +183,7 @@ def test_a_long_video_becomes_a_timeline_of_its_speech(trained, recording, tmp_p
 
 @pytest.mark.slow
 def test_a_folder_gives_the_records_of_the_python_call(trained, recording, tmp_path):
-    from memobert_plugin.inference import EmotionPredictor
+    from memobert_plugin.inference.predictor import EmotionPredictor
 
     folder = tmp_path / "clips"
     folder.mkdir()

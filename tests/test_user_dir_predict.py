@@ -17,7 +17,7 @@ pytest.importorskip("soundfile", reason="reading audio needs the 'extract' extra
 pytestmark = pytest.mark.slow  # trains, bundles and predicts in several processes: ~1 min on 2 loaded cores
 
 USER_DIR = os.path.join(REPO_ROOT, "user_dir")
-PREDICT = [sys.executable, "-m", "memobert_plugin.predict_cli", "--user-dir", USER_DIR, "--no-progress"]
+PREDICT = [sys.executable, "-m", "memobert_plugin.inference.cli", "--user-dir", USER_DIR, "--no-progress"]
 VALENCE = ["negative", "neutral", "positive"]
 SERVED = 6  # utterances predicted from media and from features
 
@@ -29,7 +29,7 @@ import os, sys, wave
 import numpy as np
 from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter
 from memobert_plugin.files import read_json, write_json
-from memobert_plugin.inference import media_entry
+from memobert_plugin.inference.predictor import media_entry
 from user_dir.prosody_extractor import ProsodyStage
 
 data, media, served = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -73,7 +73,7 @@ def served(demo_corpus, tmp_path_factory):
              "--lr", "1e-3", "--max-update", "2", "--batch-size", "16", "--num-workers", "0", "--seed", "1", "--cpu",
              "--disable-validation", "--prosody-max-frames", "20", "--save-dir", str(root / "ckpt")])
     bundle = str(root / "valence.bundle")
-    run_cli([sys.executable, "-m", "memobert_plugin.bundle", str(root / "ckpt" / "checkpoint_last.pt"), "--out", bundle,
+    run_cli([sys.executable, "-m", "memobert_plugin.inference.bundle", str(root / "ckpt" / "checkpoint_last.pt"), "--out", bundle,
              "--user-dir", USER_DIR])
     from_features = run_cli([*PREDICT, "--model", bundle, "--input", f"{media}/input.tsv"]).stdout
     return {"media": media, "bundle": bundle, "from_features": _table(from_features)}
@@ -101,16 +101,16 @@ def test_served_from_audio_through_the_streams_own_extractor(served):
 
 
 _ORDERS = {
-    "extension, then the predictor": "import user_dir\nfrom memobert_plugin.inference import EmotionPredictor",
-    "predictor, then the extension": "from memobert_plugin.inference import EmotionPredictor\nimport user_dir",
+    "extension, then the predictor": "import user_dir\nfrom memobert_plugin.inference.predictor import EmotionPredictor",
+    "predictor, then the extension": "from memobert_plugin.inference.predictor import EmotionPredictor\nimport user_dir",
     "a config class kept from before the extension":
         "from memobert_plugin.tasks import MemobertEmotionConfig\nimport user_dir\n"
-        "from memobert_plugin.inference import EmotionPredictor",
+        "from memobert_plugin.inference.predictor import EmotionPredictor",
 }
 _SCORE = r"""
 import json, sys
 import numpy as np
-from memobert_plugin.inference import UtteranceFeatures
+from memobert_plugin.inference.predictor import UtteranceFeatures
 bundle, media = sys.argv[1], sys.argv[2]
 predictor = EmotionPredictor(bundle)
 utterances = [UtteranceFeatures(text="i am so glad", id=f"u{i}", frames={"prosody": np.load(f"{media}/u{i}.prosody.npy")})

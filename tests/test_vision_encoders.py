@@ -13,10 +13,10 @@ pytest.importorskip("skimage", reason="the astronaut photo comes from scikit-ima
 
 import cv2  # noqa: E402
 
-from memobert_plugin.prepare.faces import HaarFaceDetector, read_face_folder  # noqa: E402
+from memobert_plugin.prepare.media.faces import HaarFaceDetector, read_face_folder  # noqa: E402
 from memobert_plugin.prepare.manifest import Utterance  # noqa: E402
-from memobert_plugin.prepare.visual import VisualStage  # noqa: E402
-from memobert_plugin.prepare.vision_encoders import load_vision_encoder  # noqa: E402
+from memobert_plugin.prepare.stages.visual import VisualStage  # noqa: E402
+from memobert_plugin.prepare.encoders.vision import load_vision_encoder  # noqa: E402
 from prepare_material import astronaut_gray, prepare_here, tiny_fer, tiny_vision_encoder  # noqa: E402,F401
 
 #: the families' pixel normalisation (transformers' image processors' defaults)

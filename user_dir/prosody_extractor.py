@@ -12,9 +12,9 @@ from typing import Dict
 
 import numpy as np
 
-from memobert_plugin.prepare.audio import SAMPLE_RATE
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE
 from memobert_plugin.prepare.report import ItemError
-from memobert_plugin.prepare.speech_stage import SpeechStage
+from memobert_plugin.prepare.stages.speech import SpeechStage
 
 __all__ = ["ProsodyStage", "prosody_descriptors", "PROSODY_DIM"]
 

@@ -16,9 +16,16 @@ import submitit
 from memobert_plugin.evaluation.cli import NoResultsError, parse_folds, write_tables
 from memobert_plugin.evaluation.cross_validation import FoldJob, plan_jobs, requested_cv_scheme, run_fold_job
 
-from .config import ConfigError, CVConfig, Resources, waits
-from .executor import POLL_S, limit_threads, log_to_stdout, make_executor, run_throttled, wait_for
-from .pretrain import check_fairseq_args
+from memobert_plugin.cluster.config import ConfigError, CVConfig, Resources, waits
+from memobert_plugin.cluster.executor import (
+    POLL_S,
+    limit_threads,
+    log_to_stdout,
+    make_executor,
+    run_throttled,
+    wait_for,
+)
+from memobert_plugin.cluster.pretrain import check_fairseq_args
 
 __all__ = ["FoldTask", "plan", "submit_cv", "submit_collect", "collect_tables"]
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import submitit
 
-from .config import Resources
+from memobert_plugin.cluster.config import Resources
 
 __all__ = ["make_executor", "limit_threads", "log_to_stdout", "wait_for", "run_throttled", "POLL_S"]
 

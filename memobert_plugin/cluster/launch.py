@@ -16,7 +16,15 @@ import logging
 import sys
 from typing import List, Optional
 
-from .config import CLUSTERS, ConfigError, CVConfig, PrepareConfig, PretrainConfig, config_path, load_config
+from memobert_plugin.cluster.config import (
+    CLUSTERS,
+    ConfigError,
+    CVConfig,
+    PrepareConfig,
+    PretrainConfig,
+    config_path,
+    load_config,
+)
 
 __all__ = ["main"]
 
@@ -60,18 +68,18 @@ def main(argv: Optional[List[str]] = None) -> None:
         config = load_config(_SCHEMA[args.command], config_path(args.config or _DEFAULT_CONFIG[args.command]),
                              args.overrides, args.cluster)
         if args.command == "pretrain":
-            from ..evaluation.cross_validation import PLUGIN_DIR
+            from memobert_plugin.evaluation.cross_validation import PLUGIN_DIR
 
-            from .pretrain import submit_pretrain
+            from memobert_plugin.cluster.pretrain import submit_pretrain
 
             submit_pretrain(config, PLUGIN_DIR)
             return
         if args.command == "prepare":
-            from .prepare import submit_prepare
+            from memobert_plugin.cluster.prepare import submit_prepare
 
             submit_prepare(config)
             return
-        from .cv import plan, submit_collect, submit_cv
+        from memobert_plugin.cluster.cv import plan, submit_collect, submit_cv
 
         if args.command == "cv":
             submit_cv(config)

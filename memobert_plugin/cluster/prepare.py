@@ -20,9 +20,16 @@ from typing import Dict, List, Set
 
 import submitit
 
-from ..prepare.cli import build_parser, parse_arguments
-from .config import ConfigError, PrepareConfig, option_flags, waits
-from .executor import POLL_S, limit_threads, log_to_stdout, make_executor, run_throttled, wait_for
+from memobert_plugin.prepare.cli import build_parser, parse_arguments
+from memobert_plugin.cluster.config import ConfigError, PrepareConfig, option_flags, waits
+from memobert_plugin.cluster.executor import (
+    POLL_S,
+    limit_threads,
+    log_to_stdout,
+    make_executor,
+    run_throttled,
+    wait_for,
+)
 
 __all__ = ["PrepareTask", "submit_prepare", "prepare_commands"]
 
@@ -41,7 +48,7 @@ class PrepareTask(submitit.helpers.Checkpointable):
     def __call__(self, argv: List[str]) -> str:
         log_to_stdout()
         limit_threads(self.threads)
-        from ..prepare.cli import main
+        from memobert_plugin.prepare.cli import main
 
         main(argv)
         return " ".join(argv[:1])
@@ -84,7 +91,7 @@ def _check(argv: List[str]) -> None:
 
 def submit_prepare(config: PrepareConfig) -> List[submitit.Job]:
     """Shard the manifest here, submit the stage arrays and the final job; wait if asked."""
-    from ..prepare.cli import main
+    from memobert_plugin.prepare.cli import main
 
     commands = prepare_commands(config)
     _check(commands["all"][0])

@@ -23,8 +23,8 @@ from typing import List, Optional
 
 import submitit
 
-from .config import ConfigError, PretrainConfig, Resources, option_flags, waits
-from .executor import POLL_S, limit_threads, log_to_stdout, make_executor, wait_for
+from memobert_plugin.cluster.config import ConfigError, PretrainConfig, Resources, option_flags, waits
+from memobert_plugin.cluster.executor import POLL_S, limit_threads, log_to_stdout, make_executor, wait_for
 
 __all__ = [
     "PretrainJob", "submit_pretrain", "pretrain_argv", "distributed_args", "job_port",

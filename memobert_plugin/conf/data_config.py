@@ -6,7 +6,7 @@ from typing import Dict
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II, MISSING
 
-from ..streams import FrameStream, frame_streams, with_stream_fields
+from memobert_plugin.streams import FrameStream, frame_streams, with_stream_fields
 
 __all__ = ["MultimodalDataConfig", "frame_limit_field", "frame_limits"]
 

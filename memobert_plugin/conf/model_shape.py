@@ -1,7 +1,7 @@
 """The fields of a memobert model config that size its tensors: what ``--bert-init`` must match and what
 the checkpoint policy bounds before anything is built (here, so that neither needs the other)."""
 
-from ..streams import input_streams
+from memobert_plugin.streams import input_streams
 
 __all__ = ["SHAPE_FIELDS", "memobert_size_fields"]
 

@@ -17,8 +17,14 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from ..class_metrics import confusion_from_counts, macro_f1, unweighted_average_recall, weighted_accuracy, weighted_f1
-from .unused_parameters import anchor_unused_parameters
+from memobert_plugin.class_metrics import (
+    confusion_from_counts,
+    macro_f1,
+    unweighted_average_recall,
+    weighted_accuracy,
+    weighted_f1,
+)
+from memobert_plugin.criterions.unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertEmotionCriterion", "MemobertEmotionCriterionConfig"]
 

@@ -8,10 +8,10 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..data.objective_batches import MaskedView
-from ..objectives import OBJECTIVE_REGISTRY
-from ..streams import TEXT
-from .unused_parameters import anchor_unused_parameters
+from memobert_plugin.data.objective_batches import MaskedView
+from memobert_plugin.objectives import OBJECTIVE_REGISTRY
+from memobert_plugin.streams import TEXT
+from memobert_plugin.criterions.unused_parameters import anchor_unused_parameters
 
 __all__ = ["MemobertPretrainCriterion", "MemobertPretrainCriterionConfig"]
 

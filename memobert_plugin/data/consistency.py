@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import List
 
-from ..files import DigestCache, read_json
+from memobert_plugin.files import DigestCache, read_json
 
 __all__ = ["check_split_files", "DataChangedError", "VERIFIED_NAME"]
 

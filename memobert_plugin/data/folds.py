@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .utterance_meta import FIXED_SUBSETS, UtteranceMeta
+from memobert_plugin.data.utterance_meta import FIXED_SUBSETS, UtteranceMeta
 
 __all__ = ["FoldSplit", "fold_split", "num_folds", "resolve_scheme", "stratified_subset", "CV_SCHEMES", "LABELLED_SPLIT",
            "FINAL_FOLD"]

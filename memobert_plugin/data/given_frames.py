@@ -4,7 +4,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .feature_store import STORE_DTYPE
+from memobert_plugin.data.feature_store import STORE_DTYPE
 
 __all__ = ["GivenFrames"]
 

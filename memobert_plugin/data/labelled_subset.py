@@ -5,7 +5,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 import torch
 
-from .multimodal_dataset import MultimodalDataset, SizedByAllModalities
+from memobert_plugin.data.multimodal_dataset import MultimodalDataset, SizedByAllModalities
 
 __all__ = ["LabelledSubset"]
 

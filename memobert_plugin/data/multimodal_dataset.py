@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
-from ..streams import frame_streams
-from .feature_store import FeatureStore
+from memobert_plugin.streams import frame_streams
+from memobert_plugin.data.feature_store import FeatureStore
 
 __all__ = ["TextFormat", "SizedByAllModalities", "MultimodalDataset", "collate_utterances", "UtteranceBatch"]
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from fairseq.data import BaseWrapperDataset
 
-from .masking import masking_rng
-from .multimodal_dataset import UtteranceBatch
+from memobert_plugin.data.masking import masking_rng
+from memobert_plugin.data.multimodal_dataset import UtteranceBatch
 
 __all__ = ["ObjectiveBatchesDataset", "MaskingObjective", "MaskedView"]
 

@@ -14,7 +14,7 @@ from typing import Iterable, List
 import numpy as np
 from fairseq.data import Dictionary
 
-from ..vocab_file import read_vocab_file
+from memobert_plugin.data.vocab_file import read_vocab_file
 
 __all__ = ["BertVocabulary", "SPECIAL_TOKENS"]
 

@@ -18,13 +18,27 @@ import sys
 import time
 from typing import Dict, List
 
-from ..data.folds import LABELLED_SPLIT, num_folds
-from ..data.utterance_meta import read_meta
-from ..option_lists import split_list
-from ..option_ranges import check_range, ranged
-from ..output_lock import OutputBusyError
-from .cross_validation import SETTINGS, FoldFailedError, FoldJob, plan_jobs, requested_cv_scheme, run_fold_job
-from .results import collect_results, plot_confusions, plot_low_resource, summarise, write_csv, write_markdown
+from memobert_plugin.data.folds import LABELLED_SPLIT, num_folds
+from memobert_plugin.data.utterance_meta import read_meta
+from memobert_plugin.option_lists import split_list
+from memobert_plugin.option_ranges import check_range, ranged
+from memobert_plugin.output_lock import OutputBusyError
+from memobert_plugin.evaluation.cross_validation import (
+    SETTINGS,
+    FoldFailedError,
+    FoldJob,
+    plan_jobs,
+    requested_cv_scheme,
+    run_fold_job,
+)
+from memobert_plugin.evaluation.results import (
+    collect_results,
+    plot_confusions,
+    plot_low_resource,
+    summarise,
+    write_csv,
+    write_markdown,
+)
 
 __all__ = ["main", "build_parser", "plan_sweep", "check_inputs", "write_tables", "parse_folds", "NoResultsError",
            "format_duration", "run_sweep"]

@@ -26,12 +26,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import memobert_plugin
 
-from ..class_metrics import classification_report
-from ..data.folds import LABELLED_SPLIT, fold_split, resolve_scheme, stratified_subset
-from ..data.utterance_meta import UtteranceMeta, read_meta
-from ..output_lock import output_lock
-from ..predictions_file import read_predictions
-from ..files import atomic_open
+from memobert_plugin.class_metrics import classification_report
+from memobert_plugin.data.folds import LABELLED_SPLIT, fold_split, resolve_scheme, stratified_subset
+from memobert_plugin.data.utterance_meta import UtteranceMeta, read_meta
+from memobert_plugin.output_lock import output_lock
+from memobert_plugin.predictions_file import read_predictions
+from memobert_plugin.files import atomic_open
 
 __all__ = ["SETTINGS", "FoldJob", "run_fold_job", "plan_jobs", "parse_validate_output", "parse_valid_line", "PLUGIN_DIR",
            "FoldFailedError", "requested_cv_scheme"]

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..class_metrics import unweighted_average_recall
+from memobert_plugin.class_metrics import unweighted_average_recall
 
 __all__ = ["LogisticRegression", "pooled_features", "word_piece_counts", "emotion_named",
            "distant_supervision_uar", "linear_probe_uars", "PROBE_FEATURES"]
@@ -67,7 +67,7 @@ def _uar(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
 
 def pooled_features(data_dir: str, split: str, stream: str) -> np.ndarray:
     """``[utterances, dim]``: each utterance's mean frame of ``stream`` (zeros when it has none)."""
-    from ..data.feature_store import FeatureStore
+    from memobert_plugin.data.feature_store import FeatureStore
 
     store = FeatureStore(data_dir, split, stream)
     sums = np.concatenate([np.zeros((1, store.dim)), np.cumsum(np.asarray(store.frames, dtype=np.float64), axis=0)])
@@ -79,7 +79,7 @@ def _token_ids(data_dir: str, split: str):
     """The data dir's vocabulary and its split's texts (word-piece ids per utterance)."""
     from fairseq.data import data_utils
 
-    from ..data.vocabulary import BertVocabulary
+    from memobert_plugin.data.vocabulary import BertVocabulary
 
     vocab = BertVocabulary.load(os.path.join(data_dir, "dict.txt"))
     return vocab, data_utils.load_indexed_dataset(os.path.join(data_dir, split), vocab)
@@ -107,8 +107,8 @@ def emotion_named(words: Sequence[str], emotion_words: Dict[str, Sequence[str]])
 
 
 def _labelled(data_dir: str, classes: Sequence[str]):
-    from ..data.folds import LABELLED_SPLIT
-    from ..data.utterance_meta import read_meta
+    from memobert_plugin.data.folds import LABELLED_SPLIT
+    from memobert_plugin.data.utterance_meta import read_meta
 
     meta = read_meta(os.path.join(data_dir, f"{LABELLED_SPLIT}.meta.tsv"))
     return meta, np.array([list(classes).index(m.label) for m in meta])
@@ -117,7 +117,7 @@ def _labelled(data_dir: str, classes: Sequence[str]):
 def distant_supervision_uar(pretrain_dir: str, emotion_dir: str, emotion_words: Dict[str, Sequence[str]],
                             folds: Sequence[int]) -> Dict[int, float]:
     """Per fold: test UAR of a classifier trained on the pretraining split labelled by its texts' emotion words."""
-    from ..data.folds import LABELLED_SPLIT, fold_split
+    from memobert_plugin.data.folds import LABELLED_SPLIT, fold_split
 
     streams = ("visual", "acoustic")
     said = [emotion_named(words, emotion_words) for words in _texts(pretrain_dir, "train")]
@@ -133,7 +133,7 @@ def distant_supervision_uar(pretrain_dir: str, emotion_dir: str, emotion_words: 
 
 def linear_probe_uars(emotion_dir: str, classes: Sequence[str], folds: Sequence[int]) -> Dict[str, Dict[int, float]]:
     """Per feature set of :data:`PROBE_FEATURES` and fold: test UAR of a probe trained on the fold's training speakers."""
-    from ..data.folds import LABELLED_SPLIT, fold_split
+    from memobert_plugin.data.folds import LABELLED_SPLIT, fold_split
 
     meta, labels = _labelled(emotion_dir, classes)
     features = {s: pooled_features(emotion_dir, LABELLED_SPLIT, s) for s in ("visual", "acoustic")}

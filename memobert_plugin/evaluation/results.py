@@ -18,9 +18,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..class_metrics import classification_report
-from ..files import atomic_open
-from .cross_validation import SETTINGS
+from memobert_plugin.class_metrics import classification_report
+from memobert_plugin.files import atomic_open
+from memobert_plugin.evaluation.cross_validation import SETTINGS
 
 __all__ = ["collect_results", "summarise", "write_markdown", "write_csv", "plot_low_resource", "plot_confusions",
            "SummaryRow"]

@@ -7,8 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .dropout import Dropout
-from .encoder import LAYER_NORM_EPS
+from memobert_plugin.models.dropout import Dropout
+from memobert_plugin.models.encoder import LAYER_NORM_EPS
 
 __all__ = ["ModalityEmbedder", "TextEmbedder", "FrameEmbedder"]
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .heads import MLPHead
-from .memobert import EncoderOutput, MemobertModel
+from memobert_plugin.models.heads import MLPHead
+from memobert_plugin.models.memobert import EncoderOutput, MemobertModel
 
 __all__ = ["EMOTION_HEAD", "EmotionClassificationHead", "PromptVerbalizer", "label_pieces_from"]
 

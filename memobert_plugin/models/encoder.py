@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dropout import Dropout, dropout
+from memobert_plugin.models.dropout import Dropout, dropout
 
 __all__ = ["TransformerEncoder", "TransformerEncoderLayer", "LAYER_NORM_EPS"]
 

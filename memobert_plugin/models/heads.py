@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder import LAYER_NORM_EPS
+from memobert_plugin.models.encoder import LAYER_NORM_EPS
 
 __all__ = ["MaskedLMHead", "MLPHead", "Pooler"]
 

@@ -17,11 +17,17 @@ from fairseq.models import MODEL_DATACLASS_REGISTRY, BaseFairseqModel, register_
 from fairseq.utils import safe_getattr
 from torch import nn
 
-from ..registered_configs import replace_registered_config
-from ..streams import TEXT, FrameStream, input_streams, on_stream_registered, with_stream_fields
-from .embedders import FrameEmbedder, TextEmbedder, ModalityEmbedder
-from .encoder import TransformerEncoder
-from .heads import MaskedLMHead, Pooler
+from memobert_plugin.registered_configs import replace_registered_config
+from memobert_plugin.streams import (
+    TEXT,
+    FrameStream,
+    input_streams,
+    on_stream_registered,
+    with_stream_fields,
+)
+from memobert_plugin.models.embedders import FrameEmbedder, TextEmbedder, ModalityEmbedder
+from memobert_plugin.models.encoder import TransformerEncoder
+from memobert_plugin.models.heads import MaskedLMHead, Pooler
 
 __all__ = ["MemobertConfig", "MemobertModel", "EncoderOutput", "SequenceLayout", "upgrade_embedder_names"]
 

@@ -1,6 +1,6 @@
 """Pretraining objectives: each a registered unit of masking, head size, loss and metrics."""
 
-from .base import (
+from memobert_plugin.objectives.base import (
     OBJECTIVE_REGISTRY,
     ObjectiveData,
     ObjectiveLoss,
@@ -10,13 +10,17 @@ from .base import (
     pad_masks,
     register_objective,
 )
-from .span_frames import FrameMaskingConfig, SpanMaskedFrameRegression, SpanMaskedFrames
-from .wwmlm import WholeWordMLM, WwmlmConfig
-from .span_mvfr import SpanMVFR
-from .span_mvfc_kl import SpanMVFCKL
-from .span_mafr import SpanMAFR
-from ..data.objective_batches import MaskedView
-from ..data.multimodal_dataset import UtteranceBatch
+from memobert_plugin.objectives.span_frames import (
+    FrameMaskingConfig,
+    SpanMaskedFrameRegression,
+    SpanMaskedFrames,
+)
+from memobert_plugin.objectives.wwmlm import WholeWordMLM, WwmlmConfig
+from memobert_plugin.objectives.span_mvfr import SpanMVFR
+from memobert_plugin.objectives.span_mvfc_kl import SpanMVFCKL
+from memobert_plugin.objectives.span_mafr import SpanMAFR
+from memobert_plugin.data.objective_batches import MaskedView
+from memobert_plugin.data.multimodal_dataset import UtteranceBatch
 
 __all__ = [
     "OBJECTIVE_REGISTRY",

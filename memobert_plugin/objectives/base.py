@@ -20,9 +20,9 @@ from fairseq import metrics, utils
 from fairseq.dataclass import FairseqDataclass
 from torch import nn
 
-from ..data.multimodal_dataset import UtteranceBatch
-from ..data.objective_batches import MaskedView
-from ..data.vocabulary import BertVocabulary
+from memobert_plugin.data.multimodal_dataset import UtteranceBatch
+from memobert_plugin.data.objective_batches import MaskedView
+from memobert_plugin.data.vocabulary import BertVocabulary
 
 __all__ = [
     "ObjectiveData",

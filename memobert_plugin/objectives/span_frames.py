@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from fairseq.dataclass import FairseqDataclass
 
-from .base import ObjectiveLoss, PretrainingObjective, pad_masks
-from ..data.masking import span_mask
-from ..data.objective_batches import MaskedView
+from memobert_plugin.objectives.base import ObjectiveLoss, PretrainingObjective, pad_masks
+from memobert_plugin.data.masking import span_mask
+from memobert_plugin.data.objective_batches import MaskedView
 
 __all__ = ["FrameMaskingConfig", "SpanMaskedFrames", "SpanMaskedFrameRegression"]
 

@@ -2,8 +2,8 @@
 
 import torch.nn.functional as F
 
-from .base import ObjectiveLoss, register_objective
-from .span_frames import FrameMaskingConfig, SpanMaskedFrames
+from memobert_plugin.objectives.base import ObjectiveLoss, register_objective
+from memobert_plugin.objectives.span_frames import FrameMaskingConfig, SpanMaskedFrames
 
 __all__ = ["SpanMVFCKL"]
 

@@ -1,7 +1,7 @@
 """SpanMVFR: span-masked visual frame regression."""
 
-from .base import register_objective
-from .span_frames import FrameMaskingConfig, SpanMaskedFrameRegression
+from memobert_plugin.objectives.base import register_objective
+from memobert_plugin.objectives.span_frames import FrameMaskingConfig, SpanMaskedFrameRegression
 
 __all__ = ["SpanMVFR"]
 

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .base import ObjectiveLoss, PretrainingObjective, register_objective
-from ..data.masking import whole_word_mask
-from ..data.objective_batches import MaskedView
-from ..streams import TEXT
+from memobert_plugin.objectives.base import ObjectiveLoss, PretrainingObjective, register_objective
+from memobert_plugin.data.masking import whole_word_mask
+from memobert_plugin.data.objective_batches import MaskedView
+from memobert_plugin.streams import TEXT
 
 __all__ = ["WwmlmConfig", "WholeWordMLM"]
 

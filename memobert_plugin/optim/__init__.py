@@ -1,5 +1,5 @@
 """Optimizers the plugin registers with fairseq."""
 
-from .memobert_adam import MemobertAdam, MemobertAdamConfig
+from memobert_plugin.optim.memobert_adam import MemobertAdam, MemobertAdamConfig
 
 __all__ = ["MemobertAdam", "MemobertAdamConfig"]

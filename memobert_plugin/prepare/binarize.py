@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 from fairseq.data import indexed_dataset
 
-from ..data.vocabulary import BertVocabulary
-from ..files import atomic_open
+from memobert_plugin.data.vocabulary import BertVocabulary
+from memobert_plugin.files import atomic_open
 
 __all__ = ["save_dictionary", "write_dictionary", "TextBinarizer"]
 

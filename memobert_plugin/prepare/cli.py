@@ -23,14 +23,21 @@ import pickle
 import sys
 from typing import List, Optional, Tuple
 
-from ..option_lists import split_list
-from ..option_ranges import ranged
-from ..output_lock import OutputBusyError, output_lock
-from .manifest import PAPER_LABELS
-from .report import read_problems
-from .shards import DEFAULT_SHARD_SIZE, ShardPlan, StageIncomplete, disable_torchaudio, make_plan, run_stage
-from .text import TOKENIZERS, TextStage, train_sentencepiece
-from .voice_activity import VAD_METHODS
+from memobert_plugin.option_lists import split_list
+from memobert_plugin.option_ranges import ranged
+from memobert_plugin.output_lock import OutputBusyError, output_lock
+from memobert_plugin.prepare.manifest import PAPER_LABELS
+from memobert_plugin.prepare.report import read_problems
+from memobert_plugin.prepare.shards import (
+    DEFAULT_SHARD_SIZE,
+    ShardPlan,
+    StageIncomplete,
+    disable_torchaudio,
+    make_plan,
+    run_stage,
+)
+from memobert_plugin.prepare.stages.text import TOKENIZERS, TextStage, train_sentencepiece
+from memobert_plugin.prepare.media.voice_activity import VAD_METHODS
 
 __all__ = ["main", "build_parser", "parse_arguments"]
 
@@ -87,7 +94,7 @@ def _pool(text: str):
 
 def _layers(text: str):
     """``--layer``: layers counted from 1 (one, a range or a list)."""
-    from .speech_encoders import parse_layers
+    from memobert_plugin.prepare.encoders.speech import parse_layers
 
     try:
         layers = parse_layers(text)
@@ -245,13 +252,13 @@ def _wants_acoustic(args: argparse.Namespace) -> bool:
 
 def _acoustic_stage(args: argparse.Namespace):
     if args.acoustic_features != "wav2vec2":
-        from .opensmile_features import OpenSmileStage
+        from memobert_plugin.prepare.stages.opensmile import OpenSmileStage
 
         return OpenSmileStage(args.acoustic_features, args.max_seconds, args.trim_silence, args.vad)
     if not args.wav2vec2:
         raise ValueError("--acoustic-features wav2vec2 needs --wav2vec2/--speech-encoder (a model); without one, "
                          "--acoustic-features egemaps gives openSMILE's speech features")
-    from .acoustic import AcousticStage
+    from memobert_plugin.prepare.stages.acoustic import AcousticStage
 
     return AcousticStage(args.wav2vec2, args.layer, args.pool or WAV2VEC2_POOL, args.max_seconds, args.device,
                          args.trim_silence, args.vad)
@@ -262,7 +269,7 @@ def _wants_visual(args: argparse.Namespace) -> bool:
 
 
 def _visual_stage(args: argparse.Namespace):
-    from .visual import VisualStage
+    from memobert_plugin.prepare.stages.visual import VisualStage
 
     if not _wants_visual(args):
         raise ValueError("the visual stage needs --vision-encoder (a ViT or CLIP directory) or --fer-model")
@@ -274,7 +281,7 @@ def _visual_stage(args: argparse.Namespace):
 
 
 def _write(args: argparse.Namespace, plan: ShardPlan) -> None:
-    from .output import write_output
+    from memobert_plugin.prepare.output import write_output
 
     require = split_list(args.require)
     entry = write_output(plan, args.out, args.split, require, args.labels, args.feature_stats)

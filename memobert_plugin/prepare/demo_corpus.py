@@ -45,11 +45,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..data.feature_store import FeatureStoreWriter
-from ..data.utterance_meta import META_COLUMNS
-from .fer_labels import FER_CLASSES
-from ..files import atomic_open, sha256_file, write_json
-from ..wordpiece import WordPieceTokenizer
+from memobert_plugin.data.feature_store import FeatureStoreWriter
+from memobert_plugin.data.utterance_meta import META_COLUMNS
+from memobert_plugin.prepare.fer.labels import FER_CLASSES
+from memobert_plugin.files import atomic_open, sha256_file, write_json
+from memobert_plugin.data.wordpiece import WordPieceTokenizer
 
 __all__ = ["EMOTIONS", "EMOTION_WORDS", "TABLE1_COUNTS", "write_demo_corpus", "DemoCorpus"]
 
@@ -227,7 +227,7 @@ def _write_split(world: _World, data_dir: str, split: str, vocab, tokenizer: Wor
                  speakers: Sequence[str], emotion: np.ndarray, cues: _Modalities, shuffle_links: bool = False,
                  context_share: float = 0.5) -> None:
     """Draw and write ``len(emotion)`` utterances of ``speakers[i]`` with ``emotion[i]``, in chunks."""
-    from .binarize import TextBinarizer  # torch and fairseq: imported when writing, not for --help
+    from memobert_plugin.prepare.binarize import TextBinarizer  # torch and fairseq: imported when writing, not for --help
 
     text = TextBinarizer(vocab, os.path.join(data_dir, split))
     dims = {"visual": _VISUAL_DIM, "visual_fer": len(FER_CLASSES), "acoustic": _ACOUSTIC_DIM}
@@ -298,7 +298,7 @@ def write_demo_corpus(root: str, seed: int = 0, pretrain_utterances: int = 20000
         raise ValueError(f"pretrain_utterances must be at least 16, got {pretrain_utterances}")
     if not 0 < labelled_scale <= 1:
         raise ValueError(f"labelled_scale must be in (0, 1], got {labelled_scale}")
-    from .binarize import write_dictionary  # fairseq: imported when writing, not for --help
+    from memobert_plugin.prepare.binarize import write_dictionary  # fairseq: imported when writing, not for --help
 
     os.makedirs(root, exist_ok=True)
     vocab_path = os.path.join(root, "vocab.txt")

@@ -26,7 +26,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from ..data.feature_store import STORE_DTYPE, FeatureStore, feature_paths
+from memobert_plugin.data.feature_store import STORE_DTYPE, FeatureStore, feature_paths
 
 __all__ = ["StreamStats", "compute_stats", "standardize_store", "standardize_frames", "stats_of", "MIN_STD", "LIMIT"]
 
@@ -181,7 +181,7 @@ def resolve_source(choice: str, split: str, dataset: dict) -> StatsSource:
     if choice == NONE:
         return StatsSource(None)
     if _is_data_dir(choice):
-        from ..files import read_json
+        from memobert_plugin.files import read_json
 
         path = choice if choice.endswith("dataset.json") else os.path.join(choice, "dataset.json")
         if not os.path.isfile(path):

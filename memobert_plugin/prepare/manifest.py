@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Iterator, List, Optional, Union
 
-from ..data.utterance_meta import FIXED_SUBSETS, SUBSET_COLUMN
-from .report import Problem
+from memobert_plugin.data.utterance_meta import FIXED_SUBSETS, SUBSET_COLUMN
+from memobert_plugin.prepare.report import Problem
 
 __all__ = [
     "MANIFEST_COLUMNS", "META_FIELDS", "PAPER_LABELS", "REQUIRED_COLUMNS",

@@ -22,17 +22,17 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from ..data.feature_store import FeatureStore, FeatureStoreWriter
-from ..data.utterance_meta import META_COLUMNS, SUBSET_COLUMN
-from ..data.vocabulary import BertVocabulary
-from ..streams import frame_streams, input_streams
-from .binarize import TextBinarizer, save_dictionary
-from .feature_stats import AUTO, resolve_source, stale_splits, standardize_split
-from ..files import atomic_open, read_json, sha256_file, write_json
-from .manifest import PAPER_LABELS
-from .report import ERROR, Problem, clean_field, read_problems
-from .shards import ShardPlan, StageIncomplete, stage_record
-from .text import Tokenizer, read_tokens
+from memobert_plugin.data.feature_store import FeatureStore, FeatureStoreWriter
+from memobert_plugin.data.utterance_meta import META_COLUMNS, SUBSET_COLUMN
+from memobert_plugin.data.vocabulary import BertVocabulary
+from memobert_plugin.streams import frame_streams, input_streams
+from memobert_plugin.prepare.binarize import TextBinarizer, save_dictionary
+from memobert_plugin.prepare.feature_stats import AUTO, resolve_source, stale_splits, standardize_split
+from memobert_plugin.files import atomic_open, read_json, sha256_file, write_json
+from memobert_plugin.prepare.manifest import PAPER_LABELS
+from memobert_plugin.prepare.report import ERROR, Problem, clean_field, read_problems
+from memobert_plugin.prepare.shards import ShardPlan, StageIncomplete, stage_record
+from memobert_plugin.prepare.stages.text import Tokenizer, read_tokens
 
 __all__ = ["MODALITY_STAGES", "REPORT_COLUMNS", "META_COLUMNS", "LABEL_STAGE", "write_output"]
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import astuple, dataclass
 from typing import Iterable, List, Sequence
 
-from ..files import atomic_open
+from memobert_plugin.files import atomic_open
 
 __all__ = [
     "ItemError", "Problem", "PROBLEM_COLUMNS", "ERROR", "WARNING", "write_tsv", "write_problems", "read_problems",

@@ -36,10 +36,15 @@ from typing import Callable, ClassVar, Collection, Dict, Iterator, List, Optiona
 import numpy as np
 from tqdm import tqdm
 
-from ..data.feature_store import STORE_DTYPE, FeatureStore, FeatureStoreWriter, NonFiniteFeatures
-from ..files import DigestCache, atomic_open, file_identity, read_json, sha256_file, write_json
-from .manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
-from .report import WARNING, ItemError, Problem, read_problems, write_problems
+from memobert_plugin.data.feature_store import (
+    STORE_DTYPE,
+    FeatureStore,
+    FeatureStoreWriter,
+    NonFiniteFeatures,
+)
+from memobert_plugin.files import DigestCache, atomic_open, file_identity, read_json, sha256_file, write_json
+from memobert_plugin.prepare.manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
+from memobert_plugin.prepare.report import WARNING, ItemError, Problem, read_problems, write_problems
 
 __all__ = [
     "DEFAULT_SHARD_SIZE", "ShardPlan", "make_plan", "disable_torchaudio", "Stage", "FrameStage", "run_stage", "stage_record", "StageIncomplete",

@@ -5,11 +5,15 @@ from typing import List
 
 import torch
 
-from ..data.multimodal_dataset import TextFormat
-from ..data.vocabulary import BertVocabulary
-from ..models.emotion_heads import EmotionClassificationHead, PromptVerbalizer, label_pieces_from
-from ..option_lists import split_list
-from ..wordpiece import WordPieceTokenizer
+from memobert_plugin.data.multimodal_dataset import TextFormat
+from memobert_plugin.data.vocabulary import BertVocabulary
+from memobert_plugin.models.emotion_heads import (
+    EmotionClassificationHead,
+    PromptVerbalizer,
+    label_pieces_from,
+)
+from memobert_plugin.option_lists import split_list
+from memobert_plugin.data.wordpiece import WordPieceTokenizer
 
 __all__ = ["EmotionReadout", "UTTERANCE_SLOT"]
 

@@ -11,15 +11,15 @@ import torch
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
-from ..conf import MultimodalDataConfig
-from ..data.folds import CV_SCHEMES, LABELLED_SPLIT, FoldSplit, fold_split, stratified_subset
-from ..data.labelled_subset import LabelledSubset
-from ..data.multimodal_dataset import TextFormat
-from ..data.utterance_meta import FIXED_SUBSETS, UtteranceMeta, read_meta
-from ..models.emotion_heads import EMOTION_HEAD
-from .emotion_readout import EmotionReadout
-from .multimodal_task import MultimodalTask
-from .predictions import PredictionRecorder
+from memobert_plugin.conf import MultimodalDataConfig
+from memobert_plugin.data.folds import CV_SCHEMES, LABELLED_SPLIT, FoldSplit, fold_split, stratified_subset
+from memobert_plugin.data.labelled_subset import LabelledSubset
+from memobert_plugin.data.multimodal_dataset import TextFormat
+from memobert_plugin.data.utterance_meta import FIXED_SUBSETS, UtteranceMeta, read_meta
+from memobert_plugin.models.emotion_heads import EMOTION_HEAD
+from memobert_plugin.tasks.emotion_readout import EmotionReadout
+from memobert_plugin.tasks.multimodal_task import MultimodalTask
+from memobert_plugin.tasks.predictions import PredictionRecorder
 
 __all__ = ["MemobertEmotionConfig", "MemobertEmotionTask"]
 

@@ -11,14 +11,14 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from omegaconf import II
 
-from ..conf import MultimodalDataConfig, frame_limit_field
-from ..data.objective_batches import ObjectiveBatchesDataset
-from ..models.heads import MLPHead
-from ..objectives import OBJECTIVE_REGISTRY, ObjectiveData, PretrainingObjective
-from ..objectives import objective_config_classes, on_objective_registered
-from ..option_lists import split_list
-from ..streams import TEXT, with_stream_fields
-from .multimodal_task import MultimodalTask, task_config
+from memobert_plugin.conf import MultimodalDataConfig, frame_limit_field
+from memobert_plugin.data.objective_batches import ObjectiveBatchesDataset
+from memobert_plugin.models.heads import MLPHead
+from memobert_plugin.objectives import OBJECTIVE_REGISTRY, ObjectiveData, PretrainingObjective
+from memobert_plugin.objectives import objective_config_classes, on_objective_registered
+from memobert_plugin.option_lists import split_list
+from memobert_plugin.streams import TEXT, with_stream_fields
+from memobert_plugin.tasks.multimodal_task import MultimodalTask, task_config
 
 __all__ = ["PretrainBaseConfig", "MemobertPretrainTask", "pretrain_config", "DEFAULT_OBJECTIVES"]
 

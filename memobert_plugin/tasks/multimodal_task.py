@@ -13,23 +13,29 @@ from fairseq.data import ListDataset, SortDataset, data_utils
 from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY, FairseqTask
 from omegaconf import open_dict
 
-from ..checkpoint_policy import require_memobert_model
-from ..conf import MultimodalDataConfig, frame_limit_field, frame_limits
-from ..data.consistency import check_split_files
-from ..data.feature_store import FeatureStore, npy_shape
-from ..data.given_frames import GivenFrames
-from ..data.multimodal_dataset import MultimodalDataset, TextFormat
-from ..criterions.non_finite import report_non_finite
-from ..data.vocabulary import BertVocabulary
-from ..models.pretrained import (
+from memobert_plugin.checkpoints.policy import require_memobert_model
+from memobert_plugin.conf import MultimodalDataConfig, frame_limit_field, frame_limits
+from memobert_plugin.data.consistency import check_split_files
+from memobert_plugin.data.feature_store import FeatureStore, npy_shape
+from memobert_plugin.data.given_frames import GivenFrames
+from memobert_plugin.data.multimodal_dataset import MultimodalDataset, TextFormat
+from memobert_plugin.data.non_finite import report_non_finite
+from memobert_plugin.data.vocabulary import BertVocabulary
+from memobert_plugin.models.pretrained import (
     bert_shape,
     load_bert_weights,
     load_memobert_weights,
     memobert_checkpoint_shape,
 )
-from ..option_ranges import check_range
-from ..registered_configs import replace_registered_config
-from ..streams import FrameStream, frame_streams, input_streams, on_stream_registered, with_stream_fields
+from memobert_plugin.option_ranges import check_range
+from memobert_plugin.registered_configs import replace_registered_config
+from memobert_plugin.streams import (
+    FrameStream,
+    frame_streams,
+    input_streams,
+    on_stream_registered,
+    with_stream_fields,
+)
 
 __all__ = ["MultimodalTask", "task_config"]
 

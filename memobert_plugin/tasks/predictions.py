@@ -14,8 +14,8 @@ from typing import AbstractSet, Dict, Sequence
 
 import torch
 
-from ..predictions_file import prediction_columns, prediction_row
-from ..prepare.report import write_tsv
+from memobert_plugin.predictions_file import prediction_columns, prediction_row
+from memobert_plugin.prepare.report import write_tsv
 
 __all__ = ["PredictionRecorder", "rank_path"]
 

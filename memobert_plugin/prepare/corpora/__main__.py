@@ -1,5 +1,5 @@
 """``python -m memobert_plugin.prepare.corpora``: see :mod:`memobert_plugin.prepare.corpora.cli`."""
 
-from .cli import main
+from memobert_plugin.prepare.corpora.cli import main
 
 main()

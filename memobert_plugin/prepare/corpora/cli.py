@@ -17,15 +17,15 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional
 
-from ...data.utterance_meta import FIXED_SUBSETS
-from ...option_lists import split_list
-from .common import CorpusReport, ManifestRow, label_summary, write_manifest
-from .crema_d import build_crema_d
-from .iemocap import build_iemocap
-from .meld import TARGETS, build_meld
-from .msp_improv import RECORDING_TYPES, build_msp_improv
-from .ravdess import build_ravdess
-from .videos import build_video_corpus
+from memobert_plugin.data.utterance_meta import FIXED_SUBSETS
+from memobert_plugin.option_lists import split_list
+from memobert_plugin.prepare.corpora.common import CorpusReport, ManifestRow, label_summary, write_manifest
+from memobert_plugin.prepare.corpora.crema_d import build_crema_d
+from memobert_plugin.prepare.corpora.iemocap import build_iemocap
+from memobert_plugin.prepare.corpora.meld import TARGETS, build_meld
+from memobert_plugin.prepare.corpora.msp_improv import RECORDING_TYPES, build_msp_improv
+from memobert_plugin.prepare.corpora.ravdess import build_ravdess
+from memobert_plugin.prepare.corpora.videos import build_video_corpus
 
 PROG = "python -m memobert_plugin.prepare.corpora"
 REPORT_NAME = "manifest_report.tsv"

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import astuple, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from ..manifest import MANIFEST_COLUMNS, ManifestEntry
-from ..report import write_tsv
+from memobert_plugin.prepare.manifest import MANIFEST_COLUMNS, ManifestEntry
+from memobert_plugin.prepare.report import write_tsv
 
 __all__ = ["LayoutError", "ManifestRow", "CorpusReport", "ReportEntry", "REPORT_COLUMNS", "write_manifest",
            "label_summary", "MediaCheck", "read_lines", "read_text"]

@@ -18,7 +18,7 @@ import os
 import re
 from typing import List
 
-from .common import CorpusReport, LayoutError, ManifestRow, MediaCheck
+from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError, ManifestRow, MediaCheck
 
 __all__ = ["CLASS_OF", "SENTENCES", "build_crema_d"]
 

@@ -31,9 +31,9 @@ import re
 from dataclasses import replace
 from typing import Dict, List, NamedTuple, Tuple
 
-from ..report import ItemError
-from .common import CorpusReport, LayoutError, ManifestRow, read_text
-from .videos import extract_audio_track
+from memobert_plugin.prepare.report import ItemError
+from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError, ManifestRow, read_text
+from memobert_plugin.prepare.corpora.videos import extract_audio_track
 
 __all__ = ["EMOTIONS", "SENTIMENTS", "TARGETS", "SUBSET_FILES", "clean_text", "build_meld"]
 

@@ -25,9 +25,9 @@ import re
 from collections import defaultdict
 from typing import Dict, List
 
-from ..report import ItemError
-from .common import CorpusReport, LayoutError, ManifestRow
-from .videos import extract_audio_track
+from memobert_plugin.prepare.report import ItemError
+from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError, ManifestRow
+from memobert_plugin.prepare.corpora.videos import extract_audio_track
 
 __all__ = ["CLASS_OF", "STATEMENTS", "build_ravdess"]
 

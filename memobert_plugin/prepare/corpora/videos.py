@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List
 
-from ..audio import SAMPLE_RATE
-from ...files import atomic_open
-from ..report import ItemError
-from .common import CorpusReport, LayoutError, ManifestRow, read_lines
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE
+from memobert_plugin.files import atomic_open
+from memobert_plugin.prepare.report import ItemError
+from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError, ManifestRow, read_lines
 
 __all__ = ["Cue", "VIDEO_EXTENSIONS", "read_srt", "extract_audio_track", "build_video_corpus"]
 

@@ -15,11 +15,11 @@ from typing import Dict
 
 import numpy as np
 
-from .acoustic import average_pool
-from .audio import SAMPLE_RATE
-from .manifest import Utterance
-from .report import ItemError
-from .speech_stage import SpeechStage
+from memobert_plugin.prepare.stages.acoustic import average_pool
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE
+from memobert_plugin.prepare.manifest import Utterance
+from memobert_plugin.prepare.report import ItemError
+from memobert_plugin.prepare.stages.speech import SpeechStage
 
 __all__ = ["OPENSMILE_FEATURE_SETS", "OpenSmileStage"]
 

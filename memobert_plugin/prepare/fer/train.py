@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
 
-from ..option_ranges import ranged
-from .fer_labels import FACE_SIZE, FER_CLASSES
+from memobert_plugin.option_ranges import ranged
+from memobert_plugin.prepare.fer.labels import FACE_SIZE, FER_CLASSES
 
 # torch, tqdm and the model are imported by the functions that train, so --help and the
 # argument checks do not wait for torch
 if TYPE_CHECKING:
     import torch
 
-    from .fer_model import DenseNetFER
+    from memobert_plugin.prepare.fer.model import DenseNetFER
 
 __all__ = ["FerPlusData", "read_ferplus", "accuracy", "train_fer", "main"]
 
@@ -135,7 +135,7 @@ def accuracy(network: DenseNetFER, images: np.ndarray, targets: np.ndarray, devi
     """Share of images whose predicted class is the majority vote."""
     import torch
 
-    from .fer_model import face_tensor
+    from memobert_plugin.prepare.fer.model import face_tensor
 
     network.eval()
     hits = 0
@@ -153,7 +153,7 @@ def train_fer(data: FerPlusData, out: str, epochs: int = 30, batch_size: int = 6
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    from .fer_model import DenseNetFER, face_tensor, save_fer_checkpoint
+    from memobert_plugin.prepare.fer.model import DenseNetFER, face_tensor, save_fer_checkpoint
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")

@@ -30,8 +30,8 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
-from .files import atomic_open, read_json, sha256_file, write_json
-from .streams import TEXT, FrameStream, input_streams, media_streams
+from memobert_plugin.files import atomic_open, read_json, sha256_file, write_json
+from memobert_plugin.streams import TEXT, FrameStream, input_streams, media_streams
 
 __all__ = ["BUNDLE_FORMAT", "MODEL_FILE", "ExtractorMismatch", "ExtractorSettings", "read_bundle", "save_bundle",
            "load_emotion_checkpoint", "import_user_dir", "main"]
@@ -102,8 +102,8 @@ def load_emotion_checkpoint(path: str) -> Tuple[dict, str]:
     weights-only and checked; returns the state and the task's registered name."""
     from fairseq.tasks import TASK_REGISTRY
 
-    from .checkpoint_policy import load_memobert_checkpoint
-    from .tasks.memobert_emotion import MemobertEmotionTask
+    from memobert_plugin.checkpoints.policy import load_memobert_checkpoint
+    from memobert_plugin.tasks.memobert_emotion import MemobertEmotionTask
 
     state = load_memobert_checkpoint(path)
     name = state["cfg"]["task"].get("_name")
@@ -164,7 +164,7 @@ class ExtractorSettings:
         return [s.name for s in media_streams() if s.name in self.extractors]
 
     def tokenizer(self):
-        from .prepare.text import Tokenizer
+        from memobert_plugin.prepare.stages.text import Tokenizer
 
         text = self.extractors["text"]
         path = os.path.join(self.base_dir, text["file"]) if self.base_dir else text["path"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Dict, Iterable, List
 
-from .vocab_file import read_vocab_file
+from memobert_plugin.data.vocab_file import read_vocab_file
 
 __all__ = ["WordPieceTokenizer"]
 

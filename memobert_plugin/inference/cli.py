@@ -1,5 +1,5 @@
 """``memobert-predict``'s command line, parsed without importing torch or fairseq, so that ``--help`` and
-argument errors answer at once; the predictor (:mod:`memobert_plugin.inference`) is imported only to predict.
+argument errors answer at once; the predictor (:mod:`memobert_plugin.inference.predictor`) is imported only to predict.
 
 The options naming extractor checkpoints (``--wav2vec2``, ``--fer-model``, an extension's) come from the
 stream declarations (:mod:`memobert_plugin.streams`); ``--user-dir`` imports an extension first, so that its
@@ -8,7 +8,7 @@ streams and tasks are declared."""
 import argparse
 import os
 
-from .streams import media_streams
+from memobert_plugin.streams import media_streams
 
 __all__ = ["build_parser", "main"]
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="torch device for the model and extractors (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     timeline = parser.add_argument_group("timelines (recordings of any length, one prediction per speech segment; "
-                                         "see memobert_plugin.timeline)")
+                                         "see memobert_plugin.inference.timeline)")
     timeline.add_argument("--media", help="an audio or video recording of any length, or a folder of them (with "
                                           "same-named .srt/.vtt/.tsv transcripts)")
     timeline.add_argument("--timeline", action="store_true", help="segment --audio/--video into speech segments "
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     pre.add_argument("--user-dir")
     known, _ = pre.parse_known_args(argv)
     if known.user_dir:  # its streams add extractor options: imported before the full parse
-        from .bundle import import_user_dir
+        from memobert_plugin.inference.bundle import import_user_dir
 
         try:
             import_user_dir(known.user_dir)
@@ -104,11 +104,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     _check(args, parser)
     if _is_timeline(args):
-        from .timeline import timeline_command  # torch, fairseq and the model: only once there is work
+        from memobert_plugin.inference.timeline import timeline_command  # torch, fairseq and the model: only once there is work
 
         timeline_command(args, parser)
         return
-    from .inference import predict_command  # torch, fairseq and the model: only once there is work
+    from memobert_plugin.inference.predictor import predict_command  # torch, fairseq and the model: only once there is work
 
     predict_command(args, parser)
 

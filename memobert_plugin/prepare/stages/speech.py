@@ -11,10 +11,10 @@ from typing import Optional
 
 import numpy as np
 
-from .audio import AUDIO_INPUTS, read_audio
-from .manifest import Utterance
-from .shards import FrameStage, ShardPlan
-from .voice_activity import VoiceActivity, load_voice_activity, resolve_vad
+from memobert_plugin.prepare.media.audio import AUDIO_INPUTS, read_audio
+from memobert_plugin.prepare.manifest import Utterance
+from memobert_plugin.prepare.shards import FrameStage, ShardPlan
+from memobert_plugin.prepare.media.voice_activity import VoiceActivity, load_voice_activity, resolve_vad
 
 __all__ = ["SpeechStage"]
 

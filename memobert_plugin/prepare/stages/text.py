@@ -11,11 +11,11 @@ import io
 import os
 from typing import Dict, Iterable, List, Optional
 
-from ..files import atomic_open, sha256_file
-from .manifest import Utterance
-from .report import Problem
-from .shards import Progress, Stage
-from ..wordpiece import WordPieceTokenizer
+from memobert_plugin.files import atomic_open, sha256_file
+from memobert_plugin.prepare.manifest import Utterance
+from memobert_plugin.prepare.report import Problem
+from memobert_plugin.prepare.shards import Progress, Stage
+from memobert_plugin.data.wordpiece import WordPieceTokenizer
 
 __all__ = ["TOKENIZERS", "Tokenizer", "train_sentencepiece", "TextStage", "read_tokens"]
 
@@ -40,7 +40,7 @@ class Tokenizer:
 
             self._sentencepiece = sentencepiece.SentencePieceProcessor(model_file=path)
             symbols = [self._sentencepiece.id_to_piece(i) for i in range(self._sentencepiece.get_piece_size())]
-        from ..data.vocabulary import BertVocabulary  # imports fairseq: not at import, for memobert-prepare --help
+        from memobert_plugin.data.vocabulary import BertVocabulary  # imports fairseq: not at import, for memobert-prepare --help
 
         self.vocab = BertVocabulary(symbols, source=path)  # raises if the special tokens are missing
 
@@ -66,7 +66,7 @@ def train_sentencepiece(
     """
     import sentencepiece
 
-    from ..data.vocabulary import SPECIAL_TOKENS
+    from memobert_plugin.data.vocabulary import SPECIAL_TOKENS
 
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(

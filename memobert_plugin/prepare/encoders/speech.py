@@ -7,7 +7,7 @@ Two ecosystems, one loader (:func:`load_speech_encoder`), nothing downloaded:
   data2vec-audio, and Whisper's encoder), loaded as :mod:`.pretrained_encoders` says;
 * a fairseq ``.pt`` checkpoint of a pretrained ``wav2vec2``, ``hubert`` or ``data2vec_audio`` model
   (hydra ``cfg`` or the older ``args`` of the released wav2vec_small.pt), loaded weights-only
-  (:mod:`memobert_plugin.safe_loading`). The three share fairseq's wav2vec 2.0 encoder (convolutional
+  (:mod:`memobert_plugin.checkpoints.safe_loading`). The three share fairseq's wav2vec 2.0 encoder (convolutional
   feature extractor, layer norm, projection, transformer), which is all that feature extraction
   runs, so each is built as that encoder from its own options.
 
@@ -30,11 +30,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..safe_loading import checkpoint_options, literal_conv_layers, load_checkpoint_weights_only, refuse_interpolation
-from .audio import SAMPLE_RATE
-from ..model_bounds import check_model_dims
-from .pretrained_encoders import config_sizes, load_transformers_model, read_model_config
-from .report import ItemError
+from memobert_plugin.checkpoints.safe_loading import (
+    checkpoint_options,
+    literal_conv_layers,
+    load_checkpoint_weights_only,
+    refuse_interpolation,
+)
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE
+from memobert_plugin.checkpoints.model_bounds import check_model_dims
+from memobert_plugin.prepare.encoders.loading import config_sizes, load_transformers_model, read_model_config
+from memobert_plugin.prepare.report import ItemError
 
 __all__ = ["TRANSFORMERS_SPEECH_MODELS", "FAIRSEQ_SPEECH_MODELS", "SPEECH_EXTRACTORS", "SpeechEncoder",
            "load_speech_encoder", "speech_model_name", "parse_layers"]

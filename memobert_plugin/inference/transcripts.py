@@ -12,8 +12,8 @@ import os
 import re
 from typing import List
 
-from .prepare.corpora.common import LayoutError, read_lines
-from .prepare.corpora.videos import Cue, read_srt
+from memobert_plugin.prepare.corpora.common import LayoutError, read_lines
+from memobert_plugin.prepare.corpora.videos import Cue, read_srt
 
 __all__ = ["TRANSCRIPT_EXTENSIONS", "read_transcript", "read_vtt", "read_transcript_tsv"]
 

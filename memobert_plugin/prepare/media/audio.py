@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from .report import ItemError
+from memobert_plugin.prepare.report import ItemError
 
 __all__ = ["SAMPLE_RATE", "AUDIO_INPUTS", "read_audio", "resample", "window_energy_db"]
 

@@ -10,16 +10,16 @@ the model in ``cfg.model``, and some registered models (fconv, wav2vec 2.0, HuBE
 * memobert's (one naming a memobert task or model, every one memobert reads itself:
   ``--memobert-init``, ``memobert-predict``, bundles, a memobert run's ``--restore-file``):
   besides, a memobert task and a memobert model, nothing else, with a model shape within
-  :mod:`~memobert_plugin.model_bounds` (:func:`check_memobert_checkpoint`).
+  :mod:`~memobert_plugin.checkpoints.model_bounds` (:func:`check_memobert_checkpoint`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-from .conf.model_shape import memobert_size_fields
-from .model_bounds import check_model_dims
-from .safe_loading import (
+from memobert_plugin.conf.model_shape import memobert_size_fields
+from memobert_plugin.checkpoints.model_bounds import check_model_dims
+from memobert_plugin.checkpoints.safe_loading import (
     UnsafeCheckpointError,
     checkpoint_options,
     load_checkpoint_weights_only,
@@ -40,7 +40,7 @@ def _is_memobert(cls: Any) -> bool:
 
 
 def _registered_memobert(registry: Dict[str, type]) -> list:
-    from . import register
+    from memobert_plugin import register
 
     register()  # memobert's names are those registered
     return sorted(name for name, cls in registry.items() if _is_memobert(cls))

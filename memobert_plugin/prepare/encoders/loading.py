@@ -3,7 +3,7 @@
 A transformers model directory is loaded only when its ``config.json`` names a model type the
 stage knows (a whitelist, each mapped to a transformers class named here: never
 ``trust_remote_code``, never a class the file picks), with every size it gives bounded by
-:mod:`memobert_plugin.model_bounds` before a tensor is allocated, and weights from ``model.safetensors`` or a
+:mod:`memobert_plugin.checkpoints.model_bounds` before a tensor is allocated, and weights from ``model.safetensors`` or a
 weights-only ``pytorch_model.bin``. Nothing is downloaded (``local_files_only``).
 """
 
@@ -13,10 +13,10 @@ import hashlib
 import os
 from typing import Any, Dict, Iterable, Mapping, Tuple
 
-from ..files import sha256_file
-from ..model_bounds import check_model_dims, read_config_json
-from ..safe_loading import load_checkpoint_weights_only
-from .shards import disable_torchaudio
+from memobert_plugin.files import sha256_file
+from memobert_plugin.checkpoints.model_bounds import check_model_dims, read_config_json
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.prepare.shards import disable_torchaudio
 
 __all__ = ["read_model_config", "config_sizes", "load_transformers_model", "model_checksum"]
 

@@ -5,7 +5,7 @@
 * ``POST /predict``: a ``multipart/form-data`` upload (field ``media``, optional ``transcript``), or JSON
   ``{"path": "/local/recording.mp4", "transcript": "/local/recording.srt"}`` naming files on this machine.
   Answers JSON ``{"classes", "records", "warnings", "plot"}``: the records of
-  :func:`memobert_plugin.timeline.predict_recording` (one per speech segment), the messages about missing
+  :func:`memobert_plugin.inference.timeline.predict_recording` (one per speech segment), the messages about missing
   input, and the plot as a ``data:image/png;base64`` URL when asked for (``"plot": true`` / field
   ``plot=1``). A bad request answers ``{"error": message}`` with status 400 (413 for an upload over
   ``--max-upload-mb``).
@@ -43,11 +43,11 @@ class RequestError(ValueError):
 
 
 class PredictionService:
-    """An :class:`~memobert_plugin.inference.EmotionPredictor` with its extractors and voice-activity detector
+    """An :class:`~memobert_plugin.inference.predictor.EmotionPredictor` with its extractors and voice-activity detector
     loaded, answering one recording at a time."""
 
     def __init__(self, predictor, vad=None):
-        from .prepare.voice_activity import load_voice_activity
+        from memobert_plugin.prepare.media.voice_activity import load_voice_activity
 
         self.predictor = predictor
         predictor.extract([])  # loads the extractor stages now, not on the first request
@@ -56,7 +56,12 @@ class PredictionService:
 
     def predict(self, media: str, transcript: str = "", plot: bool = False, name: str = "") -> dict:
         """The answer for one recording on this machine; ``name`` replaces its path in the records."""
-        from .timeline import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, plot_timeline, predict_recording
+        from memobert_plugin.inference.timeline import (
+            AUDIO_EXTENSIONS,
+            VIDEO_EXTENSIONS,
+            plot_timeline,
+            predict_recording,
+        )
 
         ext = os.path.splitext(media)[1].lower()
         if ext not in AUDIO_EXTENSIONS + VIDEO_EXTENSIONS:
@@ -217,8 +222,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.max_upload_mb <= 0 or not 0 <= args.port < 65536:
         parser.error(f"--max-upload-mb must be > 0 and --port in 0-65535, got {args.max_upload_mb} and {args.port}")
-    from .inference import EmotionPredictor  # torch, fairseq and the model: only once there is work
-    from .timeline import quiet_library_logs
+    from memobert_plugin.inference.predictor import EmotionPredictor  # torch, fairseq and the model: only once there is work
+    from memobert_plugin.inference.timeline import quiet_library_logs
 
     try:
         checkpoints = {k: v for k, v in (("acoustic", args.wav2vec2), ("visual", args.fer_model)) if v}

@@ -3,8 +3,8 @@
 From media, with the extractors and settings the model's training data was prepared with
 (``memobert-prepare``'s own stages, checked against the bundle's checksums)::
 
-    from memobert_plugin.inference import EmotionPredictor, media_entry
-    predictor = EmotionPredictor("model.bundle")            # see memobert_plugin.bundle
+    from memobert_plugin.inference.predictor import EmotionPredictor, media_entry
+    predictor = EmotionPredictor("model.bundle")            # see memobert_plugin.inference.bundle
     entries = [media_entry("u1", text="i am so glad", audio="u1.wav", video="u1.mp4")]
     probs = predictor.predict_proba(predictor.extract(entries))
 
@@ -38,14 +38,20 @@ from fairseq.utils import apply_to_sample
 from omegaconf import MissingMandatoryValue, OmegaConf
 from tqdm import tqdm
 
-from .bundle import DICT_FILE, MODEL_FILE, ExtractorSettings, is_bundle, load_emotion_checkpoint
+from memobert_plugin.inference.bundle import (
+    DICT_FILE,
+    MODEL_FILE,
+    ExtractorSettings,
+    is_bundle,
+    load_emotion_checkpoint,
+)
 
-from .prepare.feature_stats import standardize_frames
-from .data.vocabulary import BertVocabulary
-from .predictions_file import prediction_columns, prediction_row, unpredicted_row
-from .prepare.report import clean_field, write_tsv
-from .streams import MEDIA, input_streams, media_streams
-from .tasks.multimodal_task import task_config
+from memobert_plugin.prepare.feature_stats import standardize_frames
+from memobert_plugin.data.vocabulary import BertVocabulary
+from memobert_plugin.predictions_file import prediction_columns, prediction_row, unpredicted_row
+from memobert_plugin.prepare.report import clean_field, write_tsv
+from memobert_plugin.streams import MEDIA, input_streams, media_streams
+from memobert_plugin.tasks.multimodal_task import task_config
 
 __all__ = ["UtteranceFeatures", "EmotionPredictor", "media_entry", "main"]
 
@@ -73,7 +79,7 @@ Utterance = UtteranceFeatures  # the name before issue 23; prepare.manifest.Utte
 def media_entry(id: str, text: str = "", audio: str = "", video: str = "", start: Optional[float] = None,
                 end: Optional[float] = None):
     """One utterance's media, as a row of a preparation manifest (paths as given)."""
-    from .prepare.manifest import Utterance as ManifestUtterance
+    from memobert_plugin.prepare.manifest import Utterance as ManifestUtterance
 
     return ManifestUtterance(id=id, text=text, audio=audio, video=video, start=start, end=end)
 
@@ -190,7 +196,7 @@ class EmotionPredictor:
         ``problems``, as ``memobert-prepare`` leaves it out of the data. A media file that is missing or
         cannot be read is named in ``unreadable``: :meth:`predict_proba` refuses such an utterance.
         """
-        from .prepare.report import ItemError
+        from memobert_plugin.prepare.report import ItemError
 
         stages = self._media_stages()
         medium = {stream.name: stream.medium for stream in media_streams()}
@@ -287,8 +293,8 @@ def _read_inputs(path: str) -> List[UtteranceFeatures]:
 
 def _read_media(args: argparse.Namespace) -> list:
     """The utterances to extract: the --manifest's rows, or the one utterance of --audio/--video/--text."""
-    from .prepare.manifest import read_manifest
-    from .prepare.report import Problem
+    from memobert_plugin.prepare.manifest import read_manifest
+    from memobert_plugin.prepare.report import Problem
 
     if not args.manifest:
         return [media_entry(args.id, args.text or "", os.path.abspath(args.audio) if args.audio else "",
@@ -302,7 +308,7 @@ def _read_media(args: argparse.Namespace) -> list:
 
 
 def predict_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Run ``memobert-predict`` on its parsed arguments (:mod:`memobert_plugin.predict_cli` parses them).
+    """Run ``memobert-predict`` on its parsed arguments (:mod:`memobert_plugin.inference.cli` parses them).
 
     Every utterance asked for gets a row: predicted, or (a manifest row whose media file is missing or
     unreadable) with the reason in its ``problems`` column. A single utterance's unreadable file is an error.

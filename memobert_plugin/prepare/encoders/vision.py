@@ -16,7 +16,7 @@ from typing import List
 import numpy as np
 import torch
 
-from .pretrained_encoders import config_sizes, load_transformers_model, read_model_config
+from memobert_plugin.prepare.encoders.loading import config_sizes, load_transformers_model, read_model_config
 
 __all__ = ["VISION_MODELS", "VISION_EXTRACTORS", "VisionEncoder", "load_vision_encoder", "vision_model_name"]
 

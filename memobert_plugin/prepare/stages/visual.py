@@ -18,17 +18,23 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .active_speaker import choose_speaker
-from .audio import Warn, read_audio
-from .faces import HaarFaceDetector, detect_faces, read_face_folder, track_faces, video_frames
-from .fer_model import FACE_SIZE, FerModel, load_fer_model
-from ..files import sha256_file
-from .manifest import Utterance
-from .pretrained_encoders import model_checksum
-from .report import ItemError
-from .shards import FrameStage, ShardPlan
-from .vision_encoders import VisionEncoder, load_vision_encoder, vision_model_name
-from .voice_activity import VoiceActivity, load_voice_activity, resolve_vad
+from memobert_plugin.prepare.media.active_speaker import choose_speaker
+from memobert_plugin.prepare.media.audio import Warn, read_audio
+from memobert_plugin.prepare.media.faces import (
+    HaarFaceDetector,
+    detect_faces,
+    read_face_folder,
+    track_faces,
+    video_frames,
+)
+from memobert_plugin.prepare.fer.model import FACE_SIZE, FerModel, load_fer_model
+from memobert_plugin.files import sha256_file
+from memobert_plugin.prepare.manifest import Utterance
+from memobert_plugin.prepare.encoders.loading import model_checksum
+from memobert_plugin.prepare.report import ItemError
+from memobert_plugin.prepare.shards import FrameStage, ShardPlan
+from memobert_plugin.prepare.encoders.vision import VisionEncoder, load_vision_encoder, vision_model_name
+from memobert_plugin.prepare.media.voice_activity import VoiceActivity, load_voice_activity, resolve_vad
 
 __all__ = ["speaker_faces", "VisualStage"]
 

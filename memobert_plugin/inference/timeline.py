@@ -1,10 +1,10 @@
 """Recordings of any length -> an emotion timeline: one prediction per stretch of speech.
 
 A recording is an audio file, a video file (its sound track is used), or both. Its speech is found
-with the voice-activity detector of :mod:`memobert_plugin.prepare.voice_activity` (silero-vad when
+with the voice-activity detector of :mod:`memobert_plugin.prepare.media.voice_activity` (silero-vad when
 installed) on :data:`CHUNK_SECONDS`-long chunks of the audio, so an hour costs the memory of a chunk;
 a stretch longer than the model's extractors read (their ``max_seconds``) is cut into equal parts.
-Each stretch (a *segment*) is then one utterance for :class:`~memobert_plugin.inference.EmotionPredictor`:
+Each stretch (a *segment*) is then one utterance for :class:`~memobert_plugin.inference.predictor.EmotionPredictor`:
 its audio span, the speaker's face in its video span (the visual stage's face detection and
 active-speaker choice), and its words from a timed transcript when one is given (:func:`align_text`).
 memobert does no speech recognition: without a transcript the text is empty.
@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .files import atomic_open
-from .transcripts import TRANSCRIPT_EXTENSIONS, read_transcript
+from memobert_plugin.files import atomic_open
+from memobert_plugin.inference.transcripts import TRANSCRIPT_EXTENSIONS, read_transcript
 
 __all__ = ["RECORD_FIELDS", "FORMATS", "AUDIO_EXTENSIONS", "VIDEO_EXTENSIONS", "CHUNK_SECONDS", "Recording",
            "speech_segments", "align_text", "recordings_in_folder", "predict_recording", "write_records",
@@ -89,8 +89,8 @@ def speech_segments(audio: str, vad, max_seconds: float, progress: bool = False)
     """
     from tqdm import tqdm
 
-    from .prepare.audio import SAMPLE_RATE, read_audio
-    from .prepare.report import ItemError
+    from memobert_plugin.prepare.media.audio import SAMPLE_RATE, read_audio
+    from memobert_plugin.prepare.report import ItemError
 
     total = _duration(audio)
     spans: List[List[float]] = []
@@ -192,16 +192,16 @@ def predict_recording(predictor, audio: str = "", video: str = "", transcript: s
                       warn=None, vad=None) -> List[dict]:
     """The timeline of one recording: a record (:data:`RECORD_FIELDS`) per speech segment, in time order.
 
-    ``predictor``: an :class:`~memobert_plugin.inference.EmotionPredictor`; ``transcript``: an ``.srt``,
+    ``predictor``: an :class:`~memobert_plugin.inference.predictor.EmotionPredictor`; ``transcript``: an ``.srt``,
     ``.vtt`` or ``.tsv`` file timed like the recording; ``warn``: called with each message about
     missing input (default: printed to stderr); ``vad``: a loaded voice-activity detector to reuse.
     """
     from tqdm import tqdm
 
-    from .inference import media_entry
-    from .prepare.corpora.videos import extract_audio_track
-    from .prepare.report import ItemError
-    from .prepare.voice_activity import load_voice_activity
+    from memobert_plugin.inference.predictor import media_entry
+    from memobert_plugin.prepare.corpora.videos import extract_audio_track
+    from memobert_plugin.prepare.report import ItemError
+    from memobert_plugin.prepare.media.voice_activity import load_voice_activity
 
     warn = warn or (lambda message: print(f"memobert-predict: warning: {message}", file=sys.stderr))
     name = video or audio
@@ -339,10 +339,10 @@ def _recordings(args) -> Tuple[List[Recording], List[str]]:
 
 
 def timeline_command(args, parser) -> None:
-    """``memobert-predict --media/--timeline``: parsed by :mod:`memobert_plugin.predict_cli`."""
-    from .bundle import ExtractorSettings
-    from .inference import EmotionPredictor
-    from .prepare.voice_activity import load_voice_activity
+    """``memobert-predict --media/--timeline``: parsed by :mod:`memobert_plugin.inference.cli`."""
+    from memobert_plugin.inference.bundle import ExtractorSettings
+    from memobert_plugin.inference.predictor import EmotionPredictor
+    from memobert_plugin.prepare.media.voice_activity import load_voice_activity
 
     def warn(message: str) -> None:
         print(f"memobert-predict: warning: {message}", file=sys.stderr)

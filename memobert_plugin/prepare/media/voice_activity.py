@@ -19,7 +19,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, window_energy_db
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE, window_energy_db
 
 __all__ = ["VAD_METHODS", "resolve_vad", "VoiceActivity", "SileroVoiceActivity", "EnergyVoiceActivity",
            "load_voice_activity"]

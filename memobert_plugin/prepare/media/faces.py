@@ -24,8 +24,8 @@ from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .fer_model import FACE_SIZE
-from .report import ItemError
+from memobert_plugin.prepare.fer.model import FACE_SIZE
+from memobert_plugin.prepare.report import ItemError
 
 __all__ = [
     "IMAGE_EXTENSIONS", "Detection", "FaceTrack", "HaarFaceDetector", "video_frames", "read_face_folder",

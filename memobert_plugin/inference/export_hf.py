@@ -34,7 +34,7 @@ def _untie(weights: Dict) -> tuple:
 def _write_safetensors(path: str, tensors: Dict, metadata: Dict[str, str]) -> None:
     from safetensors.torch import save
 
-    from .files import atomic_open
+    from memobert_plugin.files import atomic_open
 
     with atomic_open(path, "wb") as handle:
         handle.write(save(tensors, metadata=metadata))
@@ -43,12 +43,12 @@ def _write_safetensors(path: str, tensors: Dict, metadata: Dict[str, str]) -> No
 def export_hf(checkpoint: str, out_dir: str, vocab_path: Optional[str] = None) -> Dict[str, str]:
     """Write both exports; returns what was written where."""
     # torch and fairseq (the vocabulary) are imported here, not for --help
-    from .data.vocabulary import BertVocabulary
-    from .models.encoder import LAYER_NORM_EPS
-    from .models.memobert import upgrade_embedder_names
-    from .models.pretrained import EXPORT_FORMAT, bert_state_from_memobert
-    from .files import atomic_open, write_json
-    from .checkpoint_policy import load_memobert_checkpoint
+    from memobert_plugin.data.vocabulary import BertVocabulary
+    from memobert_plugin.models.encoder import LAYER_NORM_EPS
+    from memobert_plugin.models.memobert import upgrade_embedder_names
+    from memobert_plugin.models.pretrained import EXPORT_FORMAT, bert_state_from_memobert
+    from memobert_plugin.files import atomic_open, write_json
+    from memobert_plugin.checkpoints.policy import load_memobert_checkpoint
 
     state = load_memobert_checkpoint(checkpoint)  # weights-only, its config checked
     cfg = state.get("cfg") or {}
@@ -105,7 +105,7 @@ def main(argv=None) -> None:
     parser.add_argument("--user-dir", help="the extension the model was trained with (fairseq-train's --user-dir)")
     args = parser.parse_args(argv)
     try:
-        from .bundle import import_user_dir
+        from memobert_plugin.inference.bundle import import_user_dir
 
         import_user_dir(args.user_dir)
         written = export_hf(args.checkpoint, args.out_dir, args.vocab)

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .faces import FaceTrack
+from memobert_plugin.prepare.media.faces import FaceTrack
 
 __all__ = ["mouth_motion", "speaking_score", "choose_speaker"]
 

@@ -12,12 +12,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .manifest import Utterance
-from .pretrained_encoders import model_checksum
-from .report import ItemError
-from .speech_encoders import SpeechEncoder, load_speech_encoder, speech_model_name
-from .speech_stage import SpeechStage
+from memobert_plugin.prepare.media.audio import SAMPLE_RATE
+from memobert_plugin.prepare.manifest import Utterance
+from memobert_plugin.prepare.encoders.loading import model_checksum
+from memobert_plugin.prepare.report import ItemError
+from memobert_plugin.prepare.encoders.speech import SpeechEncoder, load_speech_encoder, speech_model_name
+from memobert_plugin.prepare.stages.speech import SpeechStage
 
 __all__ = ["average_pool", "AcousticStage", "UTTERANCE_POOL"]
 

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model_bounds import check_model_dims
-from ..safe_loading import load_checkpoint_weights_only
-from .fer_labels import FACE_SIZE, FER_CLASSES
-from ..files import atomic_open
+from memobert_plugin.checkpoints.model_bounds import check_model_dims
+from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
+from memobert_plugin.prepare.fer.labels import FACE_SIZE, FER_CLASSES
+from memobert_plugin.files import atomic_open
 
 __all__ = [
     "FER_CLASSES", "FACE_SIZE", "DenseNetFER", "FerModel", "face_tensor", "inference_network", "save_fer_checkpoint",

@@ -1,0 +1,1 @@
+"""The facial-expression (FER+) model: its classes, the DenseNet and ``memobert-train-fer``."""
