@@ -76,7 +76,7 @@ def test_the_old_code_is_unpacked_from_git_and_imported_first_by_the_timing_chil
     if subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True).returncode:
         pytest.skip("not a git checkout")
     code = prepare.archive_code("HEAD", str(tmp_path / "before"))
-    assert os.path.isfile(os.path.join(code, "memobert_plugin", "prepare", "visual.py"))
+    assert os.path.isfile(os.path.join(code, "memobert_plugin", "prepare", "stages", "visual.py"))
     assert not os.path.exists(os.path.join(code, "tests"))  # the package only
     # the timing child's premise: with the archive on PYTHONPATH, its code is imported, not the installed tree's
     proc = subprocess.run([sys.executable, "-c", "import memobert_plugin; print(memobert_plugin.__file__)"],

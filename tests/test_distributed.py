@@ -88,6 +88,7 @@ def test_two_gloo_ranks_equal_one_process_with_update_freq_2(demo_corpus, tmp_pa
         for a, b in zip(single_valid, ranked_valid):
             for metric in ("valid_wa", "valid_uar", "valid_macro_f1", "valid_weighted_f1", "valid_confusion"):
                 assert b[metric] == a[metric], metric
+        # columns: id, gold, predicted, p_<class>..., problems (empty where the row was predicted)
         rows = {run: [line.split("\t") for path in paths for line in open(path).read().splitlines()[1:]]
                 for run, paths in (("single", [tmp_path / "single.tsv"]),
                                    ("ranks", [tmp_path / "ranks.tsv", tmp_path / "ranks.tsv.rank1"]))}
@@ -96,9 +97,9 @@ def test_two_gloo_ranks_equal_one_process_with_update_freq_2(demo_corpus, tmp_pa
         assert len(single_ids) == len(set(single_ids)) > 0 and {r[0] for r in rows["ranks"]} == set(single_ids)
         ranked = {}
         for row in rows["ranks"]:
-            ranked.setdefault(row[0], []).append([float(x) for x in row[3:]])
+            ranked.setdefault(row[0], []).append([float(x) for x in row[3:-1]])
         for row in rows["single"]:
             for probabilities in ranked[row[0]]:
-                assert [float(x) for x in row[3:]] == pytest.approx(probabilities, abs=1e-4), row[0]
+                assert [float(x) for x in row[3:-1]] == pytest.approx(probabilities, abs=1e-4), row[0]
     # and training moved the model: the comparison above is not between two untouched inits
     assert single_valid[0]["valid_loss"] != single_valid[1]["valid_loss"]

@@ -61,13 +61,14 @@ def _config(corpus, out, options, cluster):
 
 def _files(root):
     """Every file of a data dir (work files included) but the job logs, the plan (it records its own
-    location) and the output locks (they hold their last writer's pid), with its bytes."""
+    location), the output locks (they hold their last writer's pid) and the media digest cache (it keeps
+    only files older than 2 s, so whether it exists depends on timing), with its bytes."""
     found = {}
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d != "submitit"]
         for name in names:
             path = os.path.join(folder, name)
-            if name == "plan.json" or name.endswith(".lock"):
+            if name in ("plan.json", "media.sha256.json") or name.endswith(".lock"):
                 continue
             with open(path, "rb") as handle:
                 found[os.path.relpath(path, root)] = handle.read()

@@ -65,7 +65,7 @@ def test_vision_directories_are_refused_unless_known_and_bounded(tmp_path):
     with pytest.raises(ValueError, match="model_type 'resnet' is not a vision model memobert reads"):
         load_vision_encoder(path)
     config_path.write_text(json.dumps({**config, "image_size": 10 ** 7}))
-    with pytest.raises(ValueError, match="image_size is 10000000"):
+    with pytest.raises(ValueError, match="config.json: image_size = 10000000 is out of bounds"):
         load_vision_encoder(path)
 
 
