@@ -18,13 +18,7 @@ from fairseq.utils import safe_getattr
 from torch import nn
 
 from memobert_plugin.registered_configs import replace_registered_config
-from memobert_plugin.streams import (
-    TEXT,
-    FrameStream,
-    input_streams,
-    on_stream_registered,
-    with_stream_fields,
-)
+from memobert_plugin.streams import TEXT, FrameStream, input_streams, on_stream_registered, with_stream_fields
 from memobert_plugin.models.embedders import FrameEmbedder, TextEmbedder, ModalityEmbedder
 from memobert_plugin.models.encoder import TransformerEncoder
 from memobert_plugin.models.heads import MaskedLMHead, Pooler

@@ -10,11 +10,7 @@ from memobert_plugin.objectives.base import (
     pad_masks,
     register_objective,
 )
-from memobert_plugin.objectives.span_frames import (
-    FrameMaskingConfig,
-    SpanMaskedFrameRegression,
-    SpanMaskedFrames,
-)
+from memobert_plugin.objectives.span_frames import FrameMaskingConfig, SpanMaskedFrameRegression, SpanMaskedFrames
 from memobert_plugin.objectives.wwmlm import WholeWordMLM, WwmlmConfig
 from memobert_plugin.objectives.span_mvfr import SpanMVFR
 from memobert_plugin.objectives.span_mvfc_kl import SpanMVFCKL

@@ -36,12 +36,7 @@ from typing import Callable, ClassVar, Collection, Dict, Iterator, List, Optiona
 import numpy as np
 from tqdm import tqdm
 
-from memobert_plugin.data.feature_store import (
-    STORE_DTYPE,
-    FeatureStore,
-    FeatureStoreWriter,
-    NonFiniteFeatures,
-)
+from memobert_plugin.data.feature_store import STORE_DTYPE, FeatureStore, FeatureStoreWriter, NonFiniteFeatures
 from memobert_plugin.files import DigestCache, atomic_open, file_identity, read_json, sha256_file, write_json
 from memobert_plugin.prepare.manifest import META_FIELDS, Utterance, manifest_columns, read_manifest
 from memobert_plugin.prepare.report import WARNING, ItemError, Problem, read_problems, write_problems

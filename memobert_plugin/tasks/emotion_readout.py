@@ -7,11 +7,7 @@ import torch
 
 from memobert_plugin.data.multimodal_dataset import TextFormat
 from memobert_plugin.data.vocabulary import BertVocabulary
-from memobert_plugin.models.emotion_heads import (
-    EmotionClassificationHead,
-    PromptVerbalizer,
-    label_pieces_from,
-)
+from memobert_plugin.models.emotion_heads import EmotionClassificationHead, PromptVerbalizer, label_pieces_from
 from memobert_plugin.option_lists import split_list
 from memobert_plugin.data.wordpiece import WordPieceTokenizer
 

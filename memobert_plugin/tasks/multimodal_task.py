@@ -29,13 +29,7 @@ from memobert_plugin.models.pretrained import (
 )
 from memobert_plugin.option_ranges import check_range
 from memobert_plugin.registered_configs import replace_registered_config
-from memobert_plugin.streams import (
-    FrameStream,
-    frame_streams,
-    input_streams,
-    on_stream_registered,
-    with_stream_fields,
-)
+from memobert_plugin.streams import FrameStream, frame_streams, input_streams, on_stream_registered, with_stream_fields
 
 __all__ = ["MultimodalTask", "task_config"]
 

@@ -23,13 +23,7 @@ import os
 import re
 from typing import Dict, List, Tuple
 
-from memobert_plugin.prepare.corpora.common import (
-    CorpusReport,
-    LayoutError,
-    ManifestRow,
-    MediaCheck,
-    read_lines,
-)
+from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError, ManifestRow, MediaCheck, read_lines
 
 __all__ = ["CLASS_OF", "EXCLUDED", "build_iemocap"]
 

@@ -22,13 +22,7 @@ import os
 import re
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
-from memobert_plugin.prepare.corpora.common import (
-    CorpusReport,
-    LayoutError,
-    ManifestRow,
-    MediaCheck,
-    read_lines,
-)
+from memobert_plugin.prepare.corpora.common import CorpusReport, LayoutError, ManifestRow, MediaCheck, read_lines
 
 __all__ = ["CLASS_OF", "EXCLUDED", "RECORDING_TYPES", "build_msp_improv", "read_transcripts"]
 
