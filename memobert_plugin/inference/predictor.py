@@ -73,7 +73,6 @@ class UtteranceFeatures:
     unreadable: List[str] = dataclasses.field(default_factory=list)
 
 
-Utterance = UtteranceFeatures  # the name before issue 23; prepare.manifest.Utterance is a media row
 
 
 def media_entry(id: str, text: str = "", audio: str = "", video: str = "", start: Optional[float] = None,
