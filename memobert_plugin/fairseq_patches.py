@@ -12,11 +12,11 @@ Each entry: the fairseq (or torch) function replaced -- what changes -- to what 
 
 1. ``checkpoint_utils.load_checkpoint_to_cpu`` (``fairseq-validate --path``, ``load_model_ensemble_and_task``,
    ``--restore-file``, wav2vec 2.0's ``w2v_path``, hub loading) -- the file is read weights-only first (torch's
-   allowlist :data:`.safe_loading.ALLOWED_GLOBALS` granted for this call only, never process-wide), then
+   allowlist :data:`.checkpoints.safe_loading.ALLOWED_GLOBALS` granted for this call only, never process-wide), then
    refused if its config holds an OmegaConf interpolation, if it has no config, or if a field fairseq
    evaluates (``conv_feature_layers``, fconv's layer lists, ...) is not a literal -- *every checkpoint*, as
    these make fairseq run code or read the environment; and a checkpoint naming a memobert task or model
-   must name only memobert ones (:mod:`.checkpoint_policy`) -- *checkpoints naming memobert's*.
+   must name only memobert ones (:mod:`.checkpoints.policy`) -- *checkpoints naming memobert's*.
 2. ``trainer.Trainer.load_checkpoint`` -- the file a run restores must be a memobert checkpoint --
    *trainers of a memobert task*.
 3. ``checkpoint_utils.load_checkpoint`` (fairseq-train, before it restores) -- one writer per save dir

@@ -5,7 +5,7 @@ fairseq builds whatever a checkpoint's config names: ``fairseq-validate --path``
 the model in ``cfg.model``, and some registered models (fconv, wav2vec 2.0, HuBERT, ...)
 ``eval`` config strings while being built. Two rules:
 
-* every checkpoint (:func:`check_fairseq_checkpoint`, applied by :mod:`.fairseq_patches` to
+* every checkpoint (:func:`check_fairseq_checkpoint`, applied by :mod:`..fairseq_patches` to
   whatever fairseq loads): plain data, a config, no interpolation, evaluated fields literal;
 * memobert's (one naming a memobert task or model, every one memobert reads itself:
   ``--memobert-init``, ``memobert-predict``, bundles, a memobert run's ``--restore-file``):

@@ -4,7 +4,7 @@ Two ecosystems, one loader (:func:`load_speech_encoder`), nothing downloaded:
 
 * a transformers model directory (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)
   whose ``model_type`` is one of :data:`TRANSFORMERS_SPEECH_MODELS` (wav2vec 2.0, HuBERT, WavLM,
-  data2vec-audio, and Whisper's encoder), loaded as :mod:`.pretrained_encoders` says;
+  data2vec-audio, and Whisper's encoder), loaded as :mod:`.loading` says;
 * a fairseq ``.pt`` checkpoint of a pretrained ``wav2vec2``, ``hubert`` or ``data2vec_audio`` model
   (hydra ``cfg`` or the older ``args`` of the released wav2vec_small.pt), loaded weights-only
   (:mod:`memobert_plugin.checkpoints.safe_loading`). The three share fairseq's wav2vec 2.0 encoder (convolutional

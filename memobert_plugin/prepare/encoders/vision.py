@@ -1,6 +1,6 @@
 """Pretrained image encoders for the visual stream: a transformers ViT or CLIP vision model directory.
 
-Loaded as :mod:`.pretrained_encoders` says (model-type whitelist, sizes bounded, weights-only,
+Loaded as :mod:`.loading` says (model-type whitelist, sizes bounded, weights-only,
 nothing downloaded). A face crop's feature is ViT's ``[CLS]`` state after the final layer norm,
 and CLIP's pooled output (its image embedding before the projection), each ``hidden_size``-d.
 Crops are grey (the face detector reads grey frames), given to the model as three equal

@@ -1,4 +1,4 @@
-"""Acoustic stage: a speech encoder's frame features (:mod:`.speech_encoders`), average-pooled.
+"""Acoustic stage: a speech encoder's frame features (:mod:`..encoders.speech`), average-pooled.
 
 Frames of 20 ms are pooled by ``pool`` (3: 60 ms, the paper's setting), or into one frame per
 utterance (``pool="utterance"``, the mean over the utterance, as utterance-level benchmarks use).

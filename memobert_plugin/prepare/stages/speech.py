@@ -1,8 +1,8 @@
 """The base of the stages that write the ``acoustic`` stream from each utterance's audio.
 
-They read the span as :func:`.audio.read_audio` does (16 kHz mono, clipped at ``max_seconds``,
+They read the span as :func:`..media.audio.read_audio` does (16 kHz mono, clipped at ``max_seconds``,
 clipping and truncation reported), and with ``trim_silence`` cut the silence before the first
-and after the last voiced sample (:mod:`.voice_activity`).
+and after the last voiced sample (:mod:`..media.voice_activity`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 row per face frame.
 
 The ``visual`` features come from a pretrained vision encoder (a transformers ViT or CLIP vision
-directory, :mod:`.vision_encoders`) when one is given, else from the FER DenseNet
+directory, :mod:`..encoders.vision`) when one is given, else from the FER DenseNet
 (``memobert-train-fer``); ``visual_fer``, the targets of pretraining's ``span_mvfc_kl``, only from a
 FER model.
 
