@@ -41,16 +41,16 @@ sys.modules["torchaudio"] = None  # as memobert-prepare does: transformers must 
 
 PREDICT = [sys.executable, "-m", "memobert_plugin.inference.cli"]
 CLIPS = ("short.wav", "long.wav", "short.mp4", "long.mp4")
-#: profiled functions, as (file name, function) -> the stage they are
+#: profiled functions, as (the file's folder/name, function) -> the stage they are
 _STAGES = {
     ("inference/timeline.py", "speech_segments"): "find speech (silero-vad over the recording)",
-    ("videos.py", "extract_audio_track"): "decode the video's sound track",
-    ("audio.py", "read_audio"): "read audio spans",
-    ("acoustic.py", "batch"): "wav2vec 2.0 (acoustic features)",
-    ("faces.py", "video_frames"): "decode video frames",
-    ("faces.py", "detect_faces"): "face detection and following (with decoding)",
-    ("voice_activity.py", "voiced"): "voice activity at video frames (active speaker)",
-    ("fer_model.py", "__call__"): "FER DenseNet (visual features)",
+    ("corpora/videos.py", "extract_audio_track"): "decode the video's sound track",
+    ("media/audio.py", "read_audio"): "read audio spans",
+    ("encoders/speech.py", "batch"): "wav2vec 2.0 (acoustic features)",
+    ("media/faces.py", "video_frames"): "decode video frames",
+    ("media/faces.py", "detect_faces"): "face detection and following (with decoding)",
+    ("media/voice_activity.py", "voiced"): "voice activity at video frames (active speaker)",
+    ("fer/model.py", "__call__"): "FER DenseNet (visual features)",
     ("inference/predictor.py", "predict_proba"): "the emotion model",
 }
 
@@ -164,7 +164,7 @@ def child(setup: dict) -> dict:
     total = max(row[3] for row in stats.stats.values())
     stages = {}
     for (filename, _, function), (_, _, _, cumulative, _) in stats.stats.items():
-        stage = _STAGES.get((os.path.basename(filename), function))
+        stage = _STAGES.get(("/".join(filename.split(os.sep)[-2:]), function))
         if stage:
             stages[stage] = stages.get(stage, 0.0) + cumulative
     return {"load": marks, "runs": runs, "profile_total": total, "profile": stages}
