@@ -53,7 +53,7 @@ from memobert_plugin.prepare.report import clean_field, write_tsv
 from memobert_plugin.streams import MEDIA, input_streams, media_streams
 from memobert_plugin.tasks.multimodal_task import task_config
 
-__all__ = ["UtteranceFeatures", "EmotionPredictor", "media_entry", "main"]
+__all__ = ["UtteranceFeatures", "EmotionPredictor", "media_entry"]
 
 #: what an extractor's message starts with when the media file itself could not be read
 _UNREADABLE = ("missing file", "unreadable", "truncated", "zero-length", "no video stream")

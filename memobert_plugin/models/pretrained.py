@@ -20,7 +20,6 @@ from memobert_plugin.conf.model_shape import SHAPE_FIELDS, memobert_size_fields
 from memobert_plugin.checkpoints.policy import check_memobert_checkpoint, load_memobert_checkpoint
 from memobert_plugin.checkpoints.model_bounds import check_model_dims, read_config_json
 from memobert_plugin.checkpoints.safe_loading import load_checkpoint_weights_only
-from memobert_plugin.streams import input_streams
 from memobert_plugin.data.vocab_file import read_vocab_file
 
 __all__ = [
