@@ -1,10 +1,20 @@
-"""The paper's effect on the demo world (slow: ~40 min on 2 cores): benchmarks/demo_world.py over 3 seeds.
+"""The paper's effect on the demo world (slow): benchmarks/demo_world.py, seeds 1-2 x folds 1-8.
 
-These margins fail when pretraining stops transferring. Measured once each on seed 1 (folds 1-2,
-no labels): a read-out that scores the label words in the wrong order gave 7.3% UAR; pretraining
-without the link between emotion words and face/voice (the negative control, asserted below)
-gives 21-27%. A read-out of the slot after [MASK] does not fail them (72.2%): after pretraining
-every text position carries the utterance's emotion.
+Every claim is a paired comparison over the 16 (seed, fold) pairs, judged by the one-sided 95%
+t lower bound of the mean difference against a margin fixed here before any number was seen,
+and it has to clear the margin by at least its own standard error
+(:mod:`memobert_plugin.evaluation.paired_claims`; UAR as a fraction, chance 0.25):
+
+- no labels: Pretrain+Prompt minus the negative control (pretraining on the same world with the
+  emotion words shuffled away from their face and voice) >= 0.15;
+- 5% of the labels: Pretrain+Prompt minus Direct >= 0.10;
+- all labels: Pretrain+Prompt minus Direct and Pretrain+Finetune minus Direct >= -0.08
+  (non-inferiority within 8 UAR points).
+
+Besides, each seed's pretraining has learnt every objective: each regression's validation loss
+at most 60% of predicting each dimension's mean, span_mvfc_kl below predicting the FER prior.
+
+Measured noise (the run that passed, README "The demo world"): see MEASURED below.
 """
 
 import json
@@ -14,37 +24,43 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT, run_cli
+from memobert_plugin.evaluation.paired_claims import paired_claim, paired_differences
 
 pytestmark = pytest.mark.slow
+
+#: (name, minuend, subtrahend, margin): fixed before the numbers were seen
+CLAIMS = [
+    ("no labels: Pretrain+Prompt - negative control", "pretrain_prompt@0", "control@0", 0.15),
+    ("5% of the labels: Pretrain+Prompt - Direct", "pretrain_prompt@0.05", "direct@0.05", 0.10),
+    ("all labels: Pretrain+Prompt - Direct", "pretrain_prompt@1", "direct@1", -0.08),
+    ("all labels: Pretrain+Finetune - Direct", "pretrain_finetune@1", "direct@1", -0.08),
+]
 
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_world")
-    run_cli([sys.executable, os.path.join(REPO_ROOT, "benchmarks", "demo_world.py"), "--out", str(out),
-             "--seeds", "1,2,3"], timeout=3 * 3600)
-    return json.load(open(out / "summary.json"))["summary"]
+    # MEMOBERT_DEMO_WORLD_OUT keeps the runs (e.g. for the README's tables); a rerun there reuses them
+    out = os.environ.get("MEMOBERT_DEMO_WORLD_OUT") or str(tmp_path_factory.mktemp("demo_world"))
+    run_cli([sys.executable, os.path.join(REPO_ROOT, "benchmarks", "demo_world.py"), "--out", out,
+             "--seeds", "1,2", "--folds", "1-8", "--jobs", "2"], timeout=2 * 3600)
+    with open(os.path.join(out, "summary.json"), encoding="utf-8") as handle:
+        return json.load(handle)
 
 
-def test_prompting_the_pretrained_model_works_without_labels(summary):
-    assert summary["zero_shot_prompt"] >= 0.45  # chance: 0.25
+@pytest.mark.parametrize("name,minuend,subtrahend,margin", CLAIMS, ids=[c[0] for c in CLAIMS])
+def test_paired_claim(summary, name, minuend, subtrahend, margin):
+    differences = paired_differences(summary["pairs"][minuend], summary["pairs"][subtrahend])
+    assert len(differences) == 16
+    claim = paired_claim(name, list(differences.values()), margin)
+    print(claim.describe())
+    assert claim.holds, claim.describe()
 
 
-def test_the_negative_control_gets_nothing_without_labels(summary):
-    assert abs(summary["control_zero_shot_prompt"] - 0.25) <= 0.05
-
-
-def test_with_few_labels_the_prompt_beats_training_from_scratch(summary):
-    small = summary["small_fraction"]
-    assert small <= 0.1
-    prompt, direct, finetune = (summary[f"{s}@{small:g}"] for s in ("pretrain_prompt", "direct", "pretrain_finetune"))
-    assert prompt >= direct + 0.15
-    assert prompt >= finetune
-
-
-def test_with_all_labels_pretraining_does_not_hurt(summary):
-    assert summary["pretrain_prompt@1"] >= summary["direct@1"]
-    assert summary["pretrain_finetune@1"] >= summary["direct@1"]
+def test_pretraining_learns_every_objective(summary):
+    for seed, figures in summary["objectives"]["main"].items():
+        for objective in ("span_mvfr", "span_mafr"):
+            assert figures[f"{objective}_loss"] <= 0.6 * figures[f"{objective}_baseline"], (seed, objective, figures)
+        assert figures["span_mvfc_kl_loss"] < figures["span_mvfc_kl_baseline"], (seed, figures)
 
 
 def test_quickstart_prints_the_table_and_draws_the_figure(tmp_path):
@@ -54,6 +70,7 @@ def test_quickstart_prints_the_table_and_draws_the_figure(tmp_path):
     out = run_cli(["bash", os.path.join(REPO_ROOT, "examples", "quickstart", "run.sh")], env=env, timeout=1800).stdout
     cv = tmp_path / "qs" / "cv"
     assert f"table: {cv}/results.md" in out and f"low-resource figure: {cv}/low_resource.png" in out
+    assert "texts naming an emotion" in out  # the world's rates
     assert (cv / "low_resource.png").stat().st_size > 0
     table = (cv / "results.md").read_text()
     for fraction in ("0", "5", "100"):
