@@ -3,15 +3,16 @@ the labels), the negative control, honest baselines and Table 3's pretraining ab
 (seed, fold) pair.
 
     python benchmarks/demo_world.py --out demo-bench                    # seeds 1,2 x folds 1-8, 2 processes
-    python benchmarks/demo_world.py --out demo-bench --ablations        # + Table 3 on seeds 1,2,3
+    python benchmarks/demo_world.py --out demo-bench --seeds 1,2,3 --ablations   # + Table 3 on seeds 1,2,3
 
 Every run is ``examples/quickstart/run.sh`` (the quickstart's exact commands) with other knobs:
 per seed, the world of that seed, one pretraining and the Direct / Pretrain+Finetune /
-Pretrain+Prompt folds; the negative control (``--shuffle-links``: emotion words shuffled away
-from their face and voice) pretrains on its own world and prompts with no labels; each ablation
-pretrains on the seed's world with one change and prompts with no labels and with all of them.
-Folds are cross-validation jobs on one pretraining, so more folds are cheap; runs go ``--jobs``
-at a time, one thread each. Beside them, per seed and fold (numpy, no training of MEmoBERT):
+Pretrain+Prompt folds (no labels and 5% on ``--folds``; all labels, the costly fine-tunings, on
+``--all-label-folds``, a second call reusing the world and the pretraining); the negative control
+(``--shuffle-links``: emotion words shuffled away from their face and voice) pretrains on its own
+world and prompts with no labels; each ablation pretrains on the seed's world with one change and
+prompts with no labels on ``--ablation-folds``. Folds are cross-validation jobs on one
+pretraining, so more folds are cheap; runs go ``--jobs`` at a time, one thread each. Beside them, per seed and fold (numpy, no training of MEmoBERT):
 the distant-supervision baseline (a linear classifier trained only on the pretraining split,
 labelled by its texts' emotion words, on pooled face + voice) and linear probes per modality
 and fused, trained on the fold's labels. Per pretraining, each objective's own validation figure
@@ -60,18 +61,28 @@ ABLATIONS: Dict[str, str] = {
 _REGRESSION = {"span_mvfr": "visual", "span_mafr": "acoustic"}
 
 
-def run_quickstart(out: str, seed: int, **knobs: str) -> Dict:
-    """Run the quickstart into ``out`` with environment ``knobs`` (one thread); its wall and CPU seconds."""
+def run_quickstart(out: str, seed: int, log_name: str = "run.log", **knobs: str) -> Dict:
+    """Run the quickstart into ``out`` with environment ``knobs`` (one thread), its output in ``log_name``;
+    its wall and CPU seconds."""
     env = dict(os.environ, OUT=out, SEED=str(seed), OMP_NUM_THREADS="1", **knobs)
     os.makedirs(out, exist_ok=True)
     start = time.monotonic()
-    with open(os.path.join(out, "run.log"), "w", encoding="utf-8") as log:
+    with open(os.path.join(out, log_name), "w", encoding="utf-8") as log:
         # the CPU time of the quickstart and all its children, from wait4's rusage
         proc = subprocess.Popen(["bash", QUICKSTART], env=env, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{QUICKSTART} failed (exit {os.waitstatus_to_exitcode(status)}); see {out}/run.log")
+        raise SystemExit(f"{QUICKSTART} failed (exit {os.waitstatus_to_exitcode(status)}); see {out}/{log_name}")
     return {"wall_s": time.monotonic() - start, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def fold_numbers(folds: str) -> List[int]:
+    """``"1-4,7"`` -> ``[1, 2, 3, 4, 7]``."""
+    numbers = []
+    for part in split_list(folds):
+        first, _, last = part.partition("-")
+        numbers += range(int(first), int(last or first) + 1)
+    return numbers
 
 
 def fold_uars(out: str) -> Dict[str, Dict[int, float]]:
@@ -104,6 +115,7 @@ def objective_figures(out: str, world: str) -> Dict[str, float]:
         # predicting the prior (0 log 0 = 0: float16 targets round small probabilities to 0)
         kl = np.where(fer > 0, fer * np.log(np.where(fer > 0, fer, 1) / prior), 0.0)
         figures["span_mvfc_kl_baseline"] = float(kl.sum(1).mean())
+        figures["span_mvfc_kl_ratio"] = figures["span_mvfc_kl_loss"] / figures["span_mvfc_kl_baseline"]
     if "wwmlm_acc" in logged:
         figures["wwmlm_acc"] = logged["wwmlm_acc"]
     return figures
@@ -143,11 +155,16 @@ def _row(name: str, by_seed: Dict[int, Dict], keys: Sequence[str]) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def _mean_figure(figures: Sequence[Dict[str, float]], key: str) -> str:
+    values = [f[key] for f in figures if key in f]
+    return f"{mean(values):.3f}" if values else "-"
+
+
 def report(summary: Dict) -> str:
     cells, control = summary["cells"], summary["control"]
     keys = ("{s}@0", f"{{s}}@{SMALL:g}", f"{{s}}@{FULL:g}")  # only the prompt has a no-label cell
-    lines = [f"Demo world, UAR % over (seed, fold) pairs (seeds {summary['seeds']}, folds {summary['folds']}): mean ± "
-             "half-width of the 95% t interval (per-seed means)", "",
+    lines = [f"Demo world, UAR % over (seed, fold) pairs (seeds {summary['seeds']}, folds {summary['folds']}; all labels: "
+             f"folds {summary['all_label_folds']}): mean ± half-width of the 95% t interval (per-seed means)", "",
              f"| setting | no labels | {100 * SMALL:g}% | 100% |", "|---|---|---|---|"]
     lines += [_row(setting, cells, [k.format(s=setting) for k in keys]) for setting in SETTINGS]
     lines.append(_row("pretrain_prompt, negative control", control, ["pretrain_prompt@0"]))
@@ -166,11 +183,21 @@ def report(summary: Dict) -> str:
             lines.append(f"| {run} | {seed} | {ratio('span_mvfr')} | {ratio('span_mafr')} | {ratio('span_mvfc_kl')} | "
                          f"{f.get('wwmlm_acc', float('nan')):.3f} |")
     if summary["ablations"]:
-        lines += ["", "Table 3 on the demo world: Pretrain+Prompt UAR % over (seed, fold) pairs", "",
-                  "| pretraining | no labels | 100% |", "|---|---|---|"]
-        lines.append(_row("full model", cells, ["pretrain_prompt@0", f"pretrain_prompt@{FULL:g}"]))
-        lines += [_row(name, by_seed, ["pretrain_prompt@0", f"pretrain_prompt@{FULL:g}"])
-                  for name, by_seed in summary["ablations"].items()]
+        lines += ["", f"Table 3 on the demo world (seeds {summary['ablation_seeds']}, folds {summary['ablation_folds']}): "
+                  "Pretrain+Prompt with no labels, UAR %, beside each objective's validation figure (mean over seeds: "
+                  "explained variance of the regressions, KL / KL of the FER prior, MLM accuracy)", "",
+                  "| pretraining | no labels | span_mvfr explained | span_mafr explained | span_mvfc_kl / prior | "
+                  "wwmlm acc |", "|---|---|---|---|---|---|"]
+        ablation_seeds = [int(seed) for seed in summary["ablation_seeds"]]
+        full = {seed: {k: {f: u for f, u in v.items() if str(f) in map(str, fold_numbers(summary["ablation_folds"]))}
+                       for k, v in cells[seed].items()} for seed in ablation_seeds if seed in cells}
+        rows = [("full model", full, summary["objectives"]["main"])]
+        rows += [(name, by_seed, summary["objectives"][f"ablation {name}"]) for name, by_seed in summary["ablations"].items()]
+        for name, by_seed, figures in rows:
+            seeds_figures = [figures[seed] for seed in figures if int(seed) in ablation_seeds]
+            lines.append(_row(name, by_seed, ["pretrain_prompt@0"])[:-1] + "| " + " | ".join(
+                _mean_figure(seeds_figures, key) for key in
+                ("span_mvfr_explained", "span_mafr_explained", "span_mvfc_kl_ratio", "wwmlm_acc")) + " |")
     lines += ["", "| run | seed | wall s | CPU s (user+sys) |", "|---|---|---|---|"]
     lines += [f"| {run} | {seed} | {c['wall_s']:.0f} | {c['cpu_s']:.0f} |" for (run, seed), c in
               ((tuple(k.split("|")), v) for k, v in summary["costs"].items())]
@@ -185,39 +212,50 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", default="1-8", help="cross-validation folds of every run (the world has 10)")
     parser.add_argument("--jobs", type=int, default=2, help="quickstart runs at a time (one thread each)")
     parser.add_argument("--ablations", action="store_true", help="also Table 3's ablations")
+    parser.add_argument("--all-label-folds", default="1-4", help="folds of the all-label cells")
     parser.add_argument("--ablation-seeds", default="1,2,3")
+    parser.add_argument("--ablation-folds", default="1-4", help="folds of the ablations (no labels)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in split_list(args.seeds)]
     folds = args.folds
-    fold_list = [int(f) for part in folds.split(",") for f in
-                 range(int(part.partition("-")[0]), int(part.partition("-")[2] or part.partition("-")[0]) + 1)]
-    runs: List[tuple] = []  # (kind, seed, out, knobs)
+    fold_list = fold_numbers(folds)
+    # (kind, seed, out, [(log, knobs)]): one quickstart call per (log, knobs), into the same ``out``
+
+    def main_run(seed: int) -> tuple:
+        out = os.path.join(args.out, f"seed{seed}", "main")
+        # no labels and 5% on every fold; all labels (a fine-tuning of every training speaker's
+        # utterances: the costly cells) on --all-label-folds, reusing the world and the pretraining
+        return ("main", seed, out, [("run.log", {"FOLDS": folds, "FRACTIONS": f"0,{SMALL:g}"}),
+                                    ("run-all-labels.log", {"WORLD": os.path.join(out, "demo"),
+                                                            "FOLDS": args.all_label_folds, "FRACTIONS": f"{FULL:g}"})])
+
+    runs: List[tuple] = []
     for seed in seeds:
-        base = os.path.join(args.out, f"seed{seed}")
-        runs.append(("main", seed, os.path.join(base, "main"), {"FOLDS": folds, "FRACTIONS": f"0,{SMALL:g},{FULL:g}"}))
-        runs.append(("control", seed, os.path.join(base, "control"),
-                     {"FOLDS": folds, "WORLD_ARGS": "--shuffle-links", "SETTINGS": "pretrain_prompt", "FRACTIONS": "0"}))
+        runs.append(main_run(seed))
+        runs.append(("control", seed, os.path.join(args.out, f"seed{seed}", "control"), [("run.log", {
+            "FOLDS": folds, "WORLD_ARGS": "--shuffle-links", "SETTINGS": "pretrain_prompt", "FRACTIONS": "0"})]))
     ablation_seeds = [int(s) for s in split_list(args.ablation_seeds)] if args.ablations else []
     for seed in ablation_seeds:
         world = os.path.join(args.out, f"seed{seed}", "main", "demo")
         for name, options in ABLATIONS.items():
             out = os.path.join(args.out, f"seed{seed}", "ablation-" + name.split(" [")[0].replace(" ", "_"))
-            runs.append((f"ablation {name}", seed, out, {"WORLD": world, "PRETRAIN_ARGS": options, "FOLDS": folds,
-                                                         "SETTINGS": "pretrain_prompt", "FRACTIONS": f"0,{FULL:g}"}))
+            runs.append((f"ablation {name}", seed, out, [("run.log", {
+                "WORLD": world, "PRETRAIN_ARGS": options, "FOLDS": args.ablation_folds,
+                "SETTINGS": "pretrain_prompt", "FRACTIONS": "0"})]))
     if ablation_seeds:  # an ablation reuses its seed's world: that seed's main run goes first
-        runs += [("main", s, os.path.join(args.out, f"seed{s}", "main"), {"FOLDS": folds, "FRACTIONS": f"0,{SMALL:g},{FULL:g}"})
-                 for s in ablation_seeds if s not in seeds]
+        runs += [main_run(s) for s in ablation_seeds if s not in seeds]
         runs.sort(key=lambda r: r[0].startswith("ablation"))
 
     start = time.monotonic()
     costs: Dict[str, Dict] = {}
 
     def execute(run) -> None:
-        kind, seed, out, knobs = run
+        kind, seed, out, calls = run
         if os.path.exists(os.path.join(out, "cost.json")):  # finished before
             costs[f"{kind}|{seed}"] = json.load(open(os.path.join(out, "cost.json")))
             return
-        cost = run_quickstart(out, seed, **knobs)
+        spent = [run_quickstart(out, seed, log_name, **knobs) for log_name, knobs in calls]
+        cost = {key: sum(c[key] for c in spent) for key in ("wall_s", "cpu_s")}
         with open(os.path.join(out, "cost.json"), "w", encoding="utf-8") as handle:
             json.dump(cost, handle)
         costs[f"{kind}|{seed}"] = cost
@@ -244,7 +282,8 @@ def main(argv=None) -> None:
             ablations.setdefault(kind[len("ablation "):], {})[seed] = fold_uars(out)
     costs["linear baselines (this process)|all"] = {"wall_s": time.monotonic() - baseline_start,
                                                     "cpu_s": sum(os.times()[:2])}
-    summary = {"seeds": seeds, "folds": folds, "cells": cells, "control": control, "ablations": ablations,
+    summary = {"seeds": seeds, "folds": folds, "all_label_folds": args.all_label_folds,
+               "ablation_seeds": ablation_seeds, "ablation_folds": args.ablation_folds, "cells": cells, "control": control, "ablations": ablations,
                "objectives": objectives, "costs": costs, "wall_s": time.monotonic() - start,
                "pairs": {"control@0": pairs(control, "pretrain_prompt@0"),
                          **{key: pairs(cells, key) for key in sorted({k for c in cells.values() for k in c})}}}

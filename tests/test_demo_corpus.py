@@ -84,8 +84,8 @@ def test_pretraining_texts_say_the_label_words_in_prompt_like_contexts(worlds):
 def test_the_answer_is_not_written_in(worlds, tmp_path):
     rates = worlds[False].rates["pretrain train"]
     assert 0.35 <= rates["texts naming an emotion"] <= 0.45  # the default share, 0.4
-    assert 0.05 <= rates["texts naming a wrong emotion"] / rates["texts naming an emotion"] <= 0.15
-    assert 0.5 <= rates["FER teacher agreement with the emotion"] <= 0.7  # a noisy teacher
+    assert 0.02 <= rates["texts naming a wrong emotion"] / rates["texts naming an emotion"] <= 0.1  # 5%
+    assert 0.4 <= rates["FER teacher agreement with the emotion"] <= 0.7  # a noisy teacher
     assert 0.05 <= worlds[False].rates["emotion all"]["texts with the gold label word"] <= 0.2
     fewer = write_demo_corpus(str(tmp_path / "w"), seed=5, pretrain_utterances=1000, labelled_scale=0.02,
                               emotion_text_share=0.1)
@@ -96,7 +96,7 @@ def test_emotion_words_go_with_the_face_and_not_in_the_control(worlds):
     linked, total = _face_agreement(worlds[False].pretrain_data)
     shuffled, _ = _face_agreement(worlds[True].pretrain_data)
     assert total > 50
-    assert linked > 0.4  # a noisy FER teacher, a wrong word 10% of the time
+    assert linked > 0.4  # a noisy FER teacher, a wrong word 5% of the time
     assert shuffled < 0.33  # about the agreement of independent draws
 
 

@@ -1,20 +1,23 @@
 """The paper's effect on the demo world (slow): benchmarks/demo_world.py, seeds 1-2 x folds 1-8.
 
-Every claim is a paired comparison over the 16 (seed, fold) pairs, judged by the one-sided 95%
-t lower bound of the mean difference against a margin fixed here before any number was seen,
-and it has to clear the margin by at least its own standard error
+Every claim is a paired comparison over (seed, fold) pairs, judged by the one-sided 95% t lower
+bound of the mean difference against a margin fixed here before any number of this world was
+seen, and it has to clear the margin by at least its own standard error
 (:mod:`memobert_plugin.evaluation.paired_claims`; UAR as a fraction, chance 0.25):
 
 - no labels: Pretrain+Prompt minus the negative control (pretraining on the same world with the
-  emotion words shuffled away from their face and voice) >= 0.15;
-- 5% of the labels: Pretrain+Prompt minus Direct >= 0.10;
+  emotion words shuffled away from their face and voice) >= 0.15, over 16 pairs;
+- 5% of the labels: Pretrain+Prompt minus Direct >= 0.10, over 16 pairs;
 - all labels: Pretrain+Prompt minus Direct and Pretrain+Finetune minus Direct >= -0.08
-  (non-inferiority within 8 UAR points).
+  (non-inferiority within 8 UAR points), over 8 pairs (folds 1-4: the costly cells).
 
 Besides, each seed's pretraining has learnt every objective: each regression's validation loss
 at most 60% of predicting each dimension's mean, span_mvfc_kl below predicting the FER prior.
 
-Measured noise (the run that passed, README "The demo world"): see MEASURED below.
+Measured on the run that passed (README "The demo world"; 18 min 58 s on 2 cores), mean
+difference (SE) -> lower bound: no labels +0.301 (0.017) -> +0.270; 5% +0.322 (0.017) ->
++0.293; all labels, Prompt +0.051 (0.012) -> +0.029 and Finetune +0.042 (0.012) -> +0.019.
+Regressions at 47-54% of their baselines, span_mvfc_kl at 49-58% of the prior's KL.
 """
 
 import json
@@ -28,12 +31,13 @@ from memobert_plugin.evaluation.paired_claims import paired_claim, paired_differ
 
 pytestmark = pytest.mark.slow
 
-#: (name, minuend, subtrahend, margin): fixed before the numbers were seen
+#: (name, minuend, subtrahend, margin, pairs): margins fixed before the numbers were seen; pairs: seeds 1-2 x
+#: folds 1-8 (the all-label cells, the costly ones: folds 1-4)
 CLAIMS = [
-    ("no labels: Pretrain+Prompt - negative control", "pretrain_prompt@0", "control@0", 0.15),
-    ("5% of the labels: Pretrain+Prompt - Direct", "pretrain_prompt@0.05", "direct@0.05", 0.10),
-    ("all labels: Pretrain+Prompt - Direct", "pretrain_prompt@1", "direct@1", -0.08),
-    ("all labels: Pretrain+Finetune - Direct", "pretrain_finetune@1", "direct@1", -0.08),
+    ("no labels: Pretrain+Prompt - negative control", "pretrain_prompt@0", "control@0", 0.15, 16),
+    ("5% of the labels: Pretrain+Prompt - Direct", "pretrain_prompt@0.05", "direct@0.05", 0.10, 16),
+    ("all labels: Pretrain+Prompt - Direct", "pretrain_prompt@1", "direct@1", -0.08, 8),
+    ("all labels: Pretrain+Finetune - Direct", "pretrain_finetune@1", "direct@1", -0.08, 8),
 ]
 
 
@@ -42,15 +46,15 @@ def summary(tmp_path_factory):
     # MEMOBERT_DEMO_WORLD_OUT keeps the runs (e.g. for the README's tables); a rerun there reuses them
     out = os.environ.get("MEMOBERT_DEMO_WORLD_OUT") or str(tmp_path_factory.mktemp("demo_world"))
     run_cli([sys.executable, os.path.join(REPO_ROOT, "benchmarks", "demo_world.py"), "--out", out,
-             "--seeds", "1,2", "--folds", "1-8", "--jobs", "2"], timeout=2 * 3600)
+             "--seeds", "1,2", "--folds", "1-8", "--all-label-folds", "1-4", "--jobs", "2"], timeout=2 * 3600)
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as handle:
         return json.load(handle)
 
 
-@pytest.mark.parametrize("name,minuend,subtrahend,margin", CLAIMS, ids=[c[0] for c in CLAIMS])
-def test_paired_claim(summary, name, minuend, subtrahend, margin):
+@pytest.mark.parametrize("name,minuend,subtrahend,margin,n", CLAIMS, ids=[c[0] for c in CLAIMS])
+def test_paired_claim(summary, name, minuend, subtrahend, margin, n):
     differences = paired_differences(summary["pairs"][minuend], summary["pairs"][subtrahend])
-    assert len(differences) == 16
+    assert len(differences) == n
     claim = paired_claim(name, list(differences.values()), margin)
     print(claim.describe())
     assert claim.holds, claim.describe()

@@ -4,7 +4,7 @@ One latent emotion per utterance (anger, happy, neutral, sad) drives all three m
 
 - **face** (342-d frames) and **voice** (768-d frames, 60 ms each) are low-rank latents mixed into
   their dimensions, plus a little frame noise (5% of the variance). The latents: in an
-  expression space, the emotion's expression (one of 4 styles around the emotion's mean
+  expression space, the emotion's expression (one of 2 styles around the emotion's mean
   expression: a few labelled utterances cannot show a model every style, 20,000 unlabelled ones
   do) with a smooth onset and offset that face and voice share, and a slow movement over the
   utterance; the utterance's pose, 70% shared between face and voice; the speaker's offset
@@ -14,11 +14,12 @@ One latent emotion per utterance (anger, happy, neutral, sad) drives all three m
 - **FER+ soft labels** (8 classes per face frame) come from a noisy teacher: a linear classifier
   of the frame's expression (class directions: the emotions' mean expressions), confused by the
   movement, by each face's own look and by frame noise. Its agreement with the latent emotion
-  (argmax of the utterance's mean) is printed, 45-60% on the pretraining split for seeds 1-4.
+  (argmax of the utterance's mean) is printed, 55-67% on the pretraining split for seeds 1-4.
 - **text**: ``emotion_text_share`` of the pretraining texts (default 40%) say how someone feels
-  in varied contexts ("i am so ...", "she felt ...", "... , i am ... .") with the label words or
-  synonyms, several of them split into word pieces ("cheer ##ful", "heart ##broken"); 10% of
-  those name a wrong emotion (people say "fine" when they are not). The rest is neutral talk.
+  in varied contexts ("i am so ...", "she felt ...", "... , i am ... .", "... ! i am ... .") with
+  the label word (half the time) or a synonym, several of them split into word pieces
+  ("cheer ##ful", "heart ##broken"); 5% of those name a wrong emotion (people say "fine" when
+  they are not). The rest is neutral talk.
   The text around the emotion word never reveals it, so whole-word MLM can only fill a masked
   emotion word in from the face and voice of the same utterance: what the prompt read-out
   ``<utterance> i am [MASK] .`` asks later.
@@ -30,7 +31,7 @@ Splits:
 - ``emotion/all`` with ``all.meta.tsv``: labelled like IEMOCAP, 5 sessions x 2 speakers and the
   class counts of the paper's Table 1 (1103 anger, 1636 happy, 1708 neutral, 1084 sad), scaled
   by ``labelled_scale``; the text names the (right) emotion 35% of the time, face and voice show
-  it 60% of the time each, so fusing modalities pays.
+  it 70% of the time each, so fusing modalities pays.
 
 The rates that matter (texts naming an emotion, a wrong one, the gold label word; the FER
 teacher's agreement) are counted while writing and printed per split by ``memobert-demo-corpus``.
@@ -78,7 +79,7 @@ EMOTION_WORDS = {
     "sad": ["sad", "unhappy", "gloomy", "miserable", "lonely", "heartbroken", "hopeless"],
 }
 #: how often a pretraining text uses the label word itself rather than a synonym
-_LABEL_WORD_SHARE = 0.4
+_LABEL_WORD_SHARE = 0.5
 #: ways of saying how someone feels; {w} is the emotion word
 _FEELING_PHRASES = [
     "i am {w} .", "i am so {w} .", "i feel {w} .", "she felt {w} .", "he was really {w} .",
@@ -109,15 +110,15 @@ class _Modalities:
 
 
 #: the pretraining split's cues; its text share is ``emotion_text_share`` (an option)
-_PRETRAIN_CUES = _Modalities(text=0.4, visual=0.85, acoustic=0.85, wrong_word=0.1)
-_LABELLED_CUES = _Modalities(text=0.35, visual=0.6, acoustic=0.6)
+_PRETRAIN_CUES = _Modalities(text=0.4, visual=0.85, acoustic=0.85, wrong_word=0.05)
+_LABELLED_CUES = _Modalities(text=0.35, visual=0.7, acoustic=0.7)
 #: expression styles per emotion and modality: a few labels cannot cover them all, many unlabelled utterances do
-_STYLES = 4
+_STYLES = 2
 #: latent dimensions per frame and modality: the expression space (where emotions, styles and the
 #: utterance's own movement share dimensions), the pose's and the speaker's (orthogonal to it)
 _EXPRESSION_DIMS, _POSE_DIMS, _SPEAKER_DIMS = 6, 4, 4
 #: per-dimension variance of each part of a frame (about 1 in all: stores stay on a unit-ish scale)
-_VARIANCE = {"pose": 0.25, "movement": 0.05, "expression": 0.45, "speaker": 0.2, "noise": 0.05}
+_VARIANCE = {"pose": 0.2, "movement": 0.05, "expression": 0.6, "speaker": 0.1, "noise": 0.05}
 #: how much of an utterance's pose (arousal, posture) face and voice share: each stream predicts the other
 _SHARED_POSE = 0.7
 #: how far an emotion's styles vary around its mean expression (share of the expression's variance)
@@ -185,8 +186,8 @@ class _World:
     def expression_events(self, n: int) -> Dict[str, np.ndarray]:
         """One expression per utterance, seen by face and voice alike: onset and offset (as fractions of
         the utterance) and intensity."""
-        onset = self.rng.uniform(-0.2, 0.3, n)
-        return {"onset": onset, "offset": onset + self.rng.uniform(0.5, 1.0, n), "intensity": self.rng.uniform(0.7, 1.2, n)}
+        onset = self.rng.uniform(-0.3, 0.2, n)
+        return {"onset": onset, "offset": onset + self.rng.uniform(0.6, 1.1, n), "intensity": self.rng.uniform(0.7, 1.2, n)}
 
     @staticmethod
     def _timeline(lengths: np.ndarray):
@@ -283,12 +284,14 @@ class _World:
         words = self.emotion_words(said)
         clauses = self.neutral_clause(n)
         endings = self._pick([".", "!", "?"], n)
+        # the feeling follows the clause in the same sentence or in the next one (as the prompt's does)
+        joints = self._pick([",", ".", "!", "?"], n)
         with_context = self.rng.random(n) < context_share
         out = []
         for i in range(n):
             if names_emotion[i]:
                 feeling = phrases[i].format(w=words[i])
-                out.append(f"{clauses[i]} , {feeling}" if with_context[i] else feeling)
+                out.append(f"{clauses[i]} {joints[i]} {feeling}" if with_context[i] else feeling)
             else:
                 out.append(f"{clauses[i]} {endings[i]}")
         return out
@@ -458,7 +461,7 @@ def main() -> None:
                         help="fraction of IEMOCAP's Table 1 class counts in the labelled split (1.0: 5531 utterances)")
     parser.add_argument("--emotion-text-share", type=float, default=_PRETRAIN_CUES.text,
                         help="share of pretraining texts that name an emotion (a wrong one "
-                             f"{_PRETRAIN_CUES.wrong_word:.0%} of the time); the rest is neutral talk")
+                             f"{100 * _PRETRAIN_CUES.wrong_word:.0f}%% of the time); the rest is neutral talk")
     parser.add_argument("--shuffle-links", action="store_true",
                         help="negative control: pretraining texts shuffled across utterances, so emotion words no "
                              "longer go with their utterance's face and voice")
