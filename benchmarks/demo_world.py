@@ -39,6 +39,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from memobert_plugin.evaluation.cli import parse_folds
 from memobert_plugin.evaluation.linear_baselines import distant_supervision_uar, linear_probe_uars
 from memobert_plugin.evaluation.paired_claims import student_t_quantile
 from memobert_plugin.evaluation.results import collect_results
@@ -67,22 +68,14 @@ def run_quickstart(out: str, seed: int, log_name: str = "run.log", **knobs: str)
     env = dict(os.environ, OUT=out, SEED=str(seed), OMP_NUM_THREADS="1", **knobs)
     os.makedirs(out, exist_ok=True)
     start = time.monotonic()
-    with open(os.path.join(out, log_name), "w", encoding="utf-8") as log:
+    # appended: a rerun whose pretraining is already done keeps the log that holds its validation figures
+    with open(os.path.join(out, log_name), "a", encoding="utf-8") as log:
         # the CPU time of the quickstart and all its children, from wait4's rusage
         proc = subprocess.Popen(["bash", QUICKSTART], env=env, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{QUICKSTART} failed (exit {os.waitstatus_to_exitcode(status)}); see {out}/{log_name}")
     return {"wall_s": time.monotonic() - start, "cpu_s": usage.ru_utime + usage.ru_stime}
-
-
-def fold_numbers(folds: str) -> List[int]:
-    """``"1-4,7"`` -> ``[1, 2, 3, 4, 7]``."""
-    numbers = []
-    for part in split_list(folds):
-        first, _, last = part.partition("-")
-        numbers += range(int(first), int(last or first) + 1)
-    return numbers
 
 
 def fold_uars(out: str) -> Dict[str, Dict[int, float]]:
@@ -122,14 +115,16 @@ def objective_figures(out: str, world: str) -> Dict[str, float]:
 
 
 def linear_baselines(world: str, folds: Sequence[int], cache: str) -> Dict[str, Dict[int, float]]:
-    """Distant supervision and the linear probes per fold (cached in ``cache``)."""
+    """Distant supervision and the linear probes per fold (cached in ``cache`` for these folds)."""
     if os.path.exists(cache):
-        return {name: {int(f): u for f, u in by_fold.items()} for name, by_fold in json.load(open(cache)).items()}
+        cached = json.load(open(cache))
+        if cached.get("folds") == list(folds):
+            return {name: {int(f): u for f, u in by_fold.items()} for name, by_fold in cached["uars"].items()}
     emotion = os.path.join(world, "emotion")
     out = {"distant supervision": distant_supervision_uar(os.path.join(world, "pretrain"), emotion, EMOTION_WORDS, folds),
            **{f"linear probe {name}": uars for name, uars in linear_probe_uars(emotion, EMOTIONS, folds).items()}}
     with open(cache, "w", encoding="utf-8") as handle:
-        json.dump(out, handle)
+        json.dump({"folds": list(folds), "uars": out}, handle)
     return out
 
 
@@ -189,8 +184,10 @@ def report(summary: Dict) -> str:
                   "| pretraining | no labels | span_mvfr explained | span_mafr explained | span_mvfc_kl / prior | "
                   "wwmlm acc |", "|---|---|---|---|---|---|"]
         ablation_seeds = [int(seed) for seed in summary["ablation_seeds"]]
-        full = {seed: {k: {f: u for f, u in v.items() if str(f) in map(str, fold_numbers(summary["ablation_folds"]))}
-                       for k, v in cells[seed].items()} for seed in ablation_seeds if seed in cells}
+        ablation_folds = {fold for by_seed in summary["ablations"].values() for c in by_seed.values()
+                          for fold in c.get("pretrain_prompt@0", {})}
+        full = {seed: {k: {f: u for f, u in v.items() if f in ablation_folds} for k, v in cells[seed].items()}
+                for seed in ablation_seeds}
         rows = [("full model", full, summary["objectives"]["main"])]
         rows += [(name, by_seed, summary["objectives"][f"ablation {name}"]) for name, by_seed in summary["ablations"].items()]
         for name, by_seed, figures in rows:
@@ -213,12 +210,15 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="quickstart runs at a time (one thread each)")
     parser.add_argument("--ablations", action="store_true", help="also Table 3's ablations")
     parser.add_argument("--all-label-folds", default="1-4", help="folds of the all-label cells")
-    parser.add_argument("--ablation-seeds", default="1,2,3")
+    parser.add_argument("--ablation-seeds", help="seeds of the ablations, among --seeds (default: --seeds)")
     parser.add_argument("--ablation-folds", default="1-4", help="folds of the ablations (no labels)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in split_list(args.seeds)]
     folds = args.folds
-    fold_list = fold_numbers(folds)
+    ablation_seeds = [int(s) for s in split_list(args.ablation_seeds or args.seeds)] if args.ablations else []
+    if not set(ablation_seeds) <= set(seeds):
+        # an ablation reuses its seed's world and is compared with its seed's main run
+        parser.error(f"--ablation-seeds {args.ablation_seeds} must be among --seeds {args.seeds}")
     # (kind, seed, out, [(log, knobs)]): one quickstart call per (log, knobs), into the same ``out``
 
     def main_run(seed: int) -> tuple:
@@ -234,7 +234,6 @@ def main(argv=None) -> None:
         runs.append(main_run(seed))
         runs.append(("control", seed, os.path.join(args.out, f"seed{seed}", "control"), [("run.log", {
             "FOLDS": folds, "WORLD_ARGS": "--shuffle-links", "SETTINGS": "pretrain_prompt", "FRACTIONS": "0"})]))
-    ablation_seeds = [int(s) for s in split_list(args.ablation_seeds)] if args.ablations else []
     for seed in ablation_seeds:
         world = os.path.join(args.out, f"seed{seed}", "main", "demo")
         for name, options in ABLATIONS.items():
@@ -242,21 +241,21 @@ def main(argv=None) -> None:
             runs.append((f"ablation {name}", seed, out, [("run.log", {
                 "WORLD": world, "PRETRAIN_ARGS": options, "FOLDS": args.ablation_folds,
                 "SETTINGS": "pretrain_prompt", "FRACTIONS": "0"})]))
-    if ablation_seeds:  # an ablation reuses its seed's world: that seed's main run goes first
-        runs += [main_run(s) for s in ablation_seeds if s not in seeds]
-        runs.sort(key=lambda r: r[0].startswith("ablation"))
 
     start = time.monotonic()
     costs: Dict[str, Dict] = {}
 
     def execute(run) -> None:
         kind, seed, out, calls = run
-        if os.path.exists(os.path.join(out, "cost.json")):  # finished before
-            costs[f"{kind}|{seed}"] = json.load(open(os.path.join(out, "cost.json")))
+        marker = os.path.join(out, "cost.json")
+        if os.path.exists(marker) and json.load(open(marker)).get("calls") == [list(c) for c in calls]:
+            costs[f"{kind}|{seed}"] = json.load(open(marker))  # finished before, with these knobs
             return
+        # otherwise the quickstart runs again: memobert-cv reuses every fold it finished with the same options
         spent = [run_quickstart(out, seed, log_name, **knobs) for log_name, knobs in calls]
-        cost = {key: sum(c[key] for c in spent) for key in ("wall_s", "cpu_s")}
-        with open(os.path.join(out, "cost.json"), "w", encoding="utf-8") as handle:
+        cost = {"wall_s": sum(c["wall_s"] for c in spent), "cpu_s": sum(c["cpu_s"] for c in spent),
+                "calls": [list(c) for c in calls]}
+        with open(marker, "w", encoding="utf-8") as handle:
             json.dump(cost, handle)
         costs[f"{kind}|{seed}"] = cost
         print(f"{kind} seed {seed}: {cost['wall_s']:.0f} s wall, {cost['cpu_s']:.0f} s CPU", flush=True)
@@ -275,6 +274,7 @@ def main(argv=None) -> None:
         world = os.path.join(args.out, f"seed{seed}", "main", "demo") if kind.startswith("ablation") else os.path.join(out, "demo")
         objectives.setdefault(kind, {})[seed] = objective_figures(out, world)
         if kind == "main":
+            fold_list = parse_folds(folds, os.path.join(world, "emotion"))
             cells[seed] = {**fold_uars(out), **linear_baselines(world, fold_list, os.path.join(out, "baselines.json"))}
         elif kind == "control":
             control[seed] = fold_uars(out)

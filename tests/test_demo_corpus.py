@@ -86,7 +86,8 @@ def test_the_answer_is_not_written_in(worlds, tmp_path):
     assert 0.35 <= rates["texts naming an emotion"] <= 0.45  # the default share, 0.4
     assert 0.02 <= rates["texts naming a wrong emotion"] / rates["texts naming an emotion"] <= 0.1  # 5%
     assert 0.4 <= rates["FER teacher agreement with the emotion"] <= 0.7  # a noisy teacher
-    assert 0.05 <= worlds[False].rates["emotion all"]["texts with the gold label word"] <= 0.2
+    # 35% of labelled texts name the emotion, half of them with the label word: 0.175, SD ~0.036 at this size
+    assert 0.07 <= worlds[False].rates["emotion all"]["texts with the gold label word"] <= 0.28
     fewer = write_demo_corpus(str(tmp_path / "w"), seed=5, pretrain_utterances=1000, labelled_scale=0.02,
                               emotion_text_share=0.1)
     assert 0.05 <= fewer.rates["pretrain train"]["texts naming an emotion"] <= 0.15

@@ -62,7 +62,7 @@ def _quickstart_cv_job():
     job = FoldJob(corpus="demo", data="/data/out/demo/emotion", setting="pretrain_prompt", fold=1, seed=1,
                   out_dir="/data/out/prompt_fold1", init_path="/data/out/pretrain/checkpoint_best.pt",
                   arch="memobert_tiny", lr=5e-4, max_epoch=10, lr_schedule="warmup_linear")
-    job.train_updates = lambda: 220  # the quickstart world's fold 1: 685 training utterances, 22 batches x 10 epochs
+    job.train_updates = lambda: 200  # the quickstart world's fold 1: 620 training utterances, 20 batches x 10 epochs
     command = job.train_command()[1:]
     command[command.index("--save-dir") + 1] = "/data/out/prompt_fold1"
     return command

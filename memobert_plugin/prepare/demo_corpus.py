@@ -123,7 +123,7 @@ _VARIANCE = {"pose": 0.2, "movement": 0.05, "expression": 0.6, "speaker": 0.1, "
 _SHARED_POSE = 0.7
 #: how far an emotion's styles vary around its mean expression (share of the expression's variance)
 _STYLE_SHARE = 0.3
-#: FER teacher: logits per unit of expression latent along a class direction; how much pose and movement
+#: FER teacher: logits per unit of expression latent along a class direction; how much movement
 #: it mistakes for expression; its noise per face (utterance) and per frame
 _FER_SHARPNESS, _FER_CONFUSION, _FER_FACE_NOISE, _FER_FRAME_NOISE = 4.0, 0.3, 1.5, 0.3
 _FRAMES = {"visual": (3, 10), "acoustic": (4, 12)}  # [low, high) frames per utterance
@@ -234,12 +234,12 @@ class _World:
         teacher_view = (parts["expression"] + _FER_CONFUSION * parts["movement"]) / np.sqrt(dim / _EXPRESSION_DIMS)
         return np.split(frames, starts[1:]), teacher_view
 
-    def fer(self, face: np.ndarray, lengths: np.ndarray) -> List[np.ndarray]:
-        """Per utterance ``[T, 8]`` FER+ probabilities of a noisy teacher reading each face frame (``face``,
+    def fer(self, teacher_view: np.ndarray, lengths: np.ndarray) -> List[np.ndarray]:
+        """Per utterance ``[T, 8]`` FER+ probabilities of a noisy teacher reading each face frame (``teacher_view``,
         from :meth:`frames`): a linear classifier whose class directions are the emotions' mean
-        expressions, confused by pose, movement, the style shown and each face's own look."""
+        expressions, confused by the movement, the style shown, each face's own look and frame noise."""
         utterance = np.repeat(np.arange(len(lengths)), lengths)
-        logits = _FER_SHARPNESS * face @ self.fer_classifier.T
+        logits = _FER_SHARPNESS * teacher_view @ self.fer_classifier.T
         logits += _FER_FACE_NOISE * self.rng.standard_normal((len(lengths), logits.shape[1]))[utterance]
         logits += _FER_FRAME_NOISE * self.rng.standard_normal(logits.shape)
         probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -345,11 +345,11 @@ def _write_split(world: _World, data_dir: str, split: str, vocab, tokenizer: Wor
         shared_pose = world.rng.standard_normal((n, _POSE_DIMS))
         poses = {m: np.sqrt(_SHARED_POSE) * shared_pose + np.sqrt(1 - _SHARED_POSE) * world.rng.standard_normal(
             (n, _POSE_DIMS)) for m in ("visual", "acoustic")}
-        visual, face = world.frames("visual", emo, cued["visual"], offsets["visual"], poses["visual"], events,
+        visual, teacher_view = world.frames("visual", emo, cued["visual"], offsets["visual"], poses["visual"], events,
                                     face_lengths)
         acoustic, _ = world.frames("acoustic", emo, cued["acoustic"], offsets["acoustic"], poses["acoustic"], events,
                                    world.lengths("acoustic", n, may_be_empty=False))
-        streams = {"visual": visual, "visual_fer": world.fer(face, face_lengths), "acoustic": acoustic}
+        streams = {"visual": visual, "visual_fer": world.fer(teacher_view, face_lengths), "acoustic": acoustic}
         said = world.said_emotions(text_emotion[rows], cues.wrong_word)
         chunk = _Rates(utterances=n, texts_naming_an_emotion=int(cued["text"].sum()),
                        texts_naming_a_wrong_one=int((cued["text"] & (said != emo)).sum()))
