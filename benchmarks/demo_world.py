@@ -12,10 +12,10 @@ Pretrain+Prompt folds (no labels and 5% on ``--folds``; all labels, the costly f
 (``--shuffle-links``: emotion words shuffled away from their face and voice) pretrains on its own
 world and prompts with no labels; each ablation pretrains on the seed's world with one change and
 prompts with no labels on ``--ablation-folds``. Folds are cross-validation jobs on one
-pretraining, so more folds are cheap; runs go ``--jobs`` at a time, one thread each. Beside them, per seed and fold (numpy, no training of MEmoBERT):
-the distant-supervision baseline (a linear classifier trained only on the pretraining split,
-labelled by its texts' emotion words, on pooled face + voice) and linear probes per modality
-and fused, trained on the fold's labels. Per pretraining, each objective's own validation figure
+pretraining, so more folds are cheap; runs go ``--jobs`` at a time, one thread each. Beside
+them, per seed and fold (numpy, no training of MEmoBERT): the distant-supervision baseline (a
+linear classifier trained only on the pretraining split, labelled by its texts' emotion words,
+on pooled face + voice) and linear probes per modality and fused, trained on the fold's labels. Per pretraining, each objective's own validation figure
 against its trivial baseline (regression: explained variance against predicting each dimension's
 mean; FER: KL against predicting the FER prior; MLM: accuracy).
 
@@ -248,13 +248,16 @@ def main(argv=None) -> None:
     def execute(run) -> None:
         kind, seed, out, calls = run
         marker = os.path.join(out, "cost.json")
-        if os.path.exists(marker) and json.load(open(marker)).get("calls") == [list(c) for c in calls]:
-            costs[f"{kind}|{seed}"] = json.load(open(marker))  # finished before, with these knobs
-            return
+        recorded_calls = [list(c) for c in calls]  # as JSON reads them back
+        if os.path.exists(marker):
+            finished = json.load(open(marker))
+            if finished.get("calls") == recorded_calls:  # finished before, with these knobs
+                costs[f"{kind}|{seed}"] = finished
+                return
         # otherwise the quickstart runs again: memobert-cv reuses every fold it finished with the same options
         spent = [run_quickstart(out, seed, log_name, **knobs) for log_name, knobs in calls]
         cost = {"wall_s": sum(c["wall_s"] for c in spent), "cpu_s": sum(c["cpu_s"] for c in spent),
-                "calls": [list(c) for c in calls]}
+                "calls": recorded_calls}
         with open(marker, "w", encoding="utf-8") as handle:
             json.dump(cost, handle)
         costs[f"{kind}|{seed}"] = cost
@@ -283,7 +286,8 @@ def main(argv=None) -> None:
     costs["linear baselines (this process)|all"] = {"wall_s": time.monotonic() - baseline_start,
                                                     "cpu_s": sum(os.times()[:2])}
     summary = {"seeds": seeds, "folds": folds, "all_label_folds": args.all_label_folds,
-               "ablation_seeds": ablation_seeds, "ablation_folds": args.ablation_folds, "cells": cells, "control": control, "ablations": ablations,
+               "ablation_seeds": ablation_seeds, "ablation_folds": args.ablation_folds,
+               "cells": cells, "control": control, "ablations": ablations,
                "objectives": objectives, "costs": costs, "wall_s": time.monotonic() - start,
                "pairs": {"control@0": pairs(control, "pretrain_prompt@0"),
                          **{key: pairs(cells, key) for key in sorted({k for c in cells.values() for k in c})}}}
